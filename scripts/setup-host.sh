@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install what Dockyard needs on a Debian 12 host, idempotently: Debian packages, the
+# cgroup fix from HOST-NOTES.md, the Python venv, and the `dockyard` command on PATH.
+# Usage: scripts/setup-host.sh [--dev]   (--dev adds the test and lint tools)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ "$(id -u)" = 0 ] || { echo "setup-host: run as root" >&2; exit 1; }
+
+packages=(crun conmon busybox-static tini nftables libnftables1 iproute2 procps tar)
+command -v python3 >/dev/null || packages+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup-host: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || true
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# crun refuses "hybrid" cgroups while cgroup2 still lists a controller; on these hosts
+# it lists hugetlb until hugetlb is bound to a v1 hierarchy (HOST-NOTES.md).
+unified=/sys/fs/cgroup/unified/cgroup.controllers
+if [ -s "$unified" ] && grep -qw hugetlb "$unified" && ! mountpoint -q /sys/fs/cgroup/hugetlb; then
+  mkdir -p /sys/fs/cgroup/hugetlb
+  mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+fi
+
+extras=""
+[ "${1:-}" = "--dev" ] && extras="[dev]"
+stamp=.venv/.installed${extras:+-dev}
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".${extras}"
+  touch "$stamp"
+fi
+ln -sf "$PWD/.venv/bin/dockyard" /usr/local/bin/dockyard

@@ -1,0 +1,257 @@
+"""Records the controller keeps: containers, images, volumes, networks and hosts.
+
+Field names follow Docker's where Docker has one (in snake_case); the Docker-compat API maps
+them one to one. Times are integer nanoseconds since the Unix epoch, ``0`` meaning "never"
+(Docker's zero time). Every record carries its ``tenant`` id.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Container",
+    "ContainerConfig",
+    "ContainerState",
+    "Healthcheck",
+    "Host",
+    "HostConfig",
+    "Image",
+    "MountRequest",
+    "Network",
+    "PortBinding",
+    "RestartPolicy",
+    "Status",
+    "Volume",
+]
+
+
+class Status(enum.Enum):
+    """A container's lifecycle state, with Docker's names."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    RESTARTING = "restarting"
+    REMOVING = "removing"
+    EXITED = "exited"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """Docker's restart policy: ``no``, ``always``, ``on-failure`` or ``unless-stopped``."""
+
+    name: str = "no"
+    maximum_retry_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PortBinding:
+    host_ip: str = ""
+    host_port: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MountRequest:
+    """A mount asked for at create: a named volume or a tmpfs.
+
+    ``source`` is the volume name for ``volume`` mounts and empty for ``tmpfs``.
+    ``options`` holds tmpfs options (``size=64m``, ``mode=1777``) in mount(8) syntax.
+    """
+
+    type: str
+    target: str
+    source: str = ""
+    read_only: bool = False
+    options: tuple[str, ...] = ()
+    volume_nocopy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Healthcheck:
+    """Docker's healthcheck; durations in nanoseconds, 0 meaning "inherit the default"."""
+
+    test: tuple[str, ...] = ()
+    interval: int = 0
+    timeout: int = 0
+    start_period: int = 0
+    retries: int = 0
+
+
+@dataclass(slots=True)
+class ContainerConfig:
+    """The portable part of a container's configuration (Docker's ``Config``).
+
+    After create this holds the effective values: the request merged with the image's
+    defaults, as ``docker inspect`` shows them.
+    """
+
+    image: str
+    hostname: str = ""
+    domainname: str = ""
+    user: str = ""
+    attach_stdin: bool = False
+    attach_stdout: bool = False
+    attach_stderr: bool = False
+    exposed_ports: tuple[str, ...] = ()
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
+    env: tuple[str, ...] = ()
+    cmd: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    healthcheck: Healthcheck | None = None
+    volumes: tuple[str, ...] = ()
+    working_dir: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    stop_signal: str = ""
+    stop_timeout: int | None = None
+    network_disabled: bool = False
+    mac_address: str = ""
+    on_build: tuple[str, ...] | None = None
+    shell: tuple[str, ...] | None = None
+    args_escaped: bool = False
+
+
+@dataclass(slots=True)
+class HostConfig:
+    """The host-dependent part (Docker's ``HostConfig``): limits, mounts, network, policy.
+
+    Only what Dockyard honours is kept; the Docker API reports everything else with
+    Docker's defaults, and create answers unsupported settings with a warning or a refusal.
+    """
+
+    binds: tuple[str, ...] = ()
+    mounts: tuple[MountRequest, ...] = ()
+    tmpfs: dict[str, str] = field(default_factory=dict)
+    network_mode: str = "bridge"
+    port_bindings: dict[str, tuple[PortBinding, ...]] = field(default_factory=dict)
+    publish_all_ports: bool = False
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    auto_remove: bool = False
+    readonly_rootfs: bool = False
+    init: bool = False
+    memory: int = 0
+    memory_reservation: int = 0
+    memory_swap: int = 0
+    nano_cpus: int = 0
+    cpu_shares: int = 0
+    cpu_period: int = 0
+    cpu_quota: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    pids_limit: int = 0
+    blkio_weight: int = 0
+    shm_size: int = 0
+    dns: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    extra_hosts: tuple[str, ...] = ()
+    group_add: tuple[str, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    oom_score_adj: int = 0
+    log_type: str = "json-file"
+    log_options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ContainerState:
+    status: Status = Status.CREATED
+    pid: int = 0
+    exit_code: int = 0
+    oom_killed: bool = False
+    error: str = ""
+    started_at: int = 0
+    finished_at: int = 0
+
+
+@dataclass(slots=True)
+class Container:
+    """A container record.
+
+    ``host`` is the id of the agent that runs it. ``image`` is the image reference as the
+    user wrote it and ``image_id`` what it resolved to at create. ``ip_address`` is the
+    address reserved for it on ``network`` (kept while the container exists, shown while it
+    runs). ``ports`` holds the published ports actually bound, ``"80/tcp" -> bindings``.
+    ``manually_stopped`` records an explicit stop, which restart policies respect.
+    """
+
+    id: str
+    tenant: str
+    name: str
+    created: int
+    image: str
+    image_id: str
+    config: ContainerConfig
+    host_config: HostConfig
+    host: str
+    state: ContainerState = field(default_factory=ContainerState)
+    network: str = ""
+    ip_address: str = ""
+    ports: dict[str, tuple[PortBinding, ...]] = field(default_factory=dict)
+    restart_count: int = 0
+    manually_stopped: bool = False
+    has_been_started: bool = False
+
+
+@dataclass(slots=True)
+class Image:
+    """An image a tenant holds.
+
+    ``id`` is ``sha256:<hex>`` of the config blob, as Docker computes it. ``layers`` lists the
+    layers' uncompressed digests (diff ids) bottom first; their blobs live in the content
+    store under those digests. ``repo_tags`` are ``name:tag`` strings, ``repo_digests``
+    ``name@sha256:...`` strings. ``size`` is the sum of the layers' sizes.
+    """
+
+    id: str
+    tenant: str
+    layers: tuple[str, ...]
+    size: int
+    created: int
+    repo_tags: tuple[str, ...] = ()
+    repo_digests: tuple[str, ...] = ()
+    parent: str = ""
+    comment: str = ""
+    loaded_at: int = 0
+
+
+@dataclass(slots=True)
+class Volume:
+    name: str
+    tenant: str
+    created: int
+    host: str
+    driver: str = "local"
+    labels: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+    anonymous: bool = False
+
+
+@dataclass(slots=True)
+class Network:
+    """A network containers join. ``bridge`` is the Linux bridge name used on each host."""
+
+    id: str
+    tenant: str
+    name: str
+    driver: str
+    subnet: str
+    gateway: str
+    bridge: str
+    created: int
+    internal: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Host:
+    """An agent the controller can place containers on."""
+
+    id: str
+    name: str
+    address: str
+    created: int

@@ -1,0 +1,232 @@
+"""Messages of the agent protocol: what the controller asks of an agent and what it reports.
+
+The protocol is HTTP+JSON (see ``docs/agent-protocol.md``); each body is one of these
+dataclasses converted with :mod:`dockyard.core.serde`. Errors travel as
+``{"error": {"kind": ..., "message": ...}}`` (:mod:`dockyard.core.errors`).
+
+The controller decides everything that needs the cluster view or policy (ids, addresses,
+effective capabilities, limits); the agent decides what is host-local (host ports it
+binds, paths) and reports it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "AgentEvent",
+    "AgentInfo",
+    "ContainerSize",
+    "ContainerStatus",
+    "CreateRequest",
+    "MountSpec",
+    "NetworkSpec",
+    "PortMapping",
+    "ProcessSpec",
+    "Resources",
+    "StopRequest",
+    "TopResult",
+    "VolumeRequest",
+    "VolumeStatus",
+]
+
+PROTOCOL_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    """The container's main process. ``user`` is as the user wrote it (``name``, ``uid``,
+    ``uid:gid``); the agent resolves names against the image's /etc/passwd and /etc/group.
+    """
+
+    args: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    cwd: str = "/"
+    user: str = ""
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
+    group_add: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """cgroup limits; 0 means "no limit" (or the kernel default)."""
+
+    memory: int = 0
+    memory_swap: int = 0
+    memory_reservation: int = 0
+    cpu_shares: int = 0
+    cpu_quota: int = 0
+    cpu_period: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    pids_limit: int = 0
+    blkio_weight: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MountSpec:
+    """A mount in the container. ``type`` is ``volume`` (``source`` = volume name, data kept
+    on this host) or ``tmpfs`` (``options`` in mount(8) syntax). ``copy_up`` asks the agent
+    to seed an empty volume with the image's content at ``target``, as Docker does.
+    """
+
+    type: str
+    target: str
+    source: str = ""
+    read_only: bool = False
+    options: tuple[str, ...] = ()
+    copy_up: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PortMapping:
+    """A published port. ``host_port`` 0 asks the agent to pick a free ephemeral port."""
+
+    protocol: str
+    container_port: int
+    host_ip: str = ""
+    host_port: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSpec:
+    """How to plumb the container's network namespace.
+
+    ``mode`` is ``none`` (loopback only) or ``bridge`` (a veth on ``bridge`` with ``ip`` in
+    ``subnet``, default route via ``gateway``, outbound NAT unless ``internal``).
+    """
+
+    mode: str = "none"
+    network_id: str = ""
+    bridge: str = ""
+    subnet: str = ""
+    gateway: str = ""
+    ip: str = ""
+    internal: bool = False
+    ports: tuple[PortMapping, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    """Prepare a container: layers present, rootfs and bundle ready, nothing running yet."""
+
+    id: str
+    tenant: str
+    name: str
+    uid_base: int
+    uid_size: int
+    layers: tuple[str, ...]
+    process: ProcessSpec
+    hostname: str
+    domainname: str = ""
+    resources: Resources = field(default_factory=Resources)
+    mounts: tuple[MountSpec, ...] = ()
+    readonly_rootfs: bool = False
+    init: bool = False
+    capabilities: tuple[str, ...] = ()
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    extra_hosts: tuple[str, ...] = ()
+    shm_size: int = 0
+    oom_score_adj: int = 0
+    log_max_size: int = 0
+    log_max_files: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StopRequest:
+    """Send ``signal``; if still running after ``timeout`` seconds, SIGKILL (-1: wait forever)."""
+
+    signal: str = "SIGTERM"
+    timeout: int = 10
+
+
+@dataclass(slots=True)
+class ContainerStatus:
+    """What an agent knows of one container.
+
+    ``status`` is ``created``, ``running``, ``paused`` or ``exited``. ``ports`` maps
+    ``"80/tcp"`` to the host ``[ip, port]`` pairs actually bound.
+    """
+
+    id: str
+    status: str
+    pid: int = 0
+    exit_code: int = 0
+    oom_killed: bool = False
+    started_at: int = 0
+    finished_at: int = 0
+    error: str = ""
+    ports: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class AgentEvent:
+    """A change an agent observed: ``start``, ``exit``, ``oom``, ``pause``, ``unpause``.
+
+    ``seq`` increases by one per event within one ``boot_id`` (one agent process life). A
+    controller that sees a new boot id or a gap resynchronises with a full state listing.
+    """
+
+    seq: int
+    boot_id: str
+    kind: str
+    container: ContainerStatus
+    time: int
+
+
+@dataclass(slots=True)
+class ContainerSize:
+    size_rw: int
+    size_root_fs: int
+
+
+@dataclass(slots=True)
+class TopResult:
+    titles: list[str]
+    processes: list[list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeRequest:
+    name: str
+    tenant: str
+    uid_base: int
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class VolumeStatus:
+    name: str
+    tenant: str
+    mountpoint: str
+    size: int = -1
+    ref_count: int = 0
+
+
+@dataclass(slots=True)
+class AgentInfo:
+    """Facts about the agent's host, for /info, scheduling and health."""
+
+    id: str
+    boot_id: str
+    hostname: str
+    kernel_version: str
+    operating_system: str
+    os_type: str
+    architecture: str
+    ncpu: int
+    mem_total: int
+    cgroup_driver: str
+    cgroup_version: str
+    runtime: str
+    runtime_version: str
+    storage_driver: str
+    root_dir: str
+    protocol_version: int = 1
+    layers_size: int = 0

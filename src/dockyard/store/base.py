@@ -1,0 +1,97 @@
+"""The Store protocol: what the controller needs from persistence.
+
+Lookup rules (shared by every implementation and checked by the conformance suite in
+``dockyard.testing.store_conformance``):
+
+- A container ``ref`` is a full id, a name (with or without Docker's leading ``/``), or a
+  unique id prefix, searched only within the caller's tenant. An exact name wins over a
+  prefix. Two matches raise InvalidArgument; none raises NotFound.
+- Names are unique per tenant; adding a taken name raises AlreadyExists.
+- Writes replace whole records; there is no partial update to get half right.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Protocol
+
+from dockyard.core.models import Container, Host, Image, Network, Volume
+from dockyard.core.tenancy import Tenant
+
+__all__ = ["ALL_TENANTS", "Store"]
+
+ALL_TENANTS: Final = "*"
+"""System scope for reconcilers; never derived from a request."""
+
+
+class Store(Protocol):
+    # tenants
+    def ensure_tenant(self, name: str) -> Tenant:
+        """Return the tenant called ``name``, creating it with the next free uid range."""
+
+    def get_tenant(self, tenant_id: str) -> Tenant: ...
+
+    def list_tenants(self) -> list[Tenant]: ...
+
+    # hosts
+    def put_host(self, host: Host) -> None: ...
+
+    def list_hosts(self) -> list[Host]: ...
+
+    # containers
+    def add_container(self, container: Container) -> None: ...
+
+    def get_container(self, *, tenant: str, ref: str) -> Container: ...
+
+    def list_containers(self, *, tenant: str, host: str | None = None) -> list[Container]: ...
+
+    def put_container(self, container: Container) -> None:
+        """Replace the stored record with the same id (and tenant); NotFound if it is gone."""
+
+    def rename_container(self, *, tenant: str, container_id: str, name: str) -> None: ...
+
+    def delete_container(self, *, tenant: str, container_id: str) -> None: ...
+
+    # images
+    def put_image(self, image: Image) -> None:
+        """Insert or replace the tenant's image with this id."""
+
+    def get_image(self, *, tenant: str, image_id: str) -> Image: ...
+
+    def find_images(self, *, tenant: str, id_prefix: str) -> list[Image]: ...
+
+    def image_by_tag(self, *, tenant: str, tag: str) -> Image:
+        """The image tagged ``tag`` (familiar ``repository:tag``); NotFound if none."""
+
+    def list_images(self, *, tenant: str) -> list[Image]: ...
+
+    def delete_image(self, *, tenant: str, image_id: str) -> None: ...
+
+    def layer_referenced(self, diff_id: str) -> bool:
+        """Whether any tenant's image still uses the layer (system scope)."""
+
+    # volumes
+    def add_volume(self, volume: Volume) -> None: ...
+
+    def get_volume(self, *, tenant: str, name: str) -> Volume: ...
+
+    def list_volumes(self, *, tenant: str) -> list[Volume]: ...
+
+    def delete_volume(self, *, tenant: str, name: str) -> None: ...
+
+    # networks and addresses
+    def add_network(self, network: Network) -> None: ...
+
+    def get_network(self, *, tenant: str, ref: str) -> Network: ...
+
+    def list_networks(self, *, tenant: str) -> list[Network]: ...
+
+    def allocate_address(self, *, network: Network, owner: str) -> str:
+        """Reserve the lowest free host address of the network's subnet for ``owner``.
+
+        Never hands one address out twice, even to concurrent callers. Raises
+        Unavailable when the subnet is exhausted.
+        """
+
+    def release_addresses(self, *, owner: str) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,500 @@
+"""SqlStore: the Store protocol on SQLAlchemy Core, SQLite by default.
+
+Records are kept as JSON documents (``dockyard.core.serde``) beside the columns that
+lookups and uniqueness need. SQLite runs in WAL mode with ``synchronous=NORMAL``: a crash
+of the process loses nothing committed; a power cut may lose the last transactions, which
+the reconcilers repair from the agents' reports.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from dockyard.core.clock import now_ns
+from dockyard.core.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from dockyard.core.ids import new_id
+from dockyard.core.models import Container, Host, Image, Network, Volume
+from dockyard.core.serde import from_data, to_data
+from dockyard.core.tenancy import UID_RANGE_SIZE, Tenant
+from dockyard.store.base import ALL_TENANTS
+
+__all__ = ["SqlStore"]
+
+T = TypeVar("T")
+_SYSTEM = ""  # tenant column value of objects every tenant sees (the default bridge)
+
+metadata = sa.MetaData()
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("uid_base", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("uid_size", sa.BigInteger, nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+)
+
+hosts = sa.Table(
+    "hosts",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("doc", sa.Text, nullable=False),
+)
+
+containers = sa.Table(
+    "containers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("host", sa.String(64), nullable=False),
+    sa.Column("doc", sa.Text, nullable=False),
+    sa.UniqueConstraint("tenant", "name", name="uq_container_name"),
+)
+
+images = sa.Table(
+    "images",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(80), primary_key=True),
+    sa.Column("doc", sa.Text, nullable=False),
+)
+
+image_tags = sa.Table(
+    "image_tags",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("tag", sa.String(512), primary_key=True),
+    sa.Column("image_id", sa.String(80), nullable=False),
+)
+
+image_layers = sa.Table(
+    "image_layers",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("image_id", sa.String(80), primary_key=True),
+    sa.Column("diff_id", sa.String(80), primary_key=True, index=True),
+)
+
+volumes = sa.Table(
+    "volumes",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("doc", sa.Text, nullable=False),
+)
+
+networks = sa.Table(
+    "networks",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("doc", sa.Text, nullable=False),
+    sa.UniqueConstraint("tenant", "name", name="uq_network_name"),
+)
+
+addresses = sa.Table(
+    "addresses",
+    metadata,
+    sa.Column("network", sa.String(64), primary_key=True),
+    sa.Column("address", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False, index=True),
+)
+
+
+def _dump(record: Any) -> str:
+    return json.dumps(to_data(record), separators=(",", ":"))
+
+
+def _load(cls: type[T], doc: str) -> T:
+    return from_data(cls, json.loads(doc))
+
+
+class SqlStore:
+    """Store on a SQLAlchemy engine. ``uid_range_start`` is the first host uid handed to
+    tenants; each new tenant takes the next :data:`UID_RANGE_SIZE` block."""
+
+    def __init__(self, url: str, *, uid_range_start: int) -> None:
+        self._engine = sa.create_engine(url, future=True)
+        self._uid_range_start = uid_range_start
+        if self._engine.dialect.name == "sqlite":
+            event.listen(self._engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self._engine)
+
+    @classmethod
+    def sqlite(cls, path: Path, *, uid_range_start: int) -> SqlStore:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{path}", uid_range_start=uid_range_start)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # tenants ---------------------------------------------------------------------------
+
+    def ensure_tenant(self, name: str) -> Tenant:
+        with self._engine.begin() as conn:
+            row = conn.execute(sa.select(tenants).where(tenants.c.name == name)).first()
+            if row is None:
+                top = conn.execute(sa.select(sa.func.max(tenants.c.uid_base))).scalar()
+                base = self._uid_range_start if top is None else int(top) + UID_RANGE_SIZE
+                conn.execute(
+                    tenants.insert().values(
+                        id=new_id(), name=name, uid_base=base, uid_size=UID_RANGE_SIZE,
+                        created=now_ns(),
+                    )
+                )
+                row = conn.execute(sa.select(tenants).where(tenants.c.name == name)).one()
+        return _tenant(row)
+
+    def get_tenant(self, tenant_id: str) -> Tenant:
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(tenants).where(tenants.c.id == tenant_id)).first()
+        if row is None:
+            raise NotFound(f"no such tenant: {tenant_id}")
+        return _tenant(row)
+
+    def list_tenants(self) -> list[Tenant]:
+        with self._engine.connect() as conn:
+            return [_tenant(r) for r in conn.execute(sa.select(tenants).order_by(tenants.c.name))]
+
+    # hosts -----------------------------------------------------------------------------
+
+    def put_host(self, host: Host) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(hosts.delete().where(hosts.c.id == host.id))
+            conn.execute(hosts.insert().values(id=host.id, doc=_dump(host)))
+
+    def list_hosts(self) -> list[Host]:
+        with self._engine.connect() as conn:
+            return [_load(Host, r.doc) for r in conn.execute(sa.select(hosts))]
+
+    # containers ------------------------------------------------------------------------
+
+    def add_container(self, container: Container) -> None:
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    containers.insert().values(
+                        id=container.id, tenant=container.tenant, name=container.name,
+                        host=container.host, doc=_dump(container),
+                    )
+                )
+        except IntegrityError as exc:
+            raise AlreadyExists(
+                f'Conflict. The container name "/{container.name}" is already in use.'
+            ) from exc
+
+    def get_container(self, *, tenant: str, ref: str) -> Container:
+        name = ref[1:] if ref.startswith("/") else ref
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(containers.c.doc).where(
+                    containers.c.tenant == tenant,
+                    sa.or_(containers.c.id == ref, containers.c.name == name),
+                )
+            ).first()
+            if row is None and ref and _is_hex(ref):
+                rows = conn.execute(
+                    sa.select(containers.c.doc).where(
+                        containers.c.tenant == tenant,
+                        containers.c.id.startswith(ref, autoescape=True),
+                    ).limit(2)
+                ).all()
+                if len(rows) > 1:
+                    raise InvalidArgument(f"multiple containers found with provided prefix: {ref}")
+                row = rows[0] if rows else None
+        if row is None:
+            raise NotFound(f"No such container: {ref}")
+        return _load(Container, row.doc)
+
+    def list_containers(self, *, tenant: str, host: str | None = None) -> list[Container]:
+        query = sa.select(containers.c.doc)
+        if tenant != ALL_TENANTS:
+            query = query.where(containers.c.tenant == tenant)
+        if host is not None:
+            query = query.where(containers.c.host == host)
+        with self._engine.connect() as conn:
+            return [_load(Container, r.doc) for r in conn.execute(query)]
+
+    def put_container(self, container: Container) -> None:
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                containers.update()
+                .where(containers.c.id == container.id, containers.c.tenant == container.tenant)
+                .values(name=container.name, host=container.host, doc=_dump(container))
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"No such container: {container.id}")
+
+    def rename_container(self, *, tenant: str, container_id: str, name: str) -> None:
+        with self._engine.begin() as conn:
+            row = conn.execute(
+                sa.select(containers.c.doc).where(
+                    containers.c.id == container_id, containers.c.tenant == tenant
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"No such container: {container_id}")
+            record = _load(Container, row.doc)
+            record.name = name
+            try:
+                conn.execute(
+                    containers.update()
+                    .where(containers.c.id == container_id)
+                    .values(name=name, doc=_dump(record))
+                )
+            except IntegrityError as exc:
+                raise AlreadyExists(
+                    f'Conflict. The container name "/{name}" is already in use.'
+                ) from exc
+
+    def delete_container(self, *, tenant: str, container_id: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                containers.delete().where(
+                    containers.c.id == container_id, containers.c.tenant == tenant
+                )
+            )
+
+    # images ----------------------------------------------------------------------------
+
+    def put_image(self, image: Image) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                images.delete().where(images.c.tenant == image.tenant, images.c.id == image.id)
+            )
+            conn.execute(
+                image_layers.delete().where(
+                    image_layers.c.tenant == image.tenant, image_layers.c.image_id == image.id
+                )
+            )
+            # A tag names one image: moving it here takes it from any other image.
+            for tag in image.repo_tags:
+                previous = conn.execute(
+                    sa.select(image_tags.c.image_id).where(
+                        image_tags.c.tenant == image.tenant, image_tags.c.tag == tag
+                    )
+                ).scalar()
+                if previous is not None and previous != image.id:
+                    _drop_tag(conn, tenant=image.tenant, image_id=previous, tag=tag)
+            conn.execute(
+                image_tags.delete().where(
+                    image_tags.c.tenant == image.tenant, image_tags.c.image_id == image.id
+                )
+            )
+            conn.execute(images.insert().values(tenant=image.tenant, id=image.id, doc=_dump(image)))
+            if image.repo_tags:
+                conn.execute(
+                    image_tags.insert(),
+                    [{"tenant": image.tenant, "tag": t, "image_id": image.id}
+                     for t in image.repo_tags],
+                )
+            if image.layers:
+                conn.execute(
+                    image_layers.insert(),
+                    [{"tenant": image.tenant, "image_id": image.id, "diff_id": d}
+                     for d in dict.fromkeys(image.layers)],
+                )
+
+    def get_image(self, *, tenant: str, image_id: str) -> Image:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(images.c.doc).where(images.c.tenant == tenant, images.c.id == image_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"No such image: {image_id}")
+        return _load(Image, row.doc)
+
+    def find_images(self, *, tenant: str, id_prefix: str) -> list[Image]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(images.c.doc).where(
+                    images.c.tenant == tenant, images.c.id.startswith(id_prefix, autoescape=True)
+                )
+            ).all()
+        return [_load(Image, r.doc) for r in rows]
+
+    def image_by_tag(self, *, tenant: str, tag: str) -> Image:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(images.c.doc)
+                .join(
+                    image_tags,
+                    sa.and_(image_tags.c.tenant == images.c.tenant,
+                            image_tags.c.image_id == images.c.id),
+                )
+                .where(image_tags.c.tenant == tenant, image_tags.c.tag == tag)
+            ).first()
+        if row is None:
+            raise NotFound(f"No such image: {tag}")
+        return _load(Image, row.doc)
+
+    def list_images(self, *, tenant: str) -> list[Image]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(images.c.doc).where(images.c.tenant == tenant)).all()
+        return [_load(Image, r.doc) for r in rows]
+
+    def delete_image(self, *, tenant: str, image_id: str) -> None:
+        with self._engine.begin() as conn:
+            for table in (image_tags, image_layers):
+                conn.execute(
+                    table.delete().where(table.c.tenant == tenant, table.c.image_id == image_id)
+                )
+            conn.execute(images.delete().where(images.c.tenant == tenant, images.c.id == image_id))
+
+    def layer_referenced(self, diff_id: str) -> bool:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(image_layers.c.diff_id).where(image_layers.c.diff_id == diff_id).limit(1)
+            ).first()
+        return row is not None
+
+    # volumes ---------------------------------------------------------------------------
+
+    def add_volume(self, volume: Volume) -> None:
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    volumes.insert().values(tenant=volume.tenant, name=volume.name, doc=_dump(volume))
+                )
+        except IntegrityError as exc:
+            raise AlreadyExists(f"volume {volume.name} already exists") from exc
+
+    def get_volume(self, *, tenant: str, name: str) -> Volume:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(volumes.c.doc).where(volumes.c.tenant == tenant, volumes.c.name == name)
+            ).first()
+        if row is None:
+            raise NotFound(f"get {name}: no such volume")
+        return _load(Volume, row.doc)
+
+    def list_volumes(self, *, tenant: str) -> list[Volume]:
+        query = sa.select(volumes.c.doc)
+        if tenant != ALL_TENANTS:
+            query = query.where(volumes.c.tenant == tenant)
+        with self._engine.connect() as conn:
+            return [_load(Volume, r.doc) for r in conn.execute(query)]
+
+    def delete_volume(self, *, tenant: str, name: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(volumes.delete().where(volumes.c.tenant == tenant, volumes.c.name == name))
+
+    # networks --------------------------------------------------------------------------
+
+    def add_network(self, network: Network) -> None:
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    networks.insert().values(
+                        id=network.id, tenant=network.tenant, name=network.name,
+                        doc=_dump(network),
+                    )
+                )
+        except IntegrityError as exc:
+            raise AlreadyExists(f"network with name {network.name} already exists") from exc
+
+    def get_network(self, *, tenant: str, ref: str) -> Network:
+        visible = sa.or_(networks.c.tenant == tenant, networks.c.tenant == _SYSTEM)
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(networks.c.doc).where(
+                    visible, sa.or_(networks.c.id == ref, networks.c.name == ref)
+                )
+            ).first()
+            if row is None and ref and _is_hex(ref):
+                rows = conn.execute(
+                    sa.select(networks.c.doc)
+                    .where(visible, networks.c.id.startswith(ref, autoescape=True))
+                    .limit(2)
+                ).all()
+                row = rows[0] if len(rows) == 1 else None
+        if row is None:
+            raise NotFound(f"network {ref} not found")
+        return _load(Network, row.doc)
+
+    def list_networks(self, *, tenant: str) -> list[Network]:
+        query = sa.select(networks.c.doc)
+        if tenant != ALL_TENANTS:
+            query = query.where(sa.or_(networks.c.tenant == tenant, networks.c.tenant == _SYSTEM))
+        with self._engine.connect() as conn:
+            return [_load(Network, r.doc) for r in conn.execute(query)]
+
+    def allocate_address(self, *, network: Network, owner: str) -> str:
+        subnet = ipaddress.ip_network(network.subnet)
+        reserved = {ipaddress.ip_address(network.gateway)}
+        for _ in range(8):
+            with self._engine.connect() as conn:
+                used = {
+                    ipaddress.ip_address(r.address)
+                    for r in conn.execute(
+                        sa.select(addresses.c.address).where(addresses.c.network == network.id)
+                    )
+                }
+            candidate = next(
+                (h for h in subnet.hosts() if h not in used and h not in reserved), None
+            )
+            if candidate is None:
+                raise Unavailable(f"no available IPv4 addresses on network {network.name}")
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(
+                        addresses.insert().values(
+                            network=network.id, address=str(candidate), owner=owner
+                        )
+                    )
+            except IntegrityError:
+                continue  # taken by a concurrent caller: look again
+            return str(candidate)
+        raise Unavailable(f"could not allocate an address on network {network.name}")
+
+    def release_addresses(self, *, owner: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(addresses.delete().where(addresses.c.owner == owner))
+
+
+def _drop_tag(conn: sa.Connection, *, tenant: str, image_id: str, tag: str) -> None:
+    row = conn.execute(
+        sa.select(images.c.doc).where(images.c.tenant == tenant, images.c.id == image_id)
+    ).first()
+    conn.execute(
+        image_tags.delete().where(image_tags.c.tenant == tenant, image_tags.c.tag == tag)
+    )
+    if row is not None:
+        record = _load(Image, row.doc)
+        record.repo_tags = tuple(t for t in record.repo_tags if t != tag)
+        conn.execute(
+            images.update()
+            .where(images.c.tenant == tenant, images.c.id == image_id)
+            .values(doc=_dump(record))
+        )
+
+
+def _tenant(row: Any) -> Tenant:
+    return Tenant(id=row.id, name=row.name, uid_base=int(row.uid_base), uid_size=int(row.uid_size))
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

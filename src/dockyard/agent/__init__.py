@@ -1,1 +1,1 @@
-"""TODO"""
+"""The per-host daemon: composes runtime, images, network and volumes behind the agent protocol."""

@@ -1,1 +1,1 @@
-"""TODO"""
+"""HTTP only: the Docker Engine API compat layer and (later) the native API."""

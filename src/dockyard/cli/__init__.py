@@ -1,1 +1,1 @@
-"""TODO"""
+"""The `dockyard` command."""

@@ -1,1 +1,1 @@
-"""TODO"""
+"""The cluster brain: admission, placement, container lifecycle, images, volumes and events."""

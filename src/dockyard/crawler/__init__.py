@@ -1,1 +1,1 @@
-"""TODO"""
+"""Out-of-band inspection of containers from the host (a later issue)."""

@@ -1,1 +1,1 @@
-"""TODO"""
+"""The web dashboard (a later issue)."""

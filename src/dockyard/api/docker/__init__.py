@@ -1,1 +1,1 @@
-"""TODO"""
+"""Docker Engine API handlers, one small handler per Docker operation."""

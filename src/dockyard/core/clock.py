@@ -13,8 +13,15 @@ __all__ = ["ZERO_TIME", "format_rfc3339", "now_ns", "parse_time_filter"]
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _NS = 1_000_000_000
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)$")
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": _NS, "m": 60 * _NS,
-          "h": 3600 * _NS}
+_UNITS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": _NS,
+    "m": 60 * _NS,
+    "h": 3600 * _NS,
+}
 
 
 def now_ns() -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from dockyard.core.protocol import MountSpec
+
 __all__ = [
     "Container",
     "ContainerConfig",
@@ -155,6 +157,16 @@ class HostConfig:
     oom_score_adj: int = 0
     log_type: str = "json-file"
     log_options: dict[str, str] = field(default_factory=dict)
+    # Asked-for settings that admission refuses for tenants; kept so refusals can name them.
+    privileged: bool = False
+    pid_mode: str = ""
+    ipc_mode: str = ""
+    uts_mode: str = ""
+    userns_mode: str = ""
+    cgroupns_mode: str = ""
+    devices: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()
+    sysctls: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -177,6 +189,9 @@ class Container:
     address reserved for it on ``network`` (kept while the container exists, shown while it
     runs). ``ports`` holds the published ports actually bound, ``"80/tcp" -> bindings``.
     ``manually_stopped`` records an explicit stop, which restart policies respect.
+    ``mounts`` are the resolved volume and tmpfs mounts (anonymous volumes named).
+    ``phase`` is "" at rest, or ``creating`` / ``removing`` while that operation runs, so
+    the controller can finish or roll it back after a crash.
     """
 
     id: str
@@ -195,6 +210,9 @@ class Container:
     restart_count: int = 0
     manually_stopped: bool = False
     has_been_started: bool = False
+    phase: str = ""
+    mounts: tuple[MountSpec, ...] = ()
+    anonymous_volumes: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -226,6 +244,7 @@ class Volume:
     created: int
     host: str
     driver: str = "local"
+    mountpoint: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
     anonymous: bool = False

@@ -17,6 +17,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "AgentEvent",
     "AgentInfo",
+    "ContainerListing",
     "ContainerSize",
     "ContainerStatus",
     "CreateRequest",
@@ -178,6 +179,16 @@ class AgentEvent:
     kind: str
     container: ContainerStatus
     time: int
+
+
+@dataclass(slots=True)
+class ContainerListing:
+    """Every container on the agent, and the event position the listing reflects: events
+    with ``seq`` greater than ``seq`` (same ``boot_id``) happened after it."""
+
+    boot_id: str
+    seq: int
+    containers: list[ContainerStatus]
 
 
 @dataclass(slots=True)

@@ -95,7 +95,7 @@ def parse_reference(text: str, *, default_tag: bool = True) -> Reference:
         )
     if not _NAME.match(path) or len(remainder) > _MAX_NAME:
         raise InvalidArgument(f"invalid reference format: {text}")
-    if domain == "docker.io" or domain == "index.docker.io":
+    if domain in {"docker.io", "index.docker.io"}:
         domain = ""
         path = path.removeprefix("library/") if path.count("/") == 1 else path
     repository = f"{domain}/{path}" if domain else path

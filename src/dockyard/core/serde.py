@@ -47,7 +47,7 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _convert(tp: Any, data: Any, where: str) -> Any:  # noqa: PLR0911, PLR0912
+def _convert(tp: Any, data: Any, where: str) -> Any:  # noqa: PLR0912
     if tp is Any:
         return data
     origin = get_origin(tp)
@@ -98,4 +98,6 @@ def _convert(tp: Any, data: Any, where: str) -> Any:  # noqa: PLR0911, PLR0912
         raise InvalidArgument(f"{where}: expected int, got bool")
     if isinstance(tp, type) and isinstance(data, tp):
         return data
-    raise InvalidArgument(f"{where}: expected {getattr(tp, '__name__', tp)}, got {type(data).__name__}")
+    raise InvalidArgument(
+        f"{where}: expected {getattr(tp, '__name__', tp)}, got {type(data).__name__}"
+    )

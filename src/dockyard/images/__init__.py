@@ -1,6 +1,11 @@
 """Image content: blobs by digest, Docker/OCI archives, layer unpacking and overlay snapshots.
 
-The controller side keeps blobs (:mod:`content`) and reads and writes archives
-(:mod:`archive`); the agent side unpacks each layer once per host (:mod:`layers`) and
-stacks idmapped layers with overlayfs for each container (:mod:`snapshot`).
+The controller side keeps blobs (:mod:`content`), reads and writes archives
+(:mod:`archive`, with ``docker import --change`` parsing in :mod:`changes`) and can seed a
+busybox image from the host (:mod:`seed`); the agent side unpacks each layer once per host
+(:mod:`layers`, jailed in the :mod:`unpack` child process) and stacks idmapped layers
+(:mod:`idmap`) with overlayfs for each container (:mod:`snapshot`).
+
+This file must stay free of imports: ``python -m dockyard.images.unpack`` runs it on every
+layer unpack.
 """

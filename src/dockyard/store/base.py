@@ -20,7 +20,8 @@ from dockyard.core.tenancy import Tenant
 __all__ = ["ALL_TENANTS", "Store"]
 
 ALL_TENANTS: Final = "*"
-"""System scope for reconcilers; never derived from a request."""
+"""System scope for reconcilers; never derived from a request. With it, look containers up
+by full id only (names are unique per tenant, not across tenants)."""
 
 
 class Store(Protocol):

@@ -153,7 +153,10 @@ class SqlStore:
                 base = self._uid_range_start if top is None else int(top) + UID_RANGE_SIZE
                 conn.execute(
                     tenants.insert().values(
-                        id=new_id(), name=name, uid_base=base, uid_size=UID_RANGE_SIZE,
+                        id=new_id(),
+                        name=name,
+                        uid_base=base,
+                        uid_size=UID_RANGE_SIZE,
                         created=now_ns(),
                     )
                 )
@@ -189,8 +192,11 @@ class SqlStore:
             with self._engine.begin() as conn:
                 conn.execute(
                     containers.insert().values(
-                        id=container.id, tenant=container.tenant, name=container.name,
-                        host=container.host, doc=_dump(container),
+                        id=container.id,
+                        tenant=container.tenant,
+                        name=container.name,
+                        host=container.host,
+                        doc=_dump(container),
                     )
                 )
         except IntegrityError as exc:
@@ -200,19 +206,18 @@ class SqlStore:
 
     def get_container(self, *, tenant: str, ref: str) -> Container:
         name = ref[1:] if ref.startswith("/") else ref
+        scope = sa.true() if tenant == ALL_TENANTS else containers.c.tenant == tenant
         with self._engine.connect() as conn:
             row = conn.execute(
                 sa.select(containers.c.doc).where(
-                    containers.c.tenant == tenant,
-                    sa.or_(containers.c.id == ref, containers.c.name == name),
+                    scope, sa.or_(containers.c.id == ref, containers.c.name == name)
                 )
             ).first()
             if row is None and ref and _is_hex(ref):
                 rows = conn.execute(
-                    sa.select(containers.c.doc).where(
-                        containers.c.tenant == tenant,
-                        containers.c.id.startswith(ref, autoescape=True),
-                    ).limit(2)
+                    sa.select(containers.c.doc)
+                    .where(scope, containers.c.id.startswith(ref, autoescape=True))
+                    .limit(2)
                 ).all()
                 if len(rows) > 1:
                     raise InvalidArgument(f"multiple containers found with provided prefix: {ref}")
@@ -300,14 +305,18 @@ class SqlStore:
             if image.repo_tags:
                 conn.execute(
                     image_tags.insert(),
-                    [{"tenant": image.tenant, "tag": t, "image_id": image.id}
-                     for t in image.repo_tags],
+                    [
+                        {"tenant": image.tenant, "tag": t, "image_id": image.id}
+                        for t in image.repo_tags
+                    ],
                 )
             if image.layers:
                 conn.execute(
                     image_layers.insert(),
-                    [{"tenant": image.tenant, "image_id": image.id, "diff_id": d}
-                     for d in dict.fromkeys(image.layers)],
+                    [
+                        {"tenant": image.tenant, "image_id": image.id, "diff_id": d}
+                        for d in dict.fromkeys(image.layers)
+                    ],
                 )
 
     def get_image(self, *, tenant: str, image_id: str) -> Image:
@@ -334,8 +343,9 @@ class SqlStore:
                 sa.select(images.c.doc)
                 .join(
                     image_tags,
-                    sa.and_(image_tags.c.tenant == images.c.tenant,
-                            image_tags.c.image_id == images.c.id),
+                    sa.and_(
+                        image_tags.c.tenant == images.c.tenant, image_tags.c.image_id == images.c.id
+                    ),
                 )
                 .where(image_tags.c.tenant == tenant, image_tags.c.tag == tag)
             ).first()
@@ -369,7 +379,9 @@ class SqlStore:
         try:
             with self._engine.begin() as conn:
                 conn.execute(
-                    volumes.insert().values(tenant=volume.tenant, name=volume.name, doc=_dump(volume))
+                    volumes.insert().values(
+                        tenant=volume.tenant, name=volume.name, doc=_dump(volume)
+                    )
                 )
         except IntegrityError as exc:
             raise AlreadyExists(f"volume {volume.name} already exists") from exc
@@ -401,7 +413,9 @@ class SqlStore:
             with self._engine.begin() as conn:
                 conn.execute(
                     networks.insert().values(
-                        id=network.id, tenant=network.tenant, name=network.name,
+                        id=network.id,
+                        tenant=network.tenant,
+                        name=network.name,
                         doc=_dump(network),
                     )
                 )
@@ -471,9 +485,7 @@ def _drop_tag(conn: sa.Connection, *, tenant: str, image_id: str, tag: str) -> N
     row = conn.execute(
         sa.select(images.c.doc).where(images.c.tenant == tenant, images.c.id == image_id)
     ).first()
-    conn.execute(
-        image_tags.delete().where(image_tags.c.tenant == tenant, image_tags.c.tag == tag)
-    )
+    conn.execute(image_tags.delete().where(image_tags.c.tenant == tenant, image_tags.c.tag == tag))
     if row is not None:
         record = _load(Image, row.doc)
         record.repo_tags = tuple(t for t in record.repo_tags if t != tag)

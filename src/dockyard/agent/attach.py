@@ -1,0 +1,90 @@
+"""Bridging a client's hijacked stream and conmon's attach socket.
+
+conmon's attach socket is SOCK_SEQPACKET: each packet it sends starts with one byte naming
+the pipe (2 stdout, 3 stderr) followed by the data; packets we send are written to the
+container's stdin, and shutting down our write side closes it (unless conmon was told to
+leave stdin open). Without a TTY the client gets Docker's multiplexed frames; with one,
+raw bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from pathlib import Path
+
+from dockyard.wire.framing import STDERR, STDOUT, frame
+from dockyard.wire.hijack import HijackedStream
+
+__all__ = ["AttachOptions", "connect", "pump"]
+
+_PACKET = 8192 + 1
+_CONMON_STDOUT, _CONMON_STDERR = 2, 3
+
+
+class AttachOptions:
+    __slots__ = ("stderr", "stdin", "stdout", "tty")
+
+    def __init__(self, *, stdin: bool, stdout: bool, stderr: bool, tty: bool) -> None:
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.tty = tty
+
+
+async def connect(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, str(path))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def pump(sock: socket.socket, client: HijackedStream, options: AttachOptions) -> None:
+    """Copy both ways until the container's output ends or the client goes away."""
+    loop = asyncio.get_running_loop()
+
+    async def output() -> None:
+        while True:
+            try:
+                packet = await loop.sock_recv(sock, _PACKET)
+            except OSError:
+                return
+            if not packet:
+                return
+            kind, data = packet[0], packet[1:]
+            if not data:
+                continue
+            if kind == _CONMON_STDOUT and options.stdout:
+                await client.write(data if options.tty else frame(STDOUT, data))
+            elif kind == _CONMON_STDERR and options.stderr:
+                await client.write(data if options.tty else frame(STDERR, data))
+
+    async def input_() -> None:
+        while True:
+            data = await client.read()
+            if not data:
+                break
+            for start in range(0, len(data), _PACKET - 1):
+                await loop.sock_sendall(sock, data[start : start + _PACKET - 1])
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+
+    out_task = asyncio.create_task(output())
+    in_task = asyncio.create_task(input_()) if options.stdin else None
+    closed = asyncio.create_task(client.wait_closed())
+    try:
+        await asyncio.wait({out_task, closed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (out_task, in_task, closed):
+            if task is not None and not task.done():
+                task.cancel()
+        for task in (out_task, in_task, closed):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, OSError, ConnectionError):
+                    await task
+        sock.close()

@@ -1,0 +1,196 @@
+"""Turning a CreateRequest into files in the container's bundle and an OCI config.
+
+Pure helpers plus small file writes; the lifecycle lives in :mod:`containers`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dockyard.core.errors import InvalidArgument
+from dockyard.core.protocol import CreateRequest
+from dockyard.runtime.paths import BundlePaths
+from dockyard.runtime.spec import BundleSpec, Mount
+from dockyard.runtime.users import ResolvedUser
+
+__all__ = [
+    "INIT_PATH",
+    "bundle_spec",
+    "process_env",
+    "resolv_conf",
+    "tmpfs_options",
+    "write_etc_files",
+]
+
+INIT_PATH = "/sbin/docker-init"
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_HOSTS_HEADER = (
+    "127.0.0.1\tlocalhost\n"
+    "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    "fe00::0\tip6-localnet\n"
+    "ff00::0\tip6-mcastprefix\n"
+    "ff02::1\tip6-allnodes\n"
+    "ff02::2\tip6-allrouters\n"
+)
+
+
+def resolv_conf(req: CreateRequest, host_resolv: Path) -> str:
+    """The container's resolv.conf: the request's servers, or the host's minus loopback
+    ones (a container cannot reach the host's 127.0.0.53)."""
+    servers = list(req.dns)
+    search = list(req.dns_search)
+    options = list(req.dns_options)
+    if not servers:
+        try:
+            lines = host_resolv.read_text().splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            parts = line.split()
+            if not parts:
+                continue
+            if parts[0] == "nameserver" and len(parts) > 1 and not parts[1].startswith("127."):
+                servers.append(parts[1])
+            elif parts[0] == "search" and not search:
+                search = parts[1:]
+            elif parts[0] == "options" and not options:
+                options = parts[1:]
+    text = "".join(f"nameserver {s}\n" for s in servers)
+    if search:
+        text += f"search {' '.join(search)}\n"
+    if options:
+        text += f"options {' '.join(options)}\n"
+    return text
+
+
+def _hosts(req: CreateRequest) -> str:
+    text = _HOSTS_HEADER
+    names = req.hostname + (f".{req.domainname} {req.hostname}" if req.domainname else "")
+    if req.network.ip:
+        text += f"{req.network.ip}\t{names}\n"
+    for entry in req.extra_hosts:
+        host, sep, address = entry.partition(":")
+        if not sep or not host or not address:
+            raise InvalidArgument(f"invalid argument {entry!r} for --add-host: expected host:ip")
+        text += f"{address}\t{host}\n"
+    return text
+
+
+def write_etc_files(paths: BundlePaths, req: CreateRequest, *, host_resolv: Path) -> None:
+    """Write hostname, hosts and resolv.conf, owned by the container's root."""
+    files = {
+        paths.hostname: f"{req.hostname}\n",
+        paths.hosts: _hosts(req),
+        paths.resolv_conf: resolv_conf(req, host_resolv),
+    }
+    for path, text in files.items():
+        path.write_text(text)
+        os.chown(path, req.uid_base, req.uid_base)
+        os.chmod(path, 0o644)
+
+
+def tmpfs_options(options: tuple[str, ...]) -> tuple[str, ...]:
+    """Docker's tmpfs defaults (noexec, nosuid, nodev) overridden by the user's options."""
+    allowed = {"size", "mode", "nr_inodes", "uid", "gid"}
+    flags = {
+        "ro",
+        "rw",
+        "exec",
+        "noexec",
+        "suid",
+        "nosuid",
+        "dev",
+        "nodev",
+        "atime",
+        "noatime",
+        "relatime",
+        "strictatime",
+        "nodiratime",
+    }
+    chosen = {"exec": "noexec", "suid": "nosuid", "dev": "nodev"}
+    extra: list[str] = []
+    for option in options:
+        key = option.split("=", 1)[0]
+        if option in flags:
+            bare = option.removeprefix("no")
+            if bare in chosen:
+                chosen[bare] = option
+            else:
+                extra.append(option)
+        elif key in allowed:
+            extra.append(option)
+        else:
+            raise InvalidArgument(f"invalid tmpfs option {option!r}")
+    return (*chosen.values(), *extra)
+
+
+def process_env(req: CreateRequest, *, home: str) -> tuple[str, ...]:
+    """The request's environment plus what Docker adds: PATH, HOSTNAME, HOME, TERM."""
+    env = list(req.process.env)
+    keys = {e.split("=", 1)[0] for e in env}
+    if "PATH" not in keys:
+        env.insert(0, DEFAULT_PATH)
+    if "HOSTNAME" not in keys:
+        env.append(f"HOSTNAME={req.hostname}")
+    if req.process.tty and "TERM" not in keys:
+        env.append("TERM=xterm")
+    if "HOME" not in keys:
+        env.append(f"HOME={home or '/'}")
+    return tuple(env)
+
+
+def bundle_spec(
+    req: CreateRequest,
+    *,
+    paths: BundlePaths,
+    user: ResolvedUser,
+    volumes: dict[str, Path],
+    cgroups_path: str,
+    seccomp: dict[str, object] | None,
+    nofile: int,
+    init_binary: Path,
+) -> BundleSpec:
+    """Everything for ``config.json``; ``volumes`` maps volume names to host paths."""
+    mounts = [
+        Mount("/etc/hostname", "bind", str(paths.hostname), ("rbind", "rprivate")),
+        Mount("/etc/hosts", "bind", str(paths.hosts), ("rbind", "rprivate")),
+        Mount("/etc/resolv.conf", "bind", str(paths.resolv_conf), ("rbind", "rprivate")),
+    ]
+    for m in req.mounts:
+        if m.type == "volume":
+            options = ("rbind", "rprivate", "nosuid", "nodev", "ro" if m.read_only else "rw")
+            mounts.append(Mount(m.target, "bind", str(volumes[m.source]), options))
+        elif m.type == "tmpfs":
+            opts = tmpfs_options(m.options)
+            mounts.append(
+                Mount(m.target, "tmpfs", "tmpfs", opts + (("ro",) if m.read_only else ()))
+            )
+        else:
+            raise InvalidArgument(f"unsupported mount type {m.type!r}")
+    args = req.process.args
+    if req.init:
+        mounts.append(Mount(INIT_PATH, "bind", str(init_binary), ("rbind", "ro", "rprivate")))
+        args = (INIT_PATH, "--", *args)
+    return BundleSpec(
+        args=args,
+        env=process_env(req, home=user.home),
+        cwd=req.process.cwd or "/",
+        uid=user.uid,
+        gid=user.gid,
+        additional_gids=user.additional_gids,
+        terminal=req.process.tty,
+        hostname=req.hostname,
+        domainname=req.domainname,
+        uid_base=req.uid_base,
+        uid_size=req.uid_size,
+        cgroups_path=cgroups_path,
+        capabilities=req.capabilities,
+        seccomp=dict(seccomp) if seccomp is not None else None,
+        nofile=nofile,
+        readonly_rootfs=req.readonly_rootfs,
+        mounts=tuple(mounts),
+        resources=req.resources,
+        shm_size=req.shm_size,
+        oom_score_adj=req.oom_score_adj,
+    )

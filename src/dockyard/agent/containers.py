@@ -1,0 +1,713 @@
+"""The agent's container lifecycle: create, start, stop, kill, pause, delete, and exits.
+
+Lifecycle of one container on this host::
+
+    create ──> created ──start──> running <──pause/unpause──> paused
+                  ^                  │ exit (conmon writes exits/<id>)
+                  └──── start ─── exited ──delete──> (gone)
+
+Every transition is saved to the container's record (:mod:`records`) before it is reported,
+and every step that fails undoes what it made. Operations on one container are serialised
+by its lock; waiting for an exit happens outside the lock so the exit can be processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import resource
+import shutil
+import signal as signals
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from dockyard.agent.attach import AttachOptions, connect, pump
+from dockyard.agent.blobs import ControllerBlobs
+from dockyard.agent.bundle import bundle_spec, write_etc_files
+from dockyard.agent.events import EventLog
+from dockyard.agent.records import AgentRecord, load_record, save_record
+from dockyard.core.clock import now_ns
+from dockyard.core.errors import (
+    AlreadyExists,
+    Conflict,
+    DockyardError,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from dockyard.core.layout import Layout
+from dockyard.core.protocol import ContainerSize, ContainerStatus, CreateRequest, Resources
+from dockyard.images.layers import LayerStore
+from dockyard.images.snapshot import Snapshotter
+from dockyard.network.host import HostNetwork
+from dockyard.runtime.base import CreateOptions, Runtime
+from dockyard.runtime.cgroups import Cgroup
+from dockyard.runtime.paths import BundlePaths
+from dockyard.runtime.safepath import makedirs_in_root, open_in_root, read_in_root
+from dockyard.runtime.spec import build_config
+from dockyard.runtime.users import resolve_user
+from dockyard.volumes.local import LocalVolumes, directory_size
+from dockyard.wire.hijack import HijackedStream
+
+__all__ = ["AgentSettings", "ContainerManager", "parse_signal"]
+
+_ATTACH_READY_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    layout: Layout
+    init_binary: Path = Path("/usr/bin/tini-static")
+    host_resolv: Path = Path("/etc/resolv.conf")
+    seccomp: dict[str, Any] | None = None
+
+
+def parse_signal(value: str | int) -> int:
+    """Docker accepts ``9``, ``KILL`` and ``SIGKILL``; anything else is InvalidArgument."""
+    if isinstance(value, int) or value.isdigit():
+        number = int(value)
+        if 0 < number < signals.NSIG:
+            return number
+        raise InvalidArgument(f"invalid signal: {value}")
+    name = value.upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    try:
+        return int(signals.Signals[name])
+    except KeyError:
+        raise InvalidArgument(f"invalid signal: {value}") from None
+
+
+class _PendingAttach:
+    """A client attached before start: it connects to conmon between create and start."""
+
+    def __init__(self, client: HijackedStream, options: AttachOptions) -> None:
+        self.client = client
+        self.options = options
+        self.socket_path: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+        self.connected = asyncio.Event()
+
+
+class ContainerManager:
+    """Owns every container on this host for one Dockyard instance."""
+
+    def __init__(
+        self,
+        *,
+        settings: AgentSettings,
+        runtime: Runtime,
+        layers: LayerStore,
+        snapshotter: Snapshotter,
+        network: HostNetwork,
+        volumes: LocalVolumes,
+        blobs: ControllerBlobs,
+        events: EventLog,
+    ) -> None:
+        self._settings = settings
+        self._layout = settings.layout
+        self._runtime = runtime
+        self._layers = layers
+        self._snapshotter = snapshotter
+        self._network = network
+        self._volumes = volumes
+        self._blobs = blobs
+        self.events = events
+        self._records: dict[str, AgentRecord] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._exited: dict[str, asyncio.Event] = {}
+        self._pending: dict[str, list[_PendingAttach]] = {}
+        self._bridges: set[str] = set()
+        self._nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        if self._nofile == resource.RLIM_INFINITY:
+            self._nofile = 1 << 20
+        self._nofile = min(self._nofile, 1 << 20)
+
+    # helpers -----------------------------------------------------------------------------
+
+    def paths(self, container_id: str) -> BundlePaths:
+        return BundlePaths(self._layout.containers_dir / container_id, self._layout.exits_dir)
+
+    def _get(self, container_id: str) -> AgentRecord:
+        try:
+            return self._records[container_id]
+        except KeyError:
+            raise NotFound(f"No such container: {container_id}") from None
+
+    def _lock(self, container_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(container_id, asyncio.Lock())
+
+    def _exit_event(self, container_id: str) -> asyncio.Event:
+        return self._exited.setdefault(container_id, asyncio.Event())
+
+    def _save(self, record: AgentRecord) -> None:
+        save_record(self.paths(record.id).state_file, record)
+
+    def _cgroup(self, record: AgentRecord) -> Cgroup:
+        return Cgroup(self._cgroups_path(record.request))
+
+    def _cgroups_path(self, req: CreateRequest) -> str:
+        return f"{self._layout.cgroup_root}/{req.tenant[:16]}/{req.id}"
+
+    def status(self, container_id: str) -> ContainerStatus:
+        return self._get(container_id).status_message()
+
+    def statuses(self) -> list[ContainerStatus]:
+        return [r.status_message() for r in self._records.values()]
+
+    def record(self, container_id: str) -> AgentRecord:
+        return self._get(container_id)
+
+    def is_active(self, container_id: str) -> bool:
+        """Whether the container exists here and is running or paused."""
+        record = self._records.get(container_id)
+        return record is not None and record.status in ("running", "paused")
+
+    # create ------------------------------------------------------------------------------
+
+    async def create(self, req: CreateRequest) -> ContainerStatus:
+        """Prepare the bundle: layers present, rootfs mounted, volumes and /etc files ready."""
+        if req.id in self._records:
+            raise AlreadyExists(f"container {req.id} already exists on this host")
+        if not req.layers:
+            raise InvalidArgument("an image needs at least one layer")
+        record = AgentRecord(request=req, phase="creating")
+        paths = self.paths(req.id)
+        async with self._lock(req.id):
+            self._records[req.id] = record
+            try:
+                paths.bundle.mkdir(mode=0o711, parents=True)
+                self._save(record)
+                await self._prepare(record, paths)
+            except BaseException:
+                self._records.pop(req.id, None)
+                await self._discard_bundle(paths)
+                raise
+            record.phase = ""
+            self._save(record)
+        return record.status_message()
+
+    async def _prepare(self, record: AgentRecord, paths: BundlePaths) -> None:
+        req = record.request
+        missing = [d for d in dict.fromkeys(req.layers) if not self._layers.has(d)]
+        for diff_id in missing:
+            opener = functools.partial(self._blobs.open, diff_id)
+            await asyncio.to_thread(self._layers.ensure, diff_id, opener)
+        await asyncio.to_thread(
+            self._snapshotter.mount_rootfs,
+            layers=list(req.layers),
+            uid_base=req.uid_base,
+            uid_size=req.uid_size,
+            upper=paths.upper,
+            work=paths.work,
+            target=paths.rootfs,
+        )
+        for mount in req.mounts:
+            if mount.type != "volume":
+                continue
+            data = await asyncio.to_thread(
+                self._volumes.create,
+                tenant=req.tenant,
+                name=mount.source,
+                uid_base=req.uid_base,
+                options={},
+            )
+            if mount.copy_up:
+                await _copy_up(paths.rootfs, mount.target, data)
+        write_etc_files(paths, req, host_resolv=self._settings.host_resolv)
+
+    async def _discard_bundle(self, paths: BundlePaths) -> None:
+        await asyncio.to_thread(self._snapshotter.unmount_rootfs, paths.rootfs)
+        with contextlib.suppress(FileNotFoundError):
+            paths.exit_file.unlink()
+        await asyncio.to_thread(_remove_bundle, paths)
+
+    # start -------------------------------------------------------------------------------
+
+    async def start(self, container_id: str) -> ContainerStatus:
+        async with self._lock(container_id):
+            record = self._get(container_id)
+            if record.status in ("running", "paused"):
+                raise Conflict(f"container {container_id} is already running")
+            await self._start_locked(record)
+            return record.status_message()
+
+    async def _start_locked(self, record: AgentRecord) -> None:
+        req = record.request
+        paths = self.paths(record.id)
+        previous = record.status
+        if previous == "exited":
+            await self._runtime.delete(record.id, force=True)
+        self._exit_event(record.id).clear()
+        record.phase = "starting"
+        record.error = ""
+        self._save(record)
+        pid = 0
+        try:
+            await self._ensure_bridge(req)
+            self._write_config(record, paths)
+            pid = await self._runtime.create(
+                paths,
+                CreateOptions(
+                    stdin=req.process.open_stdin,
+                    terminal=req.process.tty,
+                    leave_stdin_open=req.process.open_stdin and not req.process.stdin_once,
+                    log_size_max=req.log_max_size,
+                ),
+            )
+            record.ports = await self._network.attach(
+                container_id=record.id, pid=pid, spec=req.network
+            )
+            await self._release_pending(record, paths)
+            await self._runtime.start(record.id)
+        except BaseException as exc:
+            if pid:
+                with contextlib.suppress(DockyardError):
+                    await self._runtime.delete(record.id, force=True)
+                with contextlib.suppress(DockyardError):
+                    await self._network.detach(container_id=record.id)
+            with contextlib.suppress(FileNotFoundError):
+                paths.exit_file.unlink()
+            record.phase = ""
+            record.ports = {}
+            record.error = exc.message if isinstance(exc, DockyardError) else str(exc)
+            self._save(record)
+            raise
+        record.status = "running"
+        record.phase = ""
+        record.pid = pid
+        record.exit_code = 0
+        record.oom_killed = False
+        record.started_at = now_ns()
+        record.finished_at = 0
+        self._save(record)
+        self.events.emit("start", record.status_message())
+        if paths.exit_file.exists():  # exited before we were watching for it
+            self._schedule_exit(record.id)
+
+    async def _ensure_bridge(self, req: CreateRequest) -> None:
+        net = req.network
+        if net.mode != "bridge" or net.bridge in self._bridges:
+            return
+        await self._network.ensure_bridge(
+            name=net.bridge, subnet=net.subnet, gateway=net.gateway, internal=net.internal
+        )
+        self._bridges.add(net.bridge)
+
+    def _write_config(self, record: AgentRecord, paths: BundlePaths) -> None:
+        req = record.request
+        passwd = _read_optional(paths.rootfs, "/etc/passwd")
+        group = _read_optional(paths.rootfs, "/etc/group")
+        user = resolve_user(
+            req.process.user, passwd=passwd, group=group, group_add=req.process.group_add
+        )
+        if req.process.cwd and req.process.cwd != "/":
+            makedirs_in_root(paths.rootfs, req.process.cwd, uid=req.uid_base, gid=req.uid_base)
+        volumes = {
+            m.source: self._volumes.path(tenant=req.tenant, name=m.source)
+            for m in req.mounts
+            if m.type == "volume"
+        }
+        spec = bundle_spec(
+            req,
+            paths=paths,
+            user=user,
+            volumes=volumes,
+            cgroups_path=self._cgroups_path(req),
+            seccomp=self._settings.seccomp,
+            nofile=self._nofile,
+            init_binary=self._settings.init_binary,
+        )
+        record.uid, record.gid = user.uid, user.gid
+        tmp = paths.config.with_suffix(".tmp")
+        tmp.write_text(json.dumps(build_config(spec)))
+        os.replace(tmp, paths.config)
+
+    async def _release_pending(self, record: AgentRecord, paths: BundlePaths) -> None:
+        """Let clients that attached before start connect now, before any output exists."""
+        waiting = self._pending.pop(record.id, [])
+        for pending in waiting:
+            if not pending.socket_path.done():
+                pending.socket_path.set_result(paths.attach_socket)
+        for pending in waiting:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pending.connected.wait(), _ATTACH_READY_TIMEOUT)
+
+    # exits -------------------------------------------------------------------------------
+
+    def exit_file_written(self, name: str) -> None:
+        """inotify callback: conmon wrote ``exits/<name>``."""
+        if name in self._records:
+            self._schedule_exit(name)
+
+    def _schedule_exit(self, container_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._process_exit(container_id))
+        task.add_done_callback(_log_task_failure)
+
+    async def _process_exit(self, container_id: str) -> None:
+        async with self._lock(container_id):
+            record = self._records.get(container_id)
+            if record is None or record.status not in ("running", "paused"):
+                return
+            paths = self.paths(container_id)
+            code = _read_exit_code(paths.exit_file)
+            if code is None:
+                return
+            await self._finish(record, code=code, when=_mtime_ns(paths.exit_file))
+
+    async def _finish(self, record: AgentRecord, *, code: int, when: int, error: str = "") -> None:
+        """Record an exit: read OOM state, free the runtime's cgroup and the network."""
+        record.oom_killed = self._cgroup(record).oom_killed()
+        with contextlib.suppress(DockyardError):
+            await self._runtime.delete(record.id, force=True)
+        await asyncio.to_thread(self._cgroup(record).remove)
+        with contextlib.suppress(DockyardError):
+            await self._network.detach(container_id=record.id)
+        record.status = "exited"
+        record.exit_code = code
+        record.finished_at = when or now_ns()
+        record.pid = 0
+        record.ports = {}
+        record.error = error
+        self._save(record)
+        if record.oom_killed:
+            self.events.emit("oom", record.status_message())
+        self.events.emit("exit", record.status_message())
+        self._exit_event(record.id).set()
+
+    async def wait_exit(self, container_id: str, timeout: float | None = None) -> bool:
+        """Wait until the container is not running; False on timeout."""
+        record = self._get(container_id)
+        if record.status not in ("running", "paused"):
+            return True
+        try:
+            await asyncio.wait_for(self._exit_event(container_id).wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # signals -----------------------------------------------------------------------------
+
+    async def kill(self, container_id: str, signal: str | int = "SIGKILL") -> None:
+        number = parse_signal(signal)
+        async with self._lock(container_id):
+            record = self._get(container_id)
+            if record.status not in ("running", "paused"):
+                raise Conflict(f"Container {container_id} is not running")
+            await self._runtime.kill(container_id, number)
+            if record.status == "paused" and number == signals.SIGKILL:
+                await self._runtime.resume(container_id)
+
+    async def stop(self, container_id: str, *, signal: str, timeout: int) -> ContainerStatus:
+        """Send ``signal``; after ``timeout`` seconds (negative: never) send SIGKILL."""
+        record = self._get(container_id)
+        if record.status in ("running", "paused"):
+            number = parse_signal(signal or "SIGTERM")
+            with contextlib.suppress(Conflict):
+                async with self._lock(container_id):
+                    await self._runtime.kill(container_id, number)
+                    if record.status == "paused":
+                        await self._runtime.resume(container_id)
+                        record.status = "running"
+                        self._save(record)
+            if not await self.wait_exit(container_id, None if timeout < 0 else float(timeout)):
+                with contextlib.suppress(Conflict):
+                    await self.kill(container_id, signals.SIGKILL)
+                await self.wait_exit(container_id)
+        return self._get(container_id).status_message()
+
+    async def pause(self, container_id: str) -> ContainerStatus:
+        async with self._lock(container_id):
+            record = self._get(container_id)
+            if record.status == "paused":
+                raise Conflict(f"Container {container_id} is already paused")
+            if record.status != "running":
+                raise Conflict(f"Container {container_id} is not running")
+            await self._runtime.pause(container_id)
+            record.status = "paused"
+            self._save(record)
+            self.events.emit("pause", record.status_message())
+            return record.status_message()
+
+    async def unpause(self, container_id: str) -> ContainerStatus:
+        async with self._lock(container_id):
+            record = self._get(container_id)
+            if record.status != "paused":
+                raise Conflict(f"Container {container_id} is not paused")
+            await self._runtime.resume(container_id)
+            record.status = "running"
+            self._save(record)
+            self.events.emit("unpause", record.status_message())
+            return record.status_message()
+
+    async def update(self, container_id: str, resources: Resources) -> ContainerStatus:
+        async with self._lock(container_id):
+            record = self._get(container_id)
+            record.request = replace(record.request, resources=resources)
+            if record.status in ("running", "paused"):
+                config = build_config_resources(resources)
+                await self._runtime.update(container_id, config)
+            self._save(record)
+            return record.status_message()
+
+    # delete ------------------------------------------------------------------------------
+
+    async def delete(self, container_id: str, *, force: bool) -> None:
+        record = self._get(container_id)
+        if record.status in ("running", "paused"):
+            if not force:
+                raise Conflict(
+                    f"You cannot remove a running container {container_id}. "
+                    "Stop the container before attempting removal or force remove"
+                )
+            await self.stop(container_id, signal="SIGKILL", timeout=-1)
+        async with self._lock(container_id):
+            if container_id not in self._records:
+                return
+            paths = self.paths(container_id)
+            for pending in self._pending.pop(container_id, []):
+                pending.client.close()
+            with contextlib.suppress(DockyardError):
+                await self._runtime.delete(container_id, force=True)
+            await asyncio.to_thread(self._cgroup(record).remove)
+            with contextlib.suppress(DockyardError):
+                await self._network.detach(container_id=container_id)
+            await self._discard_bundle(paths)
+            self._records.pop(container_id, None)
+            self._exit_event(container_id).set()
+        self._locks.pop(container_id, None)
+        self._exited.pop(container_id, None)
+
+    # inspection --------------------------------------------------------------------------
+
+    async def size(self, container_id: str) -> ContainerSize:
+        record = self._get(container_id)
+        upper = await asyncio.to_thread(directory_size, self.paths(container_id).upper)
+        layers = sum(self._layers.size(d) for d in dict.fromkeys(record.request.layers))
+        return ContainerSize(size_rw=upper, size_root_fs=upper + layers)
+
+    def pids(self, container_id: str) -> list[int]:
+        record = self._get(container_id)
+        if record.status not in ("running", "paused"):
+            raise Conflict(f"Container {container_id} is not running")
+        return self._cgroup(record).pids()
+
+    # attach ------------------------------------------------------------------------------
+
+    async def attach(
+        self, container_id: str, client: HijackedStream, options: AttachOptions
+    ) -> None:
+        """Stream the container's stdio to ``client`` until its output ends.
+
+        A client attaching before start waits for the next start and is connected before
+        the process runs, so it sees all output (what ``docker run`` relies on).
+        """
+        record = self._get(container_id)
+        options.tty = record.request.process.tty
+        if record.status in ("running", "paused") and not record.phase:
+            sock = await connect(self.paths(container_id).attach_socket)
+        else:
+            pending = _PendingAttach(client, options)
+            self._pending.setdefault(container_id, []).append(pending)
+            try:
+                waiter: asyncio.Future[Path] = asyncio.ensure_future(pending.socket_path)
+                closed: asyncio.Future[None] = asyncio.ensure_future(client.wait_closed())
+                either: set[asyncio.Future[Any]] = {waiter, closed}
+                done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                closed.cancel()
+                if waiter not in done:
+                    waiter.cancel()
+                    return
+                sock = await connect(waiter.result())
+            finally:
+                pending.connected.set()
+                with contextlib.suppress(ValueError):
+                    self._pending.get(container_id, []).remove(pending)
+        await pump(sock, client, options)
+
+    # recovery ----------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Re-adopt containers after an agent restart; roll back half-done work.
+
+        Running containers keep running (conmon holds them): their records are reloaded,
+        their port reservations re-taken. Exits that happened while the agent was away are
+        processed from conmon's exit files. Bundles without a readable record, or caught
+        mid-create, are removed; a container caught mid-start is stopped and reported with
+        the error.
+        """
+        root = self._layout.containers_dir
+        root.mkdir(parents=True, exist_ok=True)
+        known_runtime = set(await self._runtime.list_ids())
+        for bundle in sorted(p for p in root.iterdir() if p.is_dir()):
+            paths = self.paths(bundle.name)
+            try:
+                record = load_record(paths.state_file)
+            except (OSError, ValueError, DockyardError):
+                await self._runtime.delete(bundle.name, force=True)
+                await self._discard_bundle(paths)
+                continue
+            if record.phase == "creating":
+                await self._runtime.delete(record.id, force=True)
+                await self._discard_bundle(paths)
+                continue
+            self._records[record.id] = record
+            await self._adopt(record, paths)
+        for stray in known_runtime - set(self._records):
+            with contextlib.suppress(DockyardError):
+                await self._runtime.delete(stray, force=True)
+        await self._network.cleanup(
+            keep={r.id for r in self._records.values() if r.status in ("running", "paused")}
+        )
+
+    async def _adopt(self, record: AgentRecord, paths: BundlePaths) -> None:
+        if record.phase == "starting":
+            with contextlib.suppress(DockyardError):
+                await self._runtime.delete(record.id, force=True)
+            record.phase = ""
+            record.error = "the agent restarted while the container was starting"
+            record.status = "exited" if record.started_at else "created"
+            self._save(record)
+            return
+        if record.status not in ("running", "paused"):
+            return
+        code = _read_exit_code(paths.exit_file)
+        if code is not None:
+            await self._finish(record, code=code, when=_mtime_ns(paths.exit_file))
+            return
+        state = await self._runtime.state(record.id)
+        if state is None or state.status == "stopped" or not _conmon_alive(paths):
+            # The monitor is gone, so the container's output and exit code are lost with it.
+            if state is not None and state.status != "stopped":
+                with contextlib.suppress(DockyardError):
+                    await self._runtime.kill(record.id, signals.SIGKILL)
+            await self._finish(
+                record, code=137, when=now_ns(), error="container monitor (conmon) died"
+            )
+            return
+        record.status = "paused" if state.status == "paused" else "running"
+        record.pid = state.pid or record.pid
+        await self._ensure_bridge(record.request)
+        await self._network.restore(
+            container_id=record.id,
+            pid=record.pid,
+            spec=record.request.network,
+            ports=record.ports,
+        )
+        self._save(record)
+
+    def process_pending_exits(self) -> None:
+        """Pick up exit files written before the watch started (called after recovery)."""
+        for record in list(self._records.values()):
+            if record.status in ("running", "paused") and self.paths(record.id).exit_file.exists():
+                self._schedule_exit(record.id)
+
+
+def build_config_resources(resources: Resources) -> dict[str, Any]:
+    """The ``linux.resources`` subset ``crun update`` accepts."""
+    out: dict[str, Any] = {}
+    if resources.memory:
+        out["memory"] = {"limit": resources.memory}
+        if resources.memory_swap:
+            out["memory"]["swap"] = resources.memory_swap
+    cpu: dict[str, Any] = {}
+    if resources.cpu_shares:
+        cpu["shares"] = resources.cpu_shares
+    if resources.cpu_quota:
+        cpu["quota"] = resources.cpu_quota
+        cpu["period"] = resources.cpu_period or 100_000
+    if resources.cpuset_cpus:
+        cpu["cpus"] = resources.cpuset_cpus
+    if cpu:
+        out["cpu"] = cpu
+    if resources.pids_limit:
+        out["pids"] = {"limit": resources.pids_limit}
+    return out
+
+
+async def _copy_up(rootfs: Path, target: str, data: Path) -> None:
+    """Seed an empty volume with the image's content at ``target`` (Docker's behaviour)."""
+    if any(data.iterdir()):
+        return
+    try:
+        fd = open_in_root(rootfs, target, os.O_PATH | os.O_DIRECTORY)
+    except (NotFound, OSError):
+        return
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "cp",
+            "-a",
+            "--no-dereference",
+            f"/proc/self/fd/{fd}/.",
+            f"{data}/",
+            pass_fds=(fd,),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate()
+    finally:
+        os.close(fd)
+    if proc.returncode != 0:
+        raise Unavailable(f"copying image content into the volume failed: {err.decode().strip()}")
+
+
+def _read_optional(root: Path, path: str) -> str:
+    try:
+        return read_in_root(root, path).decode(errors="replace")
+    except (NotFound, InvalidArgument, OSError):
+        return ""
+
+
+def _read_exit_code(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _conmon_alive(paths: BundlePaths) -> bool:
+    try:
+        pid = int(paths.conmon_pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    return b"conmon" in cmdline and paths.container_id.encode() in cmdline
+
+
+def _remove_bundle(paths: BundlePaths) -> None:
+    """Delete the bundle directory; refuse to descend into anything still mounted."""
+    if not paths.bundle.exists():
+        return
+    if os.path.ismount(paths.rootfs):
+        raise Unavailable(f"rootfs of {paths.container_id} is still mounted; not removing it")
+    shutil.rmtree(paths.bundle, ignore_errors=False, onerror=_chmod_and_retry)
+
+
+def _chmod_and_retry(func: Callable[..., Any], path: str, _exc: Any) -> None:
+    # Containers may leave read-only directories in their upper dir.
+    with contextlib.suppress(OSError):
+        os.chmod(os.path.dirname(path), 0o700)
+        func(path)
+
+
+def _log_task_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        import logging
+
+        logging.getLogger("dockyard.agent").error(
+            "processing a container exit failed", exc_info=task.exception()
+        )

@@ -1,0 +1,279 @@
+"""The agent protocol over HTTP (see docs/agent-protocol.md).
+
+Bodies are the dataclasses of :mod:`dockyard.core.protocol` as JSON. Errors are
+``{"error": {"kind": ..., "message": ...}}``; the status code is informative only, the
+kind is what callers act on. Streams: logs are a chunked body in Docker's framing, attach
+is a hijacked connection, events are newline-delimited JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from dockyard.agent.attach import AttachOptions
+from dockyard.agent.containers import ContainerManager
+from dockyard.agent.events import ResyncNeeded
+from dockyard.agent.top import top
+from dockyard.core.clock import format_rfc3339
+from dockyard.core.errors import DockyardError, InvalidArgument
+from dockyard.core.protocol import (
+    AgentInfo,
+    ContainerListing,
+    CreateRequest,
+    Resources,
+    StopRequest,
+    VolumeRequest,
+)
+from dockyard.core.serde import from_data, to_data
+from dockyard.runtime.logs import LogEntry, follow_entries, read_entries
+from dockyard.volumes.local import LocalVolumes
+from dockyard.wire.framing import frame, stream_number
+from dockyard.wire.hijack import hijack
+
+__all__ = ["make_app"]
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger("dockyard.agent")
+
+_STATUS = {
+    "not_found": 404,
+    "already_exists": 409,
+    "conflict": 409,
+    "invalid_argument": 400,
+    "failed_precondition": 412,
+    "permission_denied": 403,
+    "quota_exceeded": 403,
+    "not_modified": 304,
+    "unavailable": 503,
+}
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(to_data(data), separators=(",", ":")),
+        status=status,
+        content_type="application/json",
+    )
+
+
+async def _body(request: web.Request, cls: type[T]) -> T:
+    try:
+        data = await request.json()
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid JSON body: {exc}") from exc
+    return from_data(cls, data)
+
+
+def _flag(request: web.Request, name: str, default: bool = False) -> bool:
+    value = request.query.get(name)
+    if value is None:
+        return default
+    return value.lower() in ("1", "true", "yes")
+
+
+def _int(request: web.Request, name: str, default: int = 0) -> int:
+    value = request.query.get(name, "")
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidArgument(f"invalid value for {name}: {value!r}") from None
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DockyardError as exc:
+        return web.Response(
+            text=json.dumps({"error": exc.to_wire()}),
+            status=_STATUS.get(exc.kind, 500),
+            content_type="application/json",
+        )
+
+
+def make_app(  # noqa: PLR0915  (one route table, one handler per route)
+    *, manager: ContainerManager, volumes: LocalVolumes, info: Callable[[], AgentInfo]
+) -> web.Application:
+    app = web.Application(middlewares=[_errors], client_max_size=64 * 1024 * 1024)
+    routes = web.RouteTableDef()
+
+    @routes.get("/v1/info")
+    async def get_info(_request: web.Request) -> web.Response:
+        return _json(info())
+
+    @routes.get("/v1/containers")
+    async def list_containers(_request: web.Request) -> web.Response:
+        # No await between reading the position and listing: the pair is consistent.
+        return _json(
+            ContainerListing(
+                boot_id=manager.events.boot_id,
+                seq=manager.events.seq,
+                containers=manager.statuses(),
+            )
+        )
+
+    @routes.post("/v1/containers")
+    async def create(request: web.Request) -> web.Response:
+        return _json(await manager.create(await _body(request, CreateRequest)), 201)
+
+    @routes.get("/v1/containers/{id}")
+    async def status(request: web.Request) -> web.Response:
+        return _json(manager.status(request.match_info["id"]))
+
+    @routes.post("/v1/containers/{id}/start")
+    async def start(request: web.Request) -> web.Response:
+        return _json(await manager.start(request.match_info["id"]))
+
+    @routes.post("/v1/containers/{id}/stop")
+    async def stop(request: web.Request) -> web.Response:
+        body = await _body(request, StopRequest)
+        return _json(
+            await manager.stop(request.match_info["id"], signal=body.signal, timeout=body.timeout)
+        )
+
+    @routes.post("/v1/containers/{id}/kill")
+    async def kill(request: web.Request) -> web.Response:
+        await manager.kill(request.match_info["id"], request.query.get("signal", "SIGKILL"))
+        return _json({})
+
+    @routes.post("/v1/containers/{id}/pause")
+    async def pause(request: web.Request) -> web.Response:
+        return _json(await manager.pause(request.match_info["id"]))
+
+    @routes.post("/v1/containers/{id}/unpause")
+    async def unpause(request: web.Request) -> web.Response:
+        return _json(await manager.unpause(request.match_info["id"]))
+
+    @routes.post("/v1/containers/{id}/update")
+    async def update(request: web.Request) -> web.Response:
+        resources = await _body(request, Resources)
+        return _json(await manager.update(request.match_info["id"], resources))
+
+    @routes.delete("/v1/containers/{id}")
+    async def delete(request: web.Request) -> web.Response:
+        await manager.delete(request.match_info["id"], force=_flag(request, "force"))
+        return _json({})
+
+    @routes.get("/v1/containers/{id}/size")
+    async def size(request: web.Request) -> web.Response:
+        return _json(await manager.size(request.match_info["id"]))
+
+    @routes.get("/v1/containers/{id}/top")
+    async def top_(request: web.Request) -> web.Response:
+        pids = manager.pids(request.match_info["id"])
+        return _json(await top(pids, request.query.get("ps_args", "")))
+
+    @routes.post("/v1/containers/{id}/wait")
+    async def wait(request: web.Request) -> web.Response:
+        await manager.wait_exit(request.match_info["id"])
+        return _json(manager.status(request.match_info["id"]))
+
+    @routes.get("/v1/containers/{id}/logs")
+    async def logs(request: web.Request) -> web.StreamResponse:
+        cid = request.match_info["id"]
+        record = manager.record(cid)
+        tty = record.request.process.tty
+        want = {"stdout": _flag(request, "stdout"), "stderr": _flag(request, "stderr")}
+        timestamps = _flag(request, "timestamps")
+        since, until, tail = (
+            _int(request, "since"),
+            _int(request, "until"),
+            _int(request, "tail", -1),
+        )
+        path = manager.paths(cid).log_file
+        response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"})
+        await response.prepare(request)
+
+        def encode(entry: LogEntry) -> bytes:
+            data = entry.data
+            if timestamps:
+                data = format_rfc3339(entry.time).encode() + b" " + data
+            return data if tty else frame(stream_number(entry.stream), data)
+
+        if _flag(request, "follow"):
+            async for entry in follow_entries(
+                path,
+                since=since,
+                until=until,
+                tail=tail,
+                finished=lambda: not manager.is_active(cid),
+            ):
+                if want.get(entry.stream):
+                    await response.write(encode(entry))
+        else:
+            for entry in await asyncio.to_thread(
+                lambda: list(read_entries(path, since=since, until=until, tail=tail))
+            ):
+                if want.get(entry.stream):
+                    await response.write(encode(entry))
+        await response.write_eof()
+        return response
+
+    @routes.post("/v1/containers/{id}/attach")
+    async def attach(request: web.Request) -> web.StreamResponse:
+        cid = request.match_info["id"]
+        manager.record(cid)  # NotFound before hijacking
+        options = AttachOptions(
+            stdin=_flag(request, "stdin"),
+            stdout=_flag(request, "stdout"),
+            stderr=_flag(request, "stderr"),
+            tty=False,
+        )
+        stream = await hijack(request, content_type="application/vnd.docker.raw-stream")
+        try:
+            await manager.attach(cid, stream, options)
+        except (DockyardError, OSError) as exc:
+            log.info("attach to %s ended: %s", cid, exc)
+        return stream.finish()
+
+    @routes.get("/v1/events")
+    async def events(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        boot = request.query.get("boot", "")
+        after = _int(request, "after")
+        try:
+            async for event in manager.events.follow(boot_id=boot, after=after):
+                await response.write(json.dumps(to_data(event)).encode() + b"\n")
+        except ResyncNeeded as exc:
+            line = {"resync": exc.seq, "boot_id": manager.events.boot_id}
+            await response.write(json.dumps(line).encode() + b"\n")
+        return response
+
+    @routes.post("/v1/volumes")
+    async def create_volume(request: web.Request) -> web.Response:
+        body = await _body(request, VolumeRequest)
+        path = await asyncio.to_thread(
+            volumes.create,
+            tenant=body.tenant,
+            name=body.name,
+            uid_base=body.uid_base,
+            options=body.options,
+        )
+        return _json({"name": body.name, "tenant": body.tenant, "mountpoint": str(path)}, 201)
+
+    @routes.get("/v1/volumes/{tenant}/{name}")
+    async def volume_usage(request: web.Request) -> web.Response:
+        tenant, name = request.match_info["tenant"], request.match_info["name"]
+        path = volumes.path(tenant=tenant, name=name)
+        size = await asyncio.to_thread(volumes.size, tenant=tenant, name=name)
+        return _json({"name": name, "tenant": tenant, "mountpoint": str(path), "size": size})
+
+    @routes.delete("/v1/volumes/{tenant}/{name}")
+    async def remove_volume(request: web.Request) -> web.Response:
+        await asyncio.to_thread(
+            volumes.remove, tenant=request.match_info["tenant"], name=request.match_info["name"]
+        )
+        return _json({})
+
+    app.add_routes(routes)
+    return app

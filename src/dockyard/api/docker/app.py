@@ -1,0 +1,72 @@
+"""The Docker Engine API application: routes under bare and versioned paths.
+
+Every route answers at ``/path`` and ``/v<major>.<minor>/path``. Versions older than
+:data:`MIN_API_VERSION` or newer than :data:`MAX_API_VERSION` are refused as Docker refuses
+them. The tenant middleware resolves the caller's tenant (the default tenant until
+authentication arrives).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from dockyard.api.docker import containers, images, networks, system, volumes
+from dockyard.api.docker.context import CONTEXT_KEY, TENANT_KEY, ApiContext
+from dockyard.api.docker.system import MAX_API_VERSION, MIN_API_VERSION
+from dockyard.api.errors import docker_errors, error_response
+from dockyard.controller.app import Controller
+
+__all__ = ["make_docker_app"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_VERSION_PREFIX = r"/v{version:[0-9]+\.[0-9]+}"
+
+
+def _version_tuple(text: str) -> tuple[int, int]:
+    major, _, minor = text.partition(".")
+    return int(major), int(minor or 0)
+
+
+@web.middleware
+async def _api_version(request: web.Request, handler: Handler) -> web.StreamResponse:
+    version = request.match_info.get("version")
+    if version:
+        wanted = _version_tuple(version)
+        if wanted < _version_tuple(MIN_API_VERSION):
+            return error_response(
+                400,
+                f"client version {version} is too old. Minimum supported API version is "
+                f"{MIN_API_VERSION}, please upgrade your client to a newer version",
+            )
+        if wanted > _version_tuple(MAX_API_VERSION):
+            return error_response(
+                400,
+                f"client version {version} is too new. Maximum supported API version is "
+                f"{MAX_API_VERSION}",
+            )
+    return await handler(request)
+
+
+def _tenant_middleware(controller: Controller) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def resolve_tenant(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request[TENANT_KEY] = controller.default_tenant()
+        return await handler(request)
+
+    return resolve_tenant
+
+
+def make_docker_app(controller: Controller) -> web.Application:
+    app = web.Application(
+        middlewares=[docker_errors, _api_version, _tenant_middleware(controller)],
+        client_max_size=0,
+    )
+    app[CONTEXT_KEY] = ApiContext(controller)
+    for table in (system.routes, containers.routes, images.routes, volumes.routes, networks.routes):
+        for route in table:
+            assert isinstance(route, web.RouteDef)
+            app.router.add_route(route.method, route.path, route.handler)
+            app.router.add_route(route.method, _VERSION_PREFIX + route.path, route.handler)
+    return app

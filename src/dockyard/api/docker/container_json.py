@@ -1,0 +1,631 @@
+"""Docker's container JSON: create bodies in, inspect and list entries out."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from typing import Any
+
+from dockyard.api.docker.body import (
+    get_bool,
+    get_int,
+    get_map,
+    get_str,
+    get_str_list,
+    get_str_map,
+)
+from dockyard.api.docker.humanize import human_duration
+from dockyard.core.clock import format_rfc3339
+from dockyard.core.errors import InvalidArgument
+from dockyard.core.models import (
+    Container,
+    ContainerConfig,
+    Healthcheck,
+    HostConfig,
+    MountRequest,
+    PortBinding,
+    RestartPolicy,
+    Status,
+    Volume,
+)
+
+__all__ = [
+    "container_summary",
+    "inspect_container",
+    "parse_create",
+    "parse_host_config",
+    "unsupported_warnings",
+]
+
+# HostConfig fields accepted without effect; a non-default value earns a warning.
+_IGNORED = {
+    "Ulimits": "ulimits are not supported yet; containers get the host's defaults",
+    "MemorySwappiness": "memory swappiness is not supported; the setting was ignored",
+    "OomKillDisable": "disabling the OOM killer is not allowed; the setting was ignored",
+    "CgroupParent": "cgroup parents are chosen by Dockyard; the setting was ignored",
+    "Links": "legacy links are not supported; use a network and container names",
+    "VolumesFrom": "volumes-from is not supported yet; the setting was ignored",
+    "StorageOpt": "storage options are not supported; the setting was ignored",
+    "KernelMemory": "kernel memory limits are deprecated; the setting was ignored",
+    "KernelMemoryTCP": "kernel memory limits are deprecated; the setting was ignored",
+    "CpuRealtimePeriod": "realtime scheduling is not supported; the setting was ignored",
+    "CpuRealtimeRuntime": "realtime scheduling is not supported; the setting was ignored",
+    "BlkioWeightDevice": "per-device block I/O limits are not supported; ignored",
+    "BlkioDeviceReadBps": "per-device block I/O limits are not supported; ignored",
+    "BlkioDeviceWriteBps": "per-device block I/O limits are not supported; ignored",
+    "BlkioDeviceReadIOps": "per-device block I/O limits are not supported; ignored",
+    "BlkioDeviceWriteIOps": "per-device block I/O limits are not supported; ignored",
+    "CpuCount": "CpuCount applies to Windows only; the setting was ignored",
+    "CpuPercent": "CpuPercent applies to Windows only; the setting was ignored",
+    "IOMaximumIOps": "IOMaximumIOps applies to Windows only; the setting was ignored",
+    "IOMaximumBandwidth": "IOMaximumBandwidth applies to Windows only; ignored",
+    "DeviceCgroupRules": "device cgroup rules are not allowed; the setting was ignored",
+    "MaskedPaths": "masked paths are fixed by Dockyard; the setting was ignored",
+    "ReadonlyPaths": "read-only paths are fixed by Dockyard; the setting was ignored",
+    "VolumeDriver": "only the local volume driver exists; the setting was ignored",
+}
+
+
+def _healthcheck(data: dict[str, Any]) -> Healthcheck | None:
+    if not data:
+        return None
+    test = get_str_list(data, "Test", "Healthcheck") or ()
+    return Healthcheck(
+        test=test,
+        interval=get_int(data, "Interval", "Healthcheck"),
+        timeout=get_int(data, "Timeout", "Healthcheck"),
+        start_period=get_int(data, "StartPeriod", "Healthcheck"),
+        retries=get_int(data, "Retries", "Healthcheck"),
+    )
+
+
+def _entrypoint(body: dict[str, Any]) -> tuple[str, ...] | None:
+    value = get_str_list(body, "Entrypoint")
+    if value is None or value == ():
+        return None
+    if value == ("",):
+        return ()  # --entrypoint "": explicitly none
+    return value
+
+
+def parse_config(body: dict[str, Any]) -> ContainerConfig:
+    """Docker's ``Config`` (the top level of a create body)."""
+    image = get_str(body, "Image")
+    if not image:
+        raise InvalidArgument("Config.Image is required")
+    cmd = get_str_list(body, "Cmd")
+    stop_timeout = body.get("StopTimeout")
+    return ContainerConfig(
+        image=image,
+        hostname=get_str(body, "Hostname"),
+        domainname=get_str(body, "Domainname"),
+        user=get_str(body, "User"),
+        attach_stdin=get_bool(body, "AttachStdin"),
+        attach_stdout=get_bool(body, "AttachStdout"),
+        attach_stderr=get_bool(body, "AttachStderr"),
+        exposed_ports=tuple(get_map(body, "ExposedPorts")),
+        tty=get_bool(body, "Tty"),
+        open_stdin=get_bool(body, "OpenStdin"),
+        stdin_once=get_bool(body, "StdinOnce"),
+        env=tuple(e for e in get_str_list(body, "Env") or () if e),
+        cmd=cmd if cmd else None,
+        entrypoint=_entrypoint(body),
+        healthcheck=_healthcheck(get_map(body, "Healthcheck")),
+        volumes=tuple(get_map(body, "Volumes")),
+        working_dir=get_str(body, "WorkingDir"),
+        labels=get_str_map(body, "Labels"),
+        stop_signal=get_str(body, "StopSignal"),
+        stop_timeout=None if stop_timeout is None else get_int(body, "StopTimeout"),
+        network_disabled=get_bool(body, "NetworkDisabled"),
+        mac_address=get_str(body, "MacAddress"),
+        on_build=get_str_list(body, "OnBuild"),
+        shell=get_str_list(body, "Shell"),
+        args_escaped=get_bool(body, "ArgsEscaped"),
+    )
+
+
+def _port_bindings(data: dict[str, Any]) -> dict[str, tuple[PortBinding, ...]]:
+    out: dict[str, tuple[PortBinding, ...]] = {}
+    for key, bindings in data.items():
+        if bindings is None:
+            out[key] = ()
+            continue
+        if not isinstance(bindings, list):
+            raise InvalidArgument(f"invalid type for PortBindings[{key}]: expected a list")
+        items = []
+        for binding in bindings:
+            if not isinstance(binding, dict):
+                raise InvalidArgument(f"invalid port binding for {key}")
+            items.append(
+                PortBinding(
+                    host_ip=get_str(binding, "HostIp", "PortBindings"),
+                    host_port=get_str(binding, "HostPort", "PortBindings"),
+                )
+            )
+        out[key if "/" in key else f"{key}/tcp"] = tuple(items)
+    return out
+
+
+def _mounts(data: Any) -> tuple[MountRequest, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise InvalidArgument("invalid type for HostConfig.Mounts: expected a list")
+    out = []
+    for item in data:
+        if not isinstance(item, dict):
+            raise InvalidArgument("invalid mount: expected an object")
+        kind = get_str(item, "Type", "Mounts") or "volume"
+        options: list[str] = []
+        tmpfs = get_map(item, "TmpfsOptions", "Mounts")
+        if tmpfs.get("SizeBytes"):
+            options.append(f"size={get_int(tmpfs, 'SizeBytes', 'TmpfsOptions')}")
+        if tmpfs.get("Mode"):
+            options.append(f"mode={get_int(tmpfs, 'Mode', 'TmpfsOptions'):o}")
+        volume_options = get_map(item, "VolumeOptions", "Mounts")
+        out.append(
+            MountRequest(
+                type=kind,
+                target=get_str(item, "Target", "Mounts"),
+                source=get_str(item, "Source", "Mounts"),
+                read_only=get_bool(item, "ReadOnly", "Mounts"),
+                options=tuple(options),
+                volume_nocopy=get_bool(volume_options, "NoCopy", "VolumeOptions"),
+            )
+        )
+    return tuple(out)
+
+
+def parse_host_config(hc: dict[str, Any]) -> HostConfig:
+    restart = get_map(hc, "RestartPolicy", "HostConfig")
+    log_config = get_map(hc, "LogConfig", "HostConfig")
+    return HostConfig(
+        binds=get_str_list(hc, "Binds", "HostConfig") or (),
+        mounts=_mounts(hc.get("Mounts")),
+        tmpfs=get_str_map(hc, "Tmpfs", "HostConfig"),
+        network_mode=get_str(hc, "NetworkMode", "HostConfig") or "bridge",
+        port_bindings=_port_bindings(get_map(hc, "PortBindings", "HostConfig")),
+        publish_all_ports=get_bool(hc, "PublishAllPorts", "HostConfig"),
+        restart_policy=RestartPolicy(
+            name=get_str(restart, "Name", "RestartPolicy") or "no",
+            maximum_retry_count=get_int(restart, "MaximumRetryCount", "RestartPolicy"),
+        ),
+        auto_remove=get_bool(hc, "AutoRemove", "HostConfig"),
+        readonly_rootfs=get_bool(hc, "ReadonlyRootfs", "HostConfig"),
+        init=bool(hc.get("Init")),
+        memory=get_int(hc, "Memory", "HostConfig"),
+        memory_reservation=get_int(hc, "MemoryReservation", "HostConfig"),
+        memory_swap=get_int(hc, "MemorySwap", "HostConfig"),
+        nano_cpus=get_int(hc, "NanoCpus", "HostConfig"),
+        cpu_shares=get_int(hc, "CpuShares", "HostConfig"),
+        cpu_period=get_int(hc, "CpuPeriod", "HostConfig"),
+        cpu_quota=get_int(hc, "CpuQuota", "HostConfig"),
+        cpuset_cpus=get_str(hc, "CpusetCpus", "HostConfig"),
+        cpuset_mems=get_str(hc, "CpusetMems", "HostConfig"),
+        pids_limit=get_int(hc, "PidsLimit", "HostConfig"),
+        blkio_weight=get_int(hc, "BlkioWeight", "HostConfig"),
+        shm_size=get_int(hc, "ShmSize", "HostConfig"),
+        dns=get_str_list(hc, "Dns", "HostConfig") or (),
+        dns_options=get_str_list(hc, "DnsOptions", "HostConfig") or (),
+        dns_search=get_str_list(hc, "DnsSearch", "HostConfig") or (),
+        extra_hosts=get_str_list(hc, "ExtraHosts", "HostConfig") or (),
+        group_add=get_str_list(hc, "GroupAdd", "HostConfig") or (),
+        cap_add=get_str_list(hc, "CapAdd", "HostConfig") or (),
+        cap_drop=get_str_list(hc, "CapDrop", "HostConfig") or (),
+        oom_score_adj=get_int(hc, "OomScoreAdj", "HostConfig"),
+        log_type=get_str(log_config, "Type", "LogConfig") or "json-file",
+        log_options=get_str_map(log_config, "Config", "LogConfig"),
+        privileged=get_bool(hc, "Privileged", "HostConfig"),
+        pid_mode=get_str(hc, "PidMode", "HostConfig"),
+        ipc_mode=get_str(hc, "IpcMode", "HostConfig"),
+        uts_mode=get_str(hc, "UTSMode", "HostConfig"),
+        userns_mode=get_str(hc, "UsernsMode", "HostConfig"),
+        cgroupns_mode=get_str(hc, "CgroupnsMode", "HostConfig"),
+        devices=tuple(
+            str(d.get("PathOnHost", d)) if isinstance(d, dict) else str(d)
+            for d in hc.get("Devices") or ()
+        )
+        + tuple("gpu" for _ in hc.get("DeviceRequests") or ()),
+        security_opt=get_str_list(hc, "SecurityOpt", "HostConfig") or (),
+        sysctls=get_str_map(hc, "Sysctls", "HostConfig"),
+    )
+
+
+def _is_default(value: Any) -> bool:
+    return value in (None, 0, -1, "", False, [], {})
+
+
+def unsupported_warnings(hc: dict[str, Any]) -> list[str]:
+    """Warnings for HostConfig settings given with a value Dockyard does not apply."""
+    warnings = [msg for key, msg in _IGNORED.items() if not _is_default(hc.get(key))]
+    runtime = hc.get("Runtime")
+    if runtime not in (None, "", "runc", "crun"):
+        warnings.append(f"runtime {runtime!r} is not available; containers run with crun")
+    isolation = hc.get("Isolation")
+    if isolation not in (None, "", "default"):
+        warnings.append(f"isolation {isolation!r} is not supported; ignored")
+    return warnings
+
+
+def parse_create(body: dict[str, Any]) -> tuple[ContainerConfig, HostConfig, list[str]]:
+    """A create request: (Config, HostConfig, warnings for what will not be applied)."""
+    config = parse_config(body)
+    hc_body = get_map(body, "HostConfig")
+    host_config = parse_host_config(hc_body)
+    networking = get_map(get_map(body, "NetworkingConfig"), "EndpointsConfig")
+    warnings = unsupported_warnings(hc_body)
+    if config.network_disabled:
+        host_config.network_mode = "none"
+    if len(networking) > 1:
+        raise InvalidArgument(
+            "Container cannot be connected to network endpoints: " + ", ".join(sorted(networking))
+        )
+    if config.mac_address:
+        warnings.append("MacAddress is chosen by Dockyard; the setting was ignored")
+    return config, host_config, warnings
+
+
+# rendering ------------------------------------------------------------------------------
+
+
+def _state_json(container: Container) -> dict[str, Any]:
+    state = container.state
+    status = state.status
+    return {
+        "Status": status.value,
+        "Running": status in (Status.RUNNING, Status.PAUSED),
+        "Paused": status == Status.PAUSED,
+        "Restarting": status == Status.RESTARTING,
+        "OOMKilled": state.oom_killed,
+        "Dead": status == Status.DEAD,
+        "Pid": state.pid,
+        "ExitCode": state.exit_code,
+        "Error": state.error,
+        "StartedAt": format_rfc3339(state.started_at),
+        "FinishedAt": format_rfc3339(state.finished_at),
+    }
+
+
+def _healthcheck_json(hc: Healthcheck | None) -> dict[str, Any] | None:
+    if hc is None:
+        return None
+    out: dict[str, Any] = {"Test": list(hc.test)}
+    for key, value in (
+        ("Interval", hc.interval),
+        ("Timeout", hc.timeout),
+        ("StartPeriod", hc.start_period),
+        ("Retries", hc.retries),
+    ):
+        if value:
+            out[key] = value
+    return out
+
+
+def config_json(config: ContainerConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "Hostname": config.hostname,
+        "Domainname": config.domainname,
+        "User": config.user,
+        "AttachStdin": config.attach_stdin,
+        "AttachStdout": config.attach_stdout,
+        "AttachStderr": config.attach_stderr,
+        "Tty": config.tty,
+        "OpenStdin": config.open_stdin,
+        "StdinOnce": config.stdin_once,
+        "Env": list(config.env),
+        "Cmd": list(config.cmd) if config.cmd is not None else None,
+        "Image": config.image,
+        "Volumes": {v: {} for v in config.volumes} or None,
+        "WorkingDir": config.working_dir,
+        "Entrypoint": list(config.entrypoint) if config.entrypoint else None,
+        "OnBuild": list(config.on_build) if config.on_build is not None else None,
+        "Labels": dict(config.labels),
+    }
+    if config.exposed_ports:
+        out["ExposedPorts"] = {p: {} for p in config.exposed_ports}
+    if config.healthcheck is not None:
+        out["Healthcheck"] = _healthcheck_json(config.healthcheck)
+    if config.stop_signal:
+        out["StopSignal"] = config.stop_signal
+    if config.stop_timeout is not None:
+        out["StopTimeout"] = config.stop_timeout
+    if config.args_escaped:
+        out["ArgsEscaped"] = True
+    if config.shell is not None:
+        out["Shell"] = list(config.shell)
+    return out
+
+
+def host_config_json(hc: HostConfig) -> dict[str, Any]:
+    return {
+        "Binds": list(hc.binds) or None,
+        "ContainerIDFile": "",
+        "LogConfig": {"Type": hc.log_type, "Config": dict(hc.log_options)},
+        "NetworkMode": hc.network_mode,
+        "PortBindings": {
+            k: [{"HostIp": b.host_ip, "HostPort": b.host_port} for b in v]
+            for k, v in hc.port_bindings.items()
+        },
+        "RestartPolicy": {
+            "Name": hc.restart_policy.name,
+            "MaximumRetryCount": hc.restart_policy.maximum_retry_count,
+        },
+        "AutoRemove": hc.auto_remove,
+        "VolumeDriver": "",
+        "VolumesFrom": None,
+        "ConsoleSize": [0, 0],
+        "CapAdd": list(hc.cap_add) or None,
+        "CapDrop": list(hc.cap_drop) or None,
+        "CgroupnsMode": hc.cgroupns_mode or "private",
+        "Dns": list(hc.dns),
+        "DnsOptions": list(hc.dns_options),
+        "DnsSearch": list(hc.dns_search),
+        "ExtraHosts": list(hc.extra_hosts) or None,
+        "GroupAdd": list(hc.group_add) or None,
+        "IpcMode": hc.ipc_mode or "private",
+        "Cgroup": "",
+        "Links": None,
+        "OomScoreAdj": hc.oom_score_adj,
+        "PidMode": hc.pid_mode,
+        "Privileged": hc.privileged,
+        "PublishAllPorts": hc.publish_all_ports,
+        "ReadonlyRootfs": hc.readonly_rootfs,
+        "SecurityOpt": list(hc.security_opt) or None,
+        "Tmpfs": dict(hc.tmpfs) or None,
+        "UTSMode": hc.uts_mode,
+        "UsernsMode": hc.userns_mode,
+        "ShmSize": hc.shm_size or 67108864,
+        "Runtime": "crun",
+        "Isolation": "",
+        "CpuShares": hc.cpu_shares,
+        "Memory": hc.memory,
+        "NanoCpus": hc.nano_cpus,
+        "CgroupParent": "",
+        "BlkioWeight": hc.blkio_weight,
+        "BlkioWeightDevice": [],
+        "BlkioDeviceReadBps": [],
+        "BlkioDeviceWriteBps": [],
+        "BlkioDeviceReadIOps": [],
+        "BlkioDeviceWriteIOps": [],
+        "CpuPeriod": hc.cpu_period,
+        "CpuQuota": hc.cpu_quota,
+        "CpuRealtimePeriod": 0,
+        "CpuRealtimeRuntime": 0,
+        "CpusetCpus": hc.cpuset_cpus,
+        "CpusetMems": hc.cpuset_mems,
+        "Devices": [],
+        "DeviceCgroupRules": None,
+        "DeviceRequests": None,
+        "MemoryReservation": hc.memory_reservation,
+        "MemorySwap": hc.memory_swap,
+        "MemorySwappiness": None,
+        "OomKillDisable": False,
+        "PidsLimit": hc.pids_limit or None,
+        "Ulimits": None,
+        "CpuCount": 0,
+        "CpuPercent": 0,
+        "IOMaximumIOps": 0,
+        "IOMaximumBandwidth": 0,
+        "Mounts": [
+            {"Type": m.type, "Source": m.source, "Target": m.target, "ReadOnly": m.read_only}
+            for m in hc.mounts
+        ]
+        or None,
+        "MaskedPaths": None,
+        "ReadonlyPaths": None,
+        "Init": hc.init or None,
+    }
+
+
+def _ports_json(container: Container, running: bool) -> dict[str, Any]:
+    ports: dict[str, Any] = dict.fromkeys(container.config.exposed_ports)
+    if running:
+        for key, bindings in container.ports.items():
+            ports[key] = [{"HostIp": b.host_ip, "HostPort": b.host_port} for b in bindings]
+    return ports
+
+
+def network_settings_json(
+    container: Container, *, network_id: str, gateway: str, subnet: str
+) -> dict[str, Any]:
+    running = container.state.status in (Status.RUNNING, Status.PAUSED)
+    address = container.ip_address if running else ""
+    prefix = ipaddress.ip_network(subnet).prefixlen if subnet and address else 0
+    networks: dict[str, Any] = {}
+    if container.network:
+        networks[container.network] = {
+            "IPAMConfig": None,
+            "Links": None,
+            "Aliases": None,
+            "NetworkID": network_id,
+            "EndpointID": container.id if running else "",
+            "Gateway": gateway if running else "",
+            "IPAddress": address,
+            "IPPrefixLen": prefix,
+            "IPv6Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "MacAddress": "",
+            "DriverOpts": None,
+        }
+    primary = container.network == "bridge"
+    return {
+        "Bridge": "",
+        "SandboxID": container.id if running else "",
+        "HairpinMode": False,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": _ports_json(container, running),
+        "SandboxKey": "",
+        "SecondaryIPAddresses": None,
+        "SecondaryIPv6Addresses": None,
+        "EndpointID": container.id if running and primary else "",
+        "Gateway": gateway if running and primary else "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": address if primary else "",
+        "IPPrefixLen": prefix if primary else 0,
+        "IPv6Gateway": "",
+        "MacAddress": "",
+        "Networks": networks,
+    }
+
+
+def mounts_json(container: Container, volumes: dict[str, Volume]) -> list[dict[str, Any]]:
+    """The Mounts array; ``volumes`` maps the tenant's volume names to their records."""
+    out = []
+    for mount in container.mounts:
+        if mount.type == "volume":
+            volume = volumes.get(mount.source)
+            out.append(
+                {
+                    "Type": "volume",
+                    "Name": mount.source,
+                    "Source": volume.mountpoint if volume else "",
+                    "Destination": mount.target,
+                    "Driver": "local",
+                    "Mode": "ro" if mount.read_only else "z",
+                    "RW": not mount.read_only,
+                    "Propagation": "",
+                }
+            )
+        else:
+            out.append(
+                {
+                    "Type": "tmpfs",
+                    "Source": "",
+                    "Destination": mount.target,
+                    "Mode": "",
+                    "RW": not mount.read_only,
+                    "Propagation": "",
+                }
+            )
+    return out
+
+
+def _command_parts(config: ContainerConfig) -> list[str]:
+    return [*(config.entrypoint or ()), *(config.cmd or ())]
+
+
+def inspect_container(
+    container: Container,
+    *,
+    network: dict[str, str],
+    mounts: list[dict[str, Any]],
+    size: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    parts = _command_parts(container.config)
+    if container.host_config.init:
+        parts = ["/sbin/docker-init", "--", *parts]
+    out: dict[str, Any] = {
+        "Id": container.id,
+        "Created": format_rfc3339(container.created),
+        "Path": parts[0] if parts else "",
+        "Args": parts[1:],
+        "State": _state_json(container),
+        "Image": container.image_id,
+        "ResolvConfPath": "",
+        "HostnamePath": "",
+        "HostsPath": "",
+        "LogPath": "",
+        "Name": f"/{container.name}",
+        "RestartCount": container.restart_count,
+        "Driver": "overlayfs",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": host_config_json(container.host_config),
+        "GraphDriver": {"Data": None, "Name": "overlayfs"},
+        "Mounts": mounts,
+        "Config": config_json(container.config),
+        "NetworkSettings": network_settings_json(
+            container,
+            network_id=network.get("id", ""),
+            gateway=network.get("gateway", ""),
+            subnet=network.get("subnet", ""),
+        ),
+    }
+    if size is not None:
+        out["SizeRw"], out["SizeRootFs"] = size
+    return out
+
+
+def status_text(container: Container, now: float | None = None) -> str:
+    """The human ``Status`` column of ``docker ps``."""
+    current = time.time() if now is None else now
+    state = container.state
+    if state.status in (Status.RUNNING, Status.PAUSED):
+        text = f"Up {human_duration(current - state.started_at / 1e9)}"
+        return text + " (Paused)" if state.status == Status.PAUSED else text
+    if state.status == Status.RESTARTING:
+        return (
+            f"Restarting ({state.exit_code}) "
+            f"{human_duration(current - state.finished_at / 1e9)} ago"
+        )
+    if state.status == Status.EXITED and state.finished_at:
+        return f"Exited ({state.exit_code}) {human_duration(current - state.finished_at / 1e9)} ago"
+    if state.status == Status.DEAD:
+        return "Dead"
+    if state.status == Status.REMOVING:
+        return "Removal In Progress"
+    return "Created"
+
+
+def _summary_ports(container: Container) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    running = container.state.status in (Status.RUNNING, Status.PAUSED)
+    published = set()
+    if running:
+        for key, bindings in container.ports.items():
+            port, _, proto = key.partition("/")
+            published.add(key)
+            for b in bindings:
+                out.append(
+                    {
+                        "IP": b.host_ip or "0.0.0.0",  # noqa: S104
+                        "PrivatePort": int(port),
+                        "PublicPort": int(b.host_port),
+                        "Type": proto,
+                    }
+                )
+    for key in container.config.exposed_ports:
+        if key not in published:
+            port, _, proto = key.partition("/")
+            out.append({"PrivatePort": int(port), "Type": proto or "tcp"})
+    return out
+
+
+def container_summary(
+    container: Container,
+    *,
+    network: dict[str, str],
+    mounts: list[dict[str, Any]],
+    size: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    parts = _command_parts(container.config)
+    settings = network_settings_json(
+        container,
+        network_id=network.get("id", ""),
+        gateway=network.get("gateway", ""),
+        subnet=network.get("subnet", ""),
+    )
+    out: dict[str, Any] = {
+        "Id": container.id,
+        "Names": [f"/{container.name}"],
+        "Image": container.image,
+        "ImageID": container.image_id,
+        "Command": " ".join(parts),
+        "Created": container.created // 1_000_000_000,
+        "Ports": _summary_ports(container),
+        "Labels": dict(container.config.labels),
+        "State": container.state.status.value,
+        "Status": status_text(container),
+        "HostConfig": {"NetworkMode": container.host_config.network_mode},
+        "NetworkSettings": {"Networks": settings["Networks"]},
+        "Mounts": mounts,
+    }
+    if size is not None:
+        out["SizeRw"], out["SizeRootFs"] = size
+    return out

@@ -1,0 +1,457 @@
+"""Docker Engine API: container operations, one handler per Docker operation id."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+
+from dockyard.api.docker.body import get_int, get_map, get_str, read_json
+from dockyard.api.docker.container_json import (
+    container_summary,
+    inspect_container,
+    mounts_json,
+    parse_create,
+)
+from dockyard.api.docker.context import ApiContext, flag, query_int, tenant_of
+from dockyard.api.docker.filters import parse_filters
+from dockyard.controller.containers import UpdateRequest
+from dockyard.core.clock import parse_time_filter
+from dockyard.core.errors import InvalidArgument, NotFound
+from dockyard.core.models import Container, HostConfig, RestartPolicy, Status
+from dockyard.wire.hijack import hijack
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+_LIST_FILTERS = (
+    "ancestor",
+    "before",
+    "expose",
+    "exited",
+    "health",
+    "id",
+    "isolation",
+    "is-task",
+    "label",
+    "name",
+    "network",
+    "publish",
+    "since",
+    "status",
+    "volume",
+)
+_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
+
+def _network(ctx: ApiContext, container: Container) -> dict[str, str]:
+    if not container.network:
+        return {}
+    try:
+        net = ctx.controller.networks.get(tenant=container.tenant, ref=container.network)
+    except NotFound:
+        return {}
+    return {"id": net.id, "gateway": net.gateway, "subnet": net.subnet}
+
+
+def _volumes(ctx: ApiContext, container: Container) -> dict[str, Any]:
+    wanted = {m.source for m in container.mounts if m.type == "volume"}
+    if not wanted:
+        return {}
+    volumes = ctx.controller.volumes.list_volumes(tenant=container.tenant)
+    return {v.name: v for v in volumes if v.name in wanted}
+
+
+# list / create / inspect ----------------------------------------------------------------
+
+
+def _time_of_ref(ctx: ApiContext, tenant: str, ref: str) -> int:
+    return ctx.controller.containers.get(tenant=tenant, ref=ref).created
+
+
+def _match(ctx: ApiContext, c: Container, f: Any, tenant: str) -> bool:  # noqa: PLR0911, PLR0912
+    if f.has("id") and not any(c.id.startswith(v) for v in f.get("id")):
+        return False
+    if f.has("name") and not any(re.search(v, c.name) for v in f.get("name")):
+        return False
+    if f.has("status"):
+        for value in f.get("status"):
+            if value not in _STATUSES:
+                raise InvalidArgument(f"Unrecognised filter value for status: {value}")
+        if c.state.status.value not in f.get("status"):
+            return False
+    if f.has("label"):
+        for item in f.get("label"):
+            key, sep, value = item.partition("=")
+            if key not in c.config.labels or (sep and c.config.labels[key] != value):
+                return False
+    if f.has("exited"):
+        if c.state.status != Status.EXITED:
+            return False
+        if str(c.state.exit_code) not in f.get("exited"):
+            return False
+    if f.has("ancestor"):
+        ids = set()
+        for ref in f.get("ancestor"):
+            with contextlib.suppress(NotFound):
+                ids.add(ctx.controller.images.resolve(tenant=tenant, ref=ref).id)
+        if c.image_id not in ids and c.image not in f.get("ancestor"):
+            return False
+    if f.has("before") and c.created >= _time_of_ref(ctx, tenant, f.one("before")):
+        return False
+    if f.has("since") and c.created <= _time_of_ref(ctx, tenant, f.one("since")):
+        return False
+    if f.has("volume"):
+        names = {m.source for m in c.mounts} | {m.target for m in c.mounts}
+        if not names & set(f.get("volume")):
+            return False
+    if f.has("network") and c.network not in f.get("network"):
+        return False
+    if f.has("publish"):
+        published = {k for k in c.ports} | {
+            f"{b.host_port}/{k.split('/')[1]}" for k, v in c.ports.items() for b in v
+        }
+        wanted = {p if "/" in p else f"{p}/tcp" for p in f.get("publish")}
+        if not wanted & published:
+            return False
+    if f.has("expose"):
+        wanted = {p if "/" in p else f"{p}/tcp" for p in f.get("expose")}
+        if not wanted & set(c.config.exposed_ports):
+            return False
+    if f.has("is-task") and f.bool("is-task"):
+        return False
+    return not f.has("health")
+
+
+@routes.get("/containers/json")
+async def container_list(request: web.Request) -> web.Response:
+    ctx = ApiContext.of(request)
+    tenant = tenant_of(request)
+    f = parse_filters(request.query.get("filters", ""), _LIST_FILTERS)
+    show_all = flag(request, "all")
+    limit = query_int(request, "limit", -1)
+    with_size = flag(request, "size")
+    containers = ctx.controller.containers.list_containers(tenant=tenant.id)
+    containers.sort(key=lambda c: c.created, reverse=True)
+    if limit > 0:
+        show_all = True
+    out = []
+    for c in containers:
+        active = c.state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
+        if not show_all and not active and not f.has("status"):
+            continue
+        if not _match(ctx, c, f, tenant.id):
+            continue
+        size = None
+        if with_size:
+            measured = await ctx.controller.containers.size(c)
+            size = (measured.size_rw, measured.size_root_fs)
+        out.append(
+            container_summary(
+                c, network=_network(ctx, c), mounts=mounts_json(c, _volumes(ctx, c)), size=size
+            )
+        )
+        if 0 < limit <= len(out):
+            break
+    return web.json_response(out)
+
+
+@routes.post("/containers/create")
+async def container_create(request: web.Request) -> web.Response:
+    ctx = ApiContext.of(request)
+    platform = request.query.get("platform", "")
+    if platform and not platform.startswith("linux"):
+        raise InvalidArgument(f"platform {platform!r} is not supported (linux/amd64 only)")
+    body = await read_json(request)
+    config, host_config, warnings = parse_create(body)
+    result = await ctx.controller.containers.create(
+        tenant=tenant_of(request),
+        name=request.query.get("name", ""),
+        config=config,
+        host_config=host_config,
+    )
+    return web.json_response(
+        {"Id": result.container.id, "Warnings": [*warnings, *result.warnings]}, status=201
+    )
+
+
+@routes.get("/containers/{id}/json")
+async def container_inspect(request: web.Request) -> web.Response:
+    ctx = ApiContext.of(request)
+    c = ctx.controller.containers.get(tenant=tenant_of(request).id, ref=request.match_info["id"])
+    size = None
+    if flag(request, "size"):
+        measured = await ctx.controller.containers.size(c)
+        size = (measured.size_rw, measured.size_root_fs)
+    return web.json_response(
+        inspect_container(
+            c, network=_network(ctx, c), mounts=mounts_json(c, _volumes(ctx, c)), size=size
+        )
+    )
+
+
+# lifecycle ------------------------------------------------------------------------------
+
+
+def _no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+def _timeout(request: web.Request) -> int | None:
+    value = request.query.get("t", "")
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidArgument(f"invalid value for t: {value!r}") from None
+
+
+@routes.post("/containers/{id}/start")
+async def container_start(request: web.Request) -> web.Response:
+    await ApiContext.of(request).controller.containers.start(
+        tenant=tenant_of(request).id, ref=request.match_info["id"]
+    )
+    return _no_content()
+
+
+@routes.post("/containers/{id}/stop")
+async def container_stop(request: web.Request) -> web.Response:
+    await ApiContext.of(request).controller.containers.stop(
+        tenant=tenant_of(request).id,
+        ref=request.match_info["id"],
+        timeout=_timeout(request),
+        signal=request.query.get("signal", ""),
+    )
+    return _no_content()
+
+
+@routes.post("/containers/{id}/restart")
+async def container_restart(request: web.Request) -> web.Response:
+    await ApiContext.of(request).controller.containers.restart(
+        tenant=tenant_of(request).id, ref=request.match_info["id"], timeout=_timeout(request)
+    )
+    return _no_content()
+
+
+@routes.post("/containers/{id}/kill")
+async def container_kill(request: web.Request) -> web.Response:
+    await ApiContext.of(request).controller.containers.kill(
+        tenant=tenant_of(request).id,
+        ref=request.match_info["id"],
+        signal=request.query.get("signal", "SIGKILL"),
+    )
+    return _no_content()
+
+
+@routes.post("/containers/{id}/pause")
+async def container_pause(request: web.Request) -> web.Response:
+    await ApiContext.of(request).controller.containers.pause(
+        tenant=tenant_of(request).id, ref=request.match_info["id"]
+    )
+    return _no_content()
+
+
+@routes.post("/containers/{id}/unpause")
+async def container_unpause(request: web.Request) -> web.Response:
+    await ApiContext.of(request).controller.containers.unpause(
+        tenant=tenant_of(request).id, ref=request.match_info["id"]
+    )
+    return _no_content()
+
+
+@routes.post("/containers/{id}/rename")
+async def container_rename(request: web.Request) -> web.Response:
+    name = request.query.get("name", "")
+    if not name:
+        raise InvalidArgument("name is required")
+    await ApiContext.of(request).controller.containers.rename(
+        tenant=tenant_of(request).id, ref=request.match_info["id"], name=name
+    )
+    return _no_content()
+
+
+_UPDATE_FIELDS = {
+    "CpuShares": "cpu_shares",
+    "Memory": "memory",
+    "CpuPeriod": "cpu_period",
+    "CpuQuota": "cpu_quota",
+    "NanoCpus": "nano_cpus",
+    "CpusetCpus": "cpuset_cpus",
+    "CpusetMems": "cpuset_mems",
+    "MemoryReservation": "memory_reservation",
+    "MemorySwap": "memory_swap",
+    "PidsLimit": "pids_limit",
+    "BlkioWeight": "blkio_weight",
+}
+
+
+@routes.post("/containers/{id}/update")
+async def container_update(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    values: dict[str, Any] = {}
+    for key, field in _UPDATE_FIELDS.items():
+        if key in body and body[key] is not None:
+            values[field] = get_str(body, key) if field.startswith("cpuset") else get_int(body, key)
+    if "RestartPolicy" in body:
+        policy = get_map(body, "RestartPolicy")
+        values["restart_policy"] = RestartPolicy(
+            name=get_str(policy, "Name", "RestartPolicy") or "no",
+            maximum_retry_count=get_int(policy, "MaximumRetryCount", "RestartPolicy"),
+        )
+    warnings = await ApiContext.of(request).controller.containers.update(
+        tenant=tenant_of(request).id,
+        ref=request.match_info["id"],
+        update=UpdateRequest(host_config=HostConfig(**values), fields=frozenset(values)),
+    )
+    return web.json_response({"Warnings": list(warnings)})
+
+
+@routes.delete("/containers/{id}")
+async def container_delete(request: web.Request) -> web.Response:
+    if flag(request, "link"):
+        raise InvalidArgument("legacy links are not supported")
+    await ApiContext.of(request).controller.containers.remove(
+        tenant=tenant_of(request).id,
+        ref=request.match_info["id"],
+        force=flag(request, "force"),
+        volumes=flag(request, "v"),
+    )
+    return _no_content()
+
+
+@routes.post("/containers/prune")
+async def container_prune(request: web.Request) -> web.Response:
+    f = parse_filters(request.query.get("filters", ""), ("until", "label", "label!"))
+    until = parse_time_filter(f.one("until")) if f.has("until") else 0
+    labels = tuple(f.get("label")) + tuple(
+        f"{x}!" if "=" not in x else x.replace("=", "!=", 1) for x in f.get("label!")
+    )
+    deleted, reclaimed = await ApiContext.of(request).controller.containers.prune(
+        tenant=tenant_of(request).id, until=until, labels=labels
+    )
+    return web.json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
+
+
+# wait -----------------------------------------------------------------------------------
+
+
+@routes.post("/containers/{id}/wait")
+async def container_wait(request: web.Request) -> web.StreamResponse:
+    """Headers go out as soon as the waiter is registered (``docker run`` waits for them
+    before it starts the container), the body when the condition is met."""
+    waiter = ApiContext.of(request).controller.containers.wait_registered(
+        tenant=tenant_of(request).id,
+        ref=request.match_info["id"],
+        condition=request.query.get("condition", ""),
+    )
+    await waiter.__anext__()  # raises NotFound / InvalidArgument before any header
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    try:
+        code, error = await waiter.__anext__()
+    finally:
+        await waiter.aclose()
+    body: dict[str, Any] = {"StatusCode": code, "Error": {"Message": error} if error else None}
+    await response.write(json.dumps(body).encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
+# streams --------------------------------------------------------------------------------
+
+
+def _log_params(request: web.Request) -> dict[str, str]:
+    stdout, stderr = flag(request, "stdout"), flag(request, "stderr")
+    if not stdout and not stderr:
+        raise InvalidArgument("Bad parameters: you must choose at least one stream")
+    params = {
+        "stdout": "1" if stdout else "0",
+        "stderr": "1" if stderr else "0",
+        "follow": "1" if flag(request, "follow") else "0",
+        "timestamps": "1" if flag(request, "timestamps") else "0",
+    }
+    for key in ("since", "until"):
+        value = request.query.get(key, "")
+        if value and value != "0":
+            params[key] = str(parse_time_filter(value))
+    tail = request.query.get("tail", "all") or "all"
+    if tail != "all":
+        if not tail.isdigit():
+            raise InvalidArgument(f"invalid value for tail: {tail!r}")
+        params["tail"] = tail
+    return params
+
+
+@routes.get("/containers/{id}/logs")
+async def container_logs(request: web.Request) -> web.StreamResponse:
+    ctx = ApiContext.of(request)
+    c = ctx.controller.containers.get(tenant=tenant_of(request).id, ref=request.match_info["id"])
+    params = _log_params(request)
+    stream = ctx.controller.containers.logs(c, params)
+    response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"})
+    first = await anext(stream, None)
+    await response.prepare(request)
+    if first is not None:
+        await response.write(first)
+        async for chunk in stream:
+            await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+@routes.post("/containers/{id}/attach")
+async def container_attach(request: web.Request) -> web.StreamResponse:
+    ctx = ApiContext.of(request)
+    c = ctx.controller.containers.get(tenant=tenant_of(request).id, ref=request.match_info["id"])
+    params = {
+        key: "1" if flag(request, key) else "0"
+        for key in ("stdin", "stdout", "stderr", "logs", "stream")
+    }
+    agent = await ctx.controller.containers.attach(c, params)
+    client = await hijack(request, content_type="application/vnd.docker.raw-stream")
+
+    async def to_client() -> None:
+        while True:
+            data = await agent.reader.read(65536)
+            if not data:
+                return
+            await client.write(data)
+
+    async def to_agent() -> None:
+        while True:
+            data = await client.read()
+            if not data:
+                with contextlib.suppress(OSError):
+                    agent.writer.write_eof()
+                return
+            agent.writer.write(data)
+            await agent.writer.drain()
+
+    output = asyncio.create_task(to_client())
+    inbound = asyncio.create_task(to_agent())
+    closed = asyncio.create_task(client.wait_closed())
+    try:
+        await asyncio.wait({output, closed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (output, inbound, closed):
+            task.cancel()
+        for task in (output, inbound, closed):
+            with contextlib.suppress(asyncio.CancelledError, OSError, ConnectionError):
+                await task
+        agent.close()
+    return client.finish()
+
+
+@routes.get("/containers/{id}/top")
+async def container_top(request: web.Request) -> web.Response:
+    result = await ApiContext.of(request).controller.containers.top(
+        tenant=tenant_of(request).id,
+        ref=request.match_info["id"],
+        ps_args=request.query.get("ps_args", ""),
+    )
+    return web.json_response({"Titles": result.titles, "Processes": result.processes})

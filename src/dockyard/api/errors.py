@@ -1,0 +1,66 @@
+"""The one table from error kinds to HTTP status, and Docker's error body.
+
+Docker answers errors as ``{"message": "..."}``; a missing object is 404 whether it never
+existed or belongs to another tenant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from dockyard.core.errors import DockyardError
+
+__all__ = ["STATUS_BY_KIND", "docker_errors", "error_response"]
+
+log = logging.getLogger("dockyard.api")
+
+STATUS_BY_KIND: dict[str, int] = {
+    "not_found": 404,
+    "already_exists": 409,
+    "conflict": 409,
+    "invalid_argument": 400,
+    "failed_precondition": 412,
+    "permission_denied": 403,
+    "quota_exceeded": 403,
+    "not_modified": 304,
+    "unavailable": 503,
+    "internal": 500,
+}
+
+
+def error_response(status: int, message: str) -> web.Response:
+    if status == 304:
+        return web.Response(status=304)
+    return web.Response(
+        status=status,
+        text=json.dumps({"message": message}),
+        content_type="application/json",
+    )
+
+
+@web.middleware
+async def docker_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DockyardError as exc:
+        return error_response(STATUS_BY_KIND.get(exc.kind, 500), exc.message)
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return error_response(
+                exc.status,
+                exc.reason
+                if exc.status != 404
+                else f"page not found: {request.method} {request.path}",
+            )
+        raise
+    except ConnectionResetError:
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal server error")

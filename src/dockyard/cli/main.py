@@ -1,0 +1,132 @@
+"""The ``dockyard`` command.
+
+``dockyard up`` starts the embedded single-host cloud (controller + one agent), ``dockyard
+env`` prints the shell lines that point ``docker`` at it, ``dockyard down`` stops the
+daemons (containers keep running and are re-adopted at the next ``up``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from dockyard.cli import daemons as d
+from dockyard.core.errors import DockyardError
+from dockyard.core.layout import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, Layout
+
+__all__ = ["main"]
+
+_DEFAULT_SUBNET = "10.89.0.0/16"
+_DEFAULT_UID_START = 1_000_000_000
+
+
+def _layout_options(func: click.decorators.FC) -> click.decorators.FC:
+    func = click.option(
+        "--instance",
+        default="dockyard",
+        envvar="DOCKYARD_INSTANCE",
+        show_default=True,
+        help="name prefix of kernel objects",
+    )(func)
+    func = click.option(
+        "--run-dir",
+        type=click.Path(path_type=Path),
+        default=DEFAULT_RUN_DIR,
+        envvar="DOCKYARD_RUN_DIR",
+        show_default=True,
+    )(func)
+    return click.option(
+        "--state-dir",
+        type=click.Path(path_type=Path),
+        default=DEFAULT_STATE_DIR,
+        envvar="DOCKYARD_STATE_DIR",
+        show_default=True,
+    )(func)
+
+
+@click.group()
+def main() -> None:
+    """Dockyard: a multi-tenant, Docker-compatible container cloud."""
+
+
+@main.command()
+@_layout_options
+@click.option(
+    "--bridge-subnet",
+    default=_DEFAULT_SUBNET,
+    show_default=True,
+    help="IPv4 subnet of the default bridge network",
+)
+@click.option(
+    "--uid-range-start",
+    default=_DEFAULT_UID_START,
+    show_default=True,
+    help="first host uid handed to tenants' user namespaces",
+)
+@click.option("--timeout", default=60.0, show_default=True, help="seconds to wait for ready")
+def up(
+    state_dir: Path,
+    run_dir: Path,
+    instance: str,
+    bridge_subnet: str,
+    uid_range_start: int,
+    timeout: float,
+) -> None:
+    """Start the embedded cloud (idempotent: running daemons are left alone)."""
+    if os.geteuid() != 0:
+        raise click.ClickException("dockyard up must run as root")
+    layout = Layout(state_dir=state_dir, run_dir=run_dir, instance=instance)
+    for daemon in d.daemons(layout, bridge_subnet=bridge_subnet, uid_range_start=uid_range_start):
+        started = d.start(daemon, layout)
+        click.echo(f"{daemon.name}: {'started' if started else 'already running'}")
+    try:
+        d.wait_ready(layout, timeout=timeout)
+    except DockyardError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f'Dockyard is up. Run: eval "$(dockyard env{_layout_flags(layout)})"')
+
+
+@main.command()
+@_layout_options
+def down(state_dir: Path, run_dir: Path, instance: str) -> None:
+    """Stop the daemons; containers keep running and are re-adopted by the next up."""
+    layout = Layout(state_dir=state_dir, run_dir=run_dir, instance=instance)
+    for daemon in reversed(
+        d.daemons(layout, bridge_subnet=_DEFAULT_SUBNET, uid_range_start=_DEFAULT_UID_START)
+    ):
+        stopped = d.stop(daemon)
+        click.echo(f"{daemon.name}: {'stopped' if stopped else 'not running'}")
+
+
+@main.command()
+@_layout_options
+def env(state_dir: Path, run_dir: Path, instance: str) -> None:
+    """Print shell lines that point docker and docker-py at Dockyard."""
+    layout = Layout(state_dir=state_dir, run_dir=run_dir, instance=instance)
+    click.echo(f"export DOCKER_HOST=unix://{layout.docker_socket}")
+
+
+@main.command()
+@_layout_options
+def status(state_dir: Path, run_dir: Path, instance: str) -> None:
+    """Show whether the daemons run and the API answers."""
+    layout = Layout(state_dir=state_dir, run_dir=run_dir, instance=instance)
+    for daemon in d.daemons(
+        layout, bridge_subnet=_DEFAULT_SUBNET, uid_range_start=_DEFAULT_UID_START
+    ):
+        pid = d.is_running(daemon.pidfile)
+        click.echo(f"{daemon.name}: {f'running (pid {pid})' if pid else 'stopped'}")
+    click.echo(f"docker API: {'ok' if d.ping(layout.docker_socket) else 'not answering'}")
+
+
+def _layout_flags(layout: Layout) -> str:
+    flags = ""
+    if layout.state_dir != DEFAULT_STATE_DIR:
+        flags += f" --state-dir {layout.state_dir}"
+    if layout.run_dir != DEFAULT_RUN_DIR:
+        flags += f" --run-dir {layout.run_dir}"
+    if layout.instance != "dockyard":
+        flags += f" --instance {layout.instance}"
+    return flags

@@ -1,0 +1,162 @@
+"""Admission: what a tenant's container may ask for, and the limits it gets.
+
+Policy refusals are PermissionDenied naming what and why; malformed values are
+InvalidArgument with Docker's wording. Settings Dockyard accepts but does not apply come
+back as warnings, never silently.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from dockyard.controller.config import ControllerConfig
+from dockyard.core.capabilities import DEFAULT_CAPABILITIES, effective
+from dockyard.core.errors import InvalidArgument, PermissionDenied
+from dockyard.core.models import HostConfig, RestartPolicy
+from dockyard.core.protocol import Resources
+
+__all__ = ["ALLOWED_CAPABILITY_ADDS", "Admitted", "admit"]
+
+MIN_MEMORY = 6 * 1024 * 1024
+ALLOWED_CAPABILITY_ADDS = frozenset({*DEFAULT_CAPABILITIES, "CAP_NET_ADMIN"})
+_RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+_LOG_DRIVERS = ("", "json-file", "local", "k8s-file")
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    resources: Resources
+    capabilities: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def _refuse(what: str, why: str) -> PermissionDenied:
+    return PermissionDenied(f"{what} is not allowed on Dockyard: {why}")
+
+
+def check_policy(hc: HostConfig) -> None:
+    """Refuse what would weaken tenant isolation (each with what and why)."""
+    if hc.privileged:
+        raise _refuse("--privileged", "containers never get host-level privileges")
+    for flag, mode in (
+        ("--pid", hc.pid_mode),
+        ("--ipc", hc.ipc_mode),
+        ("--uts", hc.uts_mode),
+        ("--userns", hc.userns_mode),
+    ):
+        if mode and mode not in ("private", "shareable"):
+            raise _refuse(f"{flag}={mode}", "containers never share the host's namespaces")
+    if hc.cgroupns_mode == "host":
+        raise _refuse("--cgroupns=host", "containers never share the host's namespaces")
+    if hc.devices:
+        raise _refuse("--device", "host devices are never passed into containers")
+    for opt in hc.security_opt:
+        key, _, value = opt.replace(":", "=", 1).partition("=")
+        if key in ("seccomp", "apparmor") and value == "unconfined":
+            raise _refuse(f"--security-opt {opt}", "every container runs confined")
+        if key == "systempaths" and value == "unconfined":
+            raise _refuse(f"--security-opt {opt}", "/proc and /sys stay masked")
+        if key == "no-new-privileges" and value in ("false", "0"):
+            raise _refuse(f"--security-opt {opt}", "no-new-privileges is always on")
+        if key == "label" and value == "disable":
+            raise _refuse(f"--security-opt {opt}", "every container runs confined")
+    if hc.sysctls:
+        raise _refuse("--sysctl", "kernel parameters cannot be changed by tenants yet")
+
+
+def _restart_policy(policy: RestartPolicy, auto_remove: bool) -> None:
+    if policy.name not in _RESTART_POLICIES:
+        raise InvalidArgument(f"invalid restart policy '{policy.name}'")
+    if policy.maximum_retry_count < 0:
+        raise InvalidArgument("maximum retry count cannot be negative")
+    if policy.maximum_retry_count and policy.name != "on-failure":
+        raise InvalidArgument(
+            f"maximum retry count cannot be used with restart policy '{policy.name}'"
+        )
+    if auto_remove and policy.name not in ("", "no"):
+        raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
+
+
+def resources_for(hc: HostConfig, config: ControllerConfig) -> Resources:
+    """Validate the limits and apply the defaults every container gets."""
+    ncpu = os.cpu_count() or 1
+    if hc.memory < 0 or hc.memory_reservation < 0 or hc.shm_size < 0:
+        raise InvalidArgument("memory values cannot be negative")
+    if hc.memory and hc.memory < MIN_MEMORY:
+        raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if hc.memory > config.max_memory:
+        raise InvalidArgument(
+            f"memory limit {hc.memory} exceeds the largest container size ({config.max_memory})"
+        )
+    memory = hc.memory or config.default_memory
+    if hc.memory_swap > 0 and hc.memory_swap < memory:
+        raise InvalidArgument(
+            "Minimum memoryswap limit should be larger than memory limit, see usage"
+        )
+    if hc.memory_reservation and hc.memory_reservation > memory:
+        raise InvalidArgument(
+            "Minimum memory limit can not be less than memory reservation limit, see usage"
+        )
+    if hc.nano_cpus and (hc.cpu_quota or hc.cpu_period):
+        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if hc.nano_cpus < 0 or hc.nano_cpus > ncpu * 1_000_000_000:
+        raise InvalidArgument(
+            f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+        )
+    if hc.nano_cpus and hc.nano_cpus < 10_000_000:
+        raise InvalidArgument("Range of CPUs is from 0.01 to ...: value too small")
+    if hc.cpu_shares < 0:
+        raise InvalidArgument("CPU shares cannot be negative")
+    if hc.cpu_quota and hc.cpu_quota < 1000 and hc.cpu_quota != -1:
+        raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    if hc.cpu_period and not 1000 <= hc.cpu_period <= 1_000_000:
+        raise InvalidArgument(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
+        )
+    if hc.blkio_weight and not 10 <= hc.blkio_weight <= 1000:
+        raise InvalidArgument("Range of blkio weight is from 10 to 1000")
+    quota, period = hc.cpu_quota if hc.cpu_quota > 0 else 0, hc.cpu_period
+    if hc.nano_cpus:
+        period = 100_000
+        quota = hc.nano_cpus * period // 1_000_000_000
+    pids = hc.pids_limit if hc.pids_limit > 0 else config.default_pids
+    return Resources(
+        memory=memory,
+        memory_swap=hc.memory_swap if hc.memory_swap > 0 else (-1 if hc.memory_swap < 0 else 0),
+        memory_reservation=hc.memory_reservation,
+        cpu_shares=hc.cpu_shares,
+        cpu_quota=quota,
+        cpu_period=period,
+        cpuset_cpus=hc.cpuset_cpus,
+        cpuset_mems=hc.cpuset_mems,
+        pids_limit=pids,
+        blkio_weight=hc.blkio_weight,
+    )
+
+
+def admit(hc: HostConfig, config: ControllerConfig) -> Admitted:
+    """Check ``hc`` against policy and return what the container will get."""
+    check_policy(hc)
+    _restart_policy(hc.restart_policy, hc.auto_remove)
+    if hc.log_type not in _LOG_DRIVERS:
+        raise InvalidArgument(
+            f"logging driver {hc.log_type!r} is not supported (use json-file or local)"
+        )
+    resources = resources_for(hc, config)
+    capabilities = effective(
+        add=list(hc.cap_add), drop=list(hc.cap_drop), allowed_add=ALLOWED_CAPABILITY_ADDS
+    )
+    warnings: list[str] = []
+    if hc.oom_score_adj < -1000 or hc.oom_score_adj > 1000:
+        raise InvalidArgument(
+            f"Invalid value {hc.oom_score_adj}, range for oom score adj is [-1000, 1000]"
+        )
+    if hc.oom_score_adj < 0:
+        warnings.append(
+            "OomScoreAdj below 0 is ignored: containers cannot lower their "
+            "OOM priority below the host's"
+        )
+    if hc.memory_swap > 0:
+        warnings.append("this host has no swap: MemorySwap limits memory+swap as given")
+    return Admitted(resources=resources, capabilities=capabilities, warnings=tuple(warnings))

@@ -1,0 +1,96 @@
+"""Controller: the services of one controller process, wired together.
+
+Life cycle: construct, ``await start(agents)`` (register agents, reconcile with each, then
+follow their events), serve requests, ``await close()``. Stateless over its store: a
+controller killed at any point and started again converges from the store and the agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from dockyard.controller.config import ControllerConfig
+from dockyard.controller.containers import ContainerService
+from dockyard.controller.hosts import HostRegistry
+from dockyard.controller.images import ImageService
+from dockyard.controller.networks import NetworkService
+from dockyard.controller.sync import AgentFollower
+from dockyard.controller.volumes import VolumeService
+from dockyard.core.errors import DockyardError, NotFound
+from dockyard.core.reference import parse_reference
+from dockyard.core.tenancy import DEFAULT_TENANT_NAME, Tenant
+from dockyard.images.content import ContentStore
+from dockyard.store.base import Store
+
+__all__ = ["Controller"]
+
+log = logging.getLogger("dockyard.controller")
+_SYNC_TIMEOUT = 30.0
+
+
+class Controller:
+    def __init__(self, config: ControllerConfig, store: Store) -> None:
+        layout = config.layout
+        self.config = config
+        self.store = store
+        self.hosts = HostRegistry(store)
+        self.images = ImageService(
+            store=store,
+            content=ContentStore(layout.blobs_dir),
+            spool_dir=layout.controller_dir / "tmp",
+        )
+        self.networks = NetworkService(store=store, layout=layout, subnet=config.bridge_subnet)
+        self.volumes = VolumeService(
+            store=store, agent_for=self.hosts.client, default_host=self.hosts.default_host
+        )
+        self.containers = ContainerService(
+            store=store,
+            config=config,
+            hosts=self.hosts,
+            images=self.images,
+            networks=self.networks,
+            volumes=self.volumes,
+        )
+        self._followers: list[AgentFollower] = []
+
+    def default_tenant(self) -> Tenant:
+        """The one tenant of the embedded cloud until tenancy arrives."""
+        return self.store.ensure_tenant(DEFAULT_TENANT_NAME)
+
+    async def start(self, agents: list[str]) -> None:
+        self.networks.ensure_default()
+        self.default_tenant()
+        for address in agents:
+            for attempt in range(100):
+                try:
+                    handle = await self.hosts.register(address)
+                    break
+                except DockyardError:
+                    if attempt == 99:
+                        raise
+                    await asyncio.sleep(0.1)
+            follower = AgentFollower(handle, self.containers)
+            follower.start()
+            self._followers.append(follower)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(f.synced.wait() for f in self._followers)), _SYNC_TIMEOUT
+            )
+
+    async def seed_busybox(self) -> None:
+        """Give the default tenant ``busybox:latest`` if it has none (the embedded cloud)."""
+        tenant = self.default_tenant()
+        try:
+            self.images.resolve(tenant=tenant.id, ref=parse_reference("busybox").tagged())
+        except NotFound:
+            image = await self.images.seed_busybox(tenant=tenant.id, tags=("busybox:latest",))
+            log.info("seeded busybox:latest as %s", image.id[:19])
+
+    async def close(self) -> None:
+        for follower in self._followers:
+            await follower.close()
+        await self.containers.close()
+        await self.hosts.close()
+        self.store.close()

@@ -1,0 +1,30 @@
+"""Settings of one controller: where it keeps things and the defaults it applies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dockyard.core.layout import Layout
+
+__all__ = ["DEFAULT_BRIDGE_SUBNET", "DEFAULT_UID_RANGE_START", "ControllerConfig"]
+
+MIB = 1024 * 1024
+DEFAULT_BRIDGE_SUBNET = "10.89.0.0/16"
+DEFAULT_UID_RANGE_START = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerConfig:
+    """``bridge_subnet`` is the default network's IPv4 subnet on every host; two instances
+    on one host need different ones. ``uid_range_start`` is the first host uid handed to
+    tenants. The ``default_*`` limits apply when a create asks for none, so that one
+    container can never take the host down (a fork bomb meets ``default_pids``)."""
+
+    layout: Layout
+    bridge_subnet: str = DEFAULT_BRIDGE_SUBNET
+    uid_range_start: int = DEFAULT_UID_RANGE_START
+    default_memory: int = 256 * MIB
+    default_pids: int = 1024
+    max_memory: int = 16 * 1024 * MIB
+    default_stop_timeout: int = 10
+    log_max_size: int = 16 * MIB

@@ -1,0 +1,660 @@
+"""ContainerService: a tenant's containers, from create to remove.
+
+The store holds the desired and last observed state; the agent that runs a container
+reports changes (:meth:`ContainerService.observe`). Operations on one container are
+serialised by its lock. A record carries ``phase`` while a multi-step operation runs, so
+a restarted controller can finish or undo it (:meth:`ContainerService.reconcile`).
+
+Docker's quirks belong to the API layer; this module speaks in domain errors: starting a
+running container is NotModified, stopping a stopped one too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from dataclasses import dataclass, replace
+from typing import Any
+
+from dockyard.controller.admission import admit
+from dockyard.controller.agents import RawStream
+from dockyard.controller.config import ControllerConfig
+from dockyard.controller.hosts import HostRegistry
+from dockyard.controller.images import ImageService
+from dockyard.controller.merge import build_process, merge_config
+from dockyard.controller.mounts import plan_mounts
+from dockyard.controller.networks import NetworkService
+from dockyard.controller.restart import RestartTracker
+from dockyard.controller.volumes import VolumeService
+from dockyard.core.clock import now_ns
+from dockyard.core.errors import (
+    AlreadyExists,
+    Conflict,
+    DockyardError,
+    InvalidArgument,
+    NotFound,
+    NotModified,
+)
+from dockyard.core.ids import new_id, random_name, validate_name
+from dockyard.core.models import Container, ContainerConfig, HostConfig, PortBinding, Status
+from dockyard.core.protocol import (
+    ContainerSize,
+    ContainerStatus,
+    CreateRequest,
+    MountSpec,
+    StopRequest,
+    TopResult,
+)
+from dockyard.core.tenancy import Tenant
+from dockyard.scheduler.placement import PlacementRequest, place
+from dockyard.store.base import ALL_TENANTS, Store
+
+__all__ = ["ContainerService", "CreateResult", "UpdateRequest"]
+
+log = logging.getLogger("dockyard.controller")
+_ACTIVE = (Status.RUNNING, Status.PAUSED)
+
+
+@dataclass(frozen=True, slots=True)
+class CreateResult:
+    container: Container
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateRequest:
+    """``docker update``: fields left at None are unchanged."""
+
+    host_config: HostConfig
+    fields: frozenset[str]
+
+
+class _Watch:
+    """Change notification for one container, for ``wait``."""
+
+    def __init__(self) -> None:
+        self.exits = 0
+        self.last_exit = 0
+        self.last_error = ""
+        self.removed = False
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def changed(self) -> None:
+        await self._event.wait()
+
+
+class ContainerService:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        config: ControllerConfig,
+        hosts: HostRegistry,
+        images: ImageService,
+        networks: NetworkService,
+        volumes: VolumeService,
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._hosts = hosts
+        self._images = images
+        self._networks = networks
+        self._volumes = volumes
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._watches: dict[str, _Watch] = {}
+        self._restarts = RestartTracker()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # helpers -----------------------------------------------------------------------------
+
+    def _lock(self, container_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(container_id, asyncio.Lock())
+
+    def _watch(self, container_id: str) -> _Watch:
+        return self._watches.setdefault(container_id, _Watch())
+
+    def get(self, *, tenant: str, ref: str) -> Container:
+        return self._store.get_container(tenant=tenant, ref=ref)
+
+    def _reload(self, container: Container) -> Container:
+        return self._store.get_container(tenant=container.tenant, ref=container.id)
+
+    def list_containers(self, *, tenant: str) -> list[Container]:
+        return [c for c in self._store.list_containers(tenant=tenant) if c.phase != "creating"]
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background container task failed", exc_info=task.exception())
+
+    # create ------------------------------------------------------------------------------
+
+    async def create(
+        self, *, tenant: Tenant, name: str, config: ContainerConfig, host_config: HostConfig
+    ) -> CreateResult:
+        """Create a container from the user's config (Docker's Config and HostConfig)."""
+        admitted = admit(host_config, self._config)
+        image = self._images.resolve(tenant=tenant.id, ref=config.image)
+        merged = merge_config(config, self._images.config(image))
+        container_id = new_id()
+        if not merged.hostname:
+            merged.hostname = container_id[:12]
+        process = build_process(merged, host_config)
+        network = self._networks.resolve_mode(tenant=tenant.id, mode=host_config.network_mode)
+        mounts, anonymous = plan_mounts(merged, host_config)
+        if name:
+            name = validate_name(name)
+        container = Container(
+            id=container_id,
+            tenant=tenant.id,
+            name=name or self._free_name(tenant.id),
+            created=now_ns(),
+            image=config.image,
+            image_id=image.id,
+            config=merged,
+            host_config=host_config,
+            host="",
+            network=network.name if network else "",
+            phase="creating",
+            mounts=tuple(mounts),
+            anonymous_volumes=tuple(anonymous),
+        )
+        volumes_host = await self._volume_host(tenant.id, mounts)
+        container.host = place(
+            self._hosts.view(self._reservations()),
+            PlacementRequest(memory=admitted.resources.memory, pinned_host=volumes_host),
+        ).host
+        self._store.add_container(container)
+        created_volumes: list[str] = []
+        try:
+            for mount in mounts:
+                if mount.type == "volume":
+                    existed = self._volume_exists(tenant.id, mount.source)
+                    await self._volumes.create(
+                        tenant=tenant,
+                        name=mount.source,
+                        host=container.host,
+                        anonymous=mount.source in anonymous,
+                    )
+                    if not existed:
+                        created_volumes.append(mount.source)
+            if network is not None:
+                container.ip_address = self._networks.allocate(
+                    network=network, container_id=container.id
+                )
+            request = CreateRequest(
+                id=container.id,
+                tenant=tenant.id,
+                name=container.name,
+                uid_base=tenant.uid_base,
+                uid_size=tenant.uid_size,
+                layers=image.layers,
+                process=process,
+                hostname=merged.hostname,
+                domainname=merged.domainname,
+                resources=admitted.resources,
+                mounts=tuple(mounts),
+                readonly_rootfs=host_config.readonly_rootfs,
+                init=host_config.init,
+                capabilities=admitted.capabilities,
+                network=self._networks.spec(container),
+                dns=host_config.dns,
+                dns_search=host_config.dns_search,
+                dns_options=host_config.dns_options,
+                extra_hosts=host_config.extra_hosts,
+                shm_size=host_config.shm_size,
+                oom_score_adj=max(0, host_config.oom_score_adj),
+                log_max_size=self._config.log_max_size,
+            )
+            await self._hosts.client(container.host).create(request)
+        except BaseException:
+            self._networks.release(container_id=container.id)
+            for volume in created_volumes:
+                with contextlib.suppress(DockyardError):
+                    await self._volumes.remove(tenant=tenant.id, name=volume, users=[])
+            self._store.delete_container(tenant=tenant.id, container_id=container.id)
+            raise
+        container.phase = ""
+        self._store.put_container(container)
+        return CreateResult(container=container, warnings=admitted.warnings)
+
+    def _free_name(self, tenant: str) -> str:
+        for _ in range(64):
+            candidate = random_name()
+            try:
+                self._store.get_container(tenant=tenant, ref=candidate)
+            except NotFound:
+                return candidate
+            except InvalidArgument:
+                continue
+        return f"{random_name()}_{new_id()[:6]}"
+
+    def _volume_exists(self, tenant: str, name: str) -> bool:
+        try:
+            self._volumes.get(tenant=tenant, name=name)
+        except NotFound:
+            return False
+        return True
+
+    async def _volume_host(self, tenant: str, mounts: list[MountSpec]) -> str:
+        for mount in mounts:
+            if mount.type == "volume":
+                with contextlib.suppress(NotFound):
+                    return self._volumes.get(tenant=tenant, name=mount.source).host
+        return ""
+
+    def _reservations(self) -> dict[str, tuple[int, int]]:
+        reserved: dict[str, tuple[int, int]] = {}
+        for c in self._store.list_containers(tenant=ALL_TENANTS):
+            if c.state.status in _ACTIVE:
+                mem, count = reserved.get(c.host, (0, 0))
+                memory = c.host_config.memory or self._config.default_memory
+                reserved[c.host] = (mem + memory, count + 1)
+        return reserved
+
+    # start / stop ------------------------------------------------------------------------
+
+    async def start(self, *, tenant: str, ref: str) -> Container:
+        container = self.get(tenant=tenant, ref=ref)
+        async with self._lock(container.id):
+            container = self._reload(container)
+            if container.state.status == Status.PAUSED:
+                raise Conflict("cannot start a paused container, try unpause instead")
+            if container.state.status == Status.RUNNING:
+                raise NotModified("container already started")
+            self._restarts.cancel(container.id)
+            container.manually_stopped = False
+            self._store.put_container(container)
+            status = await self._start_on_agent(container)
+            return self._apply(container, status)
+
+    async def _start_on_agent(self, container: Container) -> ContainerStatus:
+        try:
+            return await self._hosts.client(container.host).start(container.id)
+        except DockyardError as exc:
+            container = self._reload(container)
+            container.state.error = exc.message
+            container.state.exit_code = _start_failure_code(exc.message)
+            self._store.put_container(container)
+            raise
+
+    async def stop(
+        self, *, tenant: str, ref: str, timeout: int | None = None, signal: str = ""
+    ) -> Container:
+        container = self.get(tenant=tenant, ref=ref)
+        async with self._lock(container.id):
+            container = self._reload(container)
+            cancelled = self._restarts.cancel(container.id)
+            container.manually_stopped = True
+            if container.state.status not in _ACTIVE:
+                if cancelled or container.state.status == Status.RESTARTING:
+                    container.state.status = Status.EXITED
+                    self._store.put_container(container)
+                    self._watch(container.id).notify()
+                    return container
+                self._store.put_container(container)
+                raise NotModified("container already stopped")
+            self._store.put_container(container)
+        status = await self._hosts.client(container.host).stop(
+            container.id,
+            StopRequest(
+                signal=signal or container.config.stop_signal or "SIGTERM",
+                timeout=self._stop_timeout(container, timeout),
+            ),
+        )
+        async with self._lock(container.id):
+            return self._apply(self._reload(container), status)
+
+    def _stop_timeout(self, container: Container, timeout: int | None) -> int:
+        if timeout is not None:
+            return timeout
+        if container.config.stop_timeout is not None:
+            return container.config.stop_timeout
+        return self._config.default_stop_timeout
+
+    async def restart(self, *, tenant: str, ref: str, timeout: int | None = None) -> Container:
+        with contextlib.suppress(NotModified):
+            await self.stop(tenant=tenant, ref=ref, timeout=timeout)
+        return await self.start(tenant=tenant, ref=ref)
+
+    async def kill(self, *, tenant: str, ref: str, signal: str) -> None:
+        container = self.get(tenant=tenant, ref=ref)
+        async with self._lock(container.id):
+            container = self._reload(container)
+            if container.state.status not in _ACTIVE:
+                raise Conflict(f"Container {container.id} is not running")
+            if signal.upper().removeprefix("SIG") in ("KILL", "9", "TERM", "15", ""):
+                container.manually_stopped = True
+                self._store.put_container(container)
+            await self._hosts.client(container.host).kill(container.id, signal or "SIGKILL")
+
+    async def pause(self, *, tenant: str, ref: str) -> None:
+        container = self.get(tenant=tenant, ref=ref)
+        async with self._lock(container.id):
+            container = self._reload(container)
+            if container.state.status == Status.PAUSED:
+                raise Conflict(f"Container {container.id} is already paused")
+            if container.state.status != Status.RUNNING:
+                raise Conflict(f"Container {container.id} is not running")
+            self._apply(container, await self._hosts.client(container.host).pause(container.id))
+
+    async def unpause(self, *, tenant: str, ref: str) -> None:
+        container = self.get(tenant=tenant, ref=ref)
+        async with self._lock(container.id):
+            container = self._reload(container)
+            if container.state.status != Status.PAUSED:
+                raise Conflict(f"Container {container.id} is not paused")
+            status = await self._hosts.client(container.host).unpause(container.id)
+            self._apply(container, status)
+
+    # wait --------------------------------------------------------------------------------
+
+    async def wait_registered(
+        self, *, tenant: str, ref: str, condition: str
+    ) -> AsyncGenerator[tuple[int, str], None]:
+        """Register a waiter, yield once (registered), then yield (exit code, error).
+
+        Split in two so the API can send response headers as soon as the waiter exists;
+        ``docker run`` starts the container only after that.
+        """
+        if condition not in ("", "not-running", "next-exit", "removed"):
+            raise InvalidArgument(f"invalid condition: {condition!r}")
+        container = self.get(tenant=tenant, ref=ref)
+        watch = self._watch(container.id)
+        start_exits = watch.exits
+        yield (0, "")
+        while True:
+            changed = asyncio.ensure_future(watch.changed())
+            try:
+                if condition == "removed":
+                    if watch.removed or not self._exists(container):
+                        yield (watch.last_exit, watch.last_error)
+                        return
+                elif condition == "next-exit":
+                    if watch.exits > start_exits:
+                        yield (watch.last_exit, watch.last_error)
+                        return
+                else:
+                    current = self._current(container)
+                    if current is None:
+                        yield (watch.last_exit, watch.last_error)
+                        return
+                    if current.state.status not in (*_ACTIVE, Status.RESTARTING):
+                        yield (current.state.exit_code, current.state.error)
+                        return
+                await changed
+            finally:
+                changed.cancel()
+
+    def _exists(self, container: Container) -> bool:
+        return self._current(container) is not None
+
+    def _current(self, container: Container) -> Container | None:
+        try:
+            return self._reload(container)
+        except NotFound:
+            return None
+
+    # remove / rename / update ------------------------------------------------------------
+
+    async def remove(self, *, tenant: str, ref: str, force: bool, volumes: bool) -> None:
+        container = self.get(tenant=tenant, ref=ref)
+        async with self._lock(container.id):
+            container = self._reload(container)
+            if container.state.status in _ACTIVE and not force:
+                raise Conflict(
+                    f"You cannot remove a running container {container.id}. Stop the "
+                    "container before attempting removal or force remove"
+                )
+            if container.phase == "removing" and not force:
+                raise Conflict(f"removal of container {container.id} is already in progress")
+            self._restarts.cancel(container.id)
+            container.phase = "removing"
+            self._store.put_container(container)
+            await self._remove_locked(container, volumes=volumes)
+
+    async def _remove_locked(self, container: Container, *, volumes: bool) -> None:
+        with contextlib.suppress(NotFound):
+            await self._hosts.client(container.host).delete(container.id, force=True)
+        self._networks.release(container_id=container.id)
+        self._store.delete_container(tenant=container.tenant, container_id=container.id)
+        if volumes:
+            for name in container.anonymous_volumes:
+                with contextlib.suppress(NotFound, Conflict):
+                    await self._volumes.remove(
+                        tenant=container.tenant,
+                        name=name,
+                        users=self.volume_users(tenant=container.tenant, name=name),
+                    )
+        self._restarts.forget(container.id)
+        watch = self._watch(container.id)
+        watch.removed = True
+        watch.notify()
+        self._watches.pop(container.id, None)
+        self._locks.pop(container.id, None)
+
+    async def rename(self, *, tenant: str, ref: str, name: str) -> None:
+        container = self.get(tenant=tenant, ref=ref)
+        new_name = validate_name(name)
+        if new_name == container.name:
+            raise AlreadyExists("Renaming a container with the same name as its current name")
+        async with self._lock(container.id):
+            self._store.rename_container(tenant=tenant, container_id=container.id, name=new_name)
+
+    async def update(self, *, tenant: str, ref: str, update: UpdateRequest) -> tuple[str, ...]:
+        container = self.get(tenant=tenant, ref=ref)
+        async with self._lock(container.id):
+            container = self._reload(container)
+            new_hc = container.host_config
+            changes = {f: getattr(update.host_config, f) for f in update.fields}
+            new_hc = replace(new_hc, **changes)
+            admitted = admit(new_hc, self._config)
+            container.host_config = new_hc
+            # The agent applies the limits now if the container runs, else at next start.
+            await self._hosts.client(container.host).update(container.id, admitted.resources)
+            self._store.put_container(container)
+            return admitted.warnings
+
+    def volume_users(self, *, tenant: str, name: str) -> list[str]:
+        """Ids of the tenant's containers that mount the named volume."""
+        users = []
+        for c in self._store.list_containers(tenant=tenant):
+            if any(m.type == "volume" and m.source == name for m in c.mounts):
+                users.append(c.id)
+        return users
+
+    # inspection and streams --------------------------------------------------------------
+
+    async def size(self, container: Container) -> ContainerSize:
+        try:
+            return await self._hosts.client(container.host).size(container.id)
+        except DockyardError:
+            return ContainerSize(size_rw=0, size_root_fs=0)
+
+    async def top(self, *, tenant: str, ref: str, ps_args: str) -> TopResult:
+        container = self.get(tenant=tenant, ref=ref)
+        if container.state.status not in _ACTIVE:
+            raise Conflict(f"Container {container.id} is not running")
+        return await self._hosts.client(container.host).top(container.id, ps_args)
+
+    def logs(self, container: Container, params: dict[str, str]) -> AsyncIterator[bytes]:
+        return self._hosts.client(container.host).logs(container.id, params)
+
+    async def attach(self, container: Container, params: dict[str, str]) -> RawStream:
+        return await self._hosts.client(container.host).attach(container.id, params)
+
+    async def prune(
+        self, *, tenant: str, until: int = 0, labels: tuple[str, ...] = ()
+    ) -> tuple[list[str], int]:
+        deleted: list[str] = []
+        reclaimed = 0
+        for container in self.list_containers(tenant=tenant):
+            if container.state.status in (*_ACTIVE, Status.RESTARTING):
+                continue
+            if until and container.created >= until:
+                continue
+            if not _labels_match(container.config.labels, labels):
+                continue
+            size = await self.size(container)
+            with contextlib.suppress(NotFound, Conflict):
+                await self.remove(tenant=tenant, ref=container.id, force=False, volumes=False)
+                deleted.append(container.id)
+                reclaimed += size.size_rw
+        return deleted, reclaimed
+
+    # observed state ----------------------------------------------------------------------
+
+    def _apply(self, container: Container, status: ContainerStatus) -> Container:
+        """Merge an agent's report into the record, ignoring reports older than it.
+
+        Reports of one run share ``started_at``; an exit carries ``finished_at``. So a
+        report is stale if it belongs to an earlier run, or to the same run before its exit.
+        """
+        state = container.state
+        if (status.started_at, status.finished_at) < (state.started_at, state.finished_at):
+            return container
+        was_active = state.status in _ACTIVE
+        state.status = {
+            "running": Status.RUNNING,
+            "paused": Status.PAUSED,
+            "exited": Status.EXITED,
+            "created": Status.CREATED,
+        }.get(status.status, Status.DEAD)
+        state.pid = status.pid
+        state.started_at = status.started_at or state.started_at
+        state.finished_at = status.finished_at
+        state.exit_code = status.exit_code
+        state.oom_killed = status.oom_killed
+        state.error = status.error or ("" if state.status in _ACTIVE else state.error)
+        container.ports = {
+            key: tuple(PortBinding(host_ip=h, host_port=str(p)) for h, p in pairs)
+            for key, pairs in status.ports.items()
+        }
+        if state.status in _ACTIVE:
+            container.has_been_started = True
+        self._store.put_container(container)
+        if was_active and state.status == Status.EXITED:
+            self._exited(container)
+        self._watch(container.id).notify()
+        return container
+
+    def _exited(self, container: Container) -> None:
+        watch = self._watch(container.id)
+        watch.exits += 1
+        watch.last_exit = container.state.exit_code
+        watch.last_error = container.state.error
+        delay = self._restarts.next_delay(container)
+        if delay is not None:
+            container.state.status = Status.RESTARTING
+            self._store.put_container(container)
+            self._restarts.schedule(container.id, delay, lambda: self._restart_later(container))
+        elif container.host_config.auto_remove:
+            self._spawn(self._auto_remove(container))
+
+    async def _restart_later(self, container: Container) -> None:
+        async with self._lock(container.id):
+            try:
+                current = self._reload(container)
+            except NotFound:
+                return
+            if current.state.status != Status.RESTARTING or current.manually_stopped:
+                return
+            current.restart_count += 1
+            self._store.put_container(current)
+            try:
+                status = await self._start_on_agent(current)
+            except DockyardError as exc:
+                log.warning("restarting %s failed: %s", current.id[:12], exc)
+                current = self._reload(current)
+                current.state.status = Status.EXITED
+                self._store.put_container(current)
+                self._watch(current.id).notify()
+                return
+            self._apply(self._reload(current), status)
+
+    async def _auto_remove(self, container: Container) -> None:
+        with contextlib.suppress(NotFound):
+            await self.remove(tenant=container.tenant, ref=container.id, force=True, volumes=True)
+
+    async def observe(self, host: str, status: ContainerStatus) -> None:
+        """An agent reported ``status`` for one of its containers."""
+        try:
+            container = self._store.get_container(tenant=ALL_TENANTS, ref=status.id)
+        except NotFound:
+            return
+        if container.host != host:
+            return
+        async with self._lock(container.id):
+            with contextlib.suppress(NotFound):
+                self._apply(self._reload(container), status)
+
+    async def reconcile(self, host: str, statuses: list[ContainerStatus]) -> None:
+        """Bring records of containers on ``host`` in line with the agent's full listing.
+
+        Finishes or rolls back operations a crash interrupted, records exits that happened
+        while nobody watched, and removes containers the agent has that no record names.
+        """
+        reported = {s.id: s for s in statuses}
+        client = self._hosts.client(host)
+        for container in self._store.list_containers(tenant=ALL_TENANTS, host=host):
+            status = reported.pop(container.id, None)
+            if container.phase == "creating":
+                # The create never answered its caller: undo it.
+                if status is not None:
+                    with contextlib.suppress(DockyardError):
+                        await client.delete(container.id, force=True)
+                self._networks.release(container_id=container.id)
+                self._store.delete_container(tenant=container.tenant, container_id=container.id)
+                continue
+            if container.phase == "removing":
+                async with self._lock(container.id):
+                    await self._remove_locked(container, volumes=True)
+                continue
+            if status is None:
+                container.state.status = Status.DEAD
+                container.state.error = "the container is missing on its host"
+                self._store.put_container(container)
+                continue
+            async with self._lock(container.id):
+                self._apply(container, status)
+        for orphan in reported:
+            log.warning("removing container %s unknown to the store", orphan[:12])
+            with contextlib.suppress(DockyardError):
+                await client.delete(orphan, force=True)
+
+    async def close(self) -> None:
+        self._restarts.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def _labels_match(have: dict[str, str], wanted: tuple[str, ...]) -> bool:
+    for item in wanted:
+        key, sep, value = item.partition("=")
+        negate = key.endswith("!")
+        key = key.rstrip("!")
+        hit = key in have and (not sep or have[key] == value)
+        if hit == negate:
+            return False
+    return True
+
+
+def _start_failure_code(message: str) -> int:
+    """Docker's exit codes for a failed start: 127 not found, 126 not executable."""
+    lowered = message.lower()
+    if "executable file not found" in lowered or "no such file or directory" in lowered:
+        return 127
+    if "permission denied" in lowered:
+        return 126
+    return 128

@@ -1,0 +1,403 @@
+"""ImageService: a tenant's images: load, save, import, tag, remove, prune, resolve.
+
+Blobs live once in the controller's content store, shared by all tenants (content
+addressed, so sharing reveals nothing); which images and tags a tenant holds is in the
+store, per tenant. Removing the last reference to a blob deletes it. Mutations that add
+or delete blobs hold one lock so a removal never deletes a blob a concurrent load is
+about to reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import fnmatch
+import functools
+import json
+import os
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from dockyard.core.clock import now_ns
+from dockyard.core.errors import Conflict, InvalidArgument, NotFound
+from dockyard.core.models import Image
+from dockyard.core.reference import is_digest, parse_reference
+from dockyard.images.archive import ImageRecord, import_rootfs, load_archive, save_archive
+from dockyard.images.content import ContentStore
+from dockyard.images.seed import seed_busybox
+from dockyard.store.base import Store
+
+__all__ = ["ImageService", "RemovalReport", "parse_created"]
+
+_HEX = set("0123456789abcdef")
+
+
+def parse_created(text: str) -> int:
+    """RFC 3339 ``created`` of an image config to ns (0 if absent or malformed)."""
+    if not text:
+        return 0
+    head, _, rest = text.partition(".")
+    frac = ""
+    tz = "+00:00"
+    if rest:
+        digits = ""
+        for index, char in enumerate(rest):
+            if char.isdigit():
+                digits += char
+            else:
+                tz = rest[index:]
+                break
+        frac = digits
+    elif head.endswith("Z"):
+        head = head[:-1]
+    elif len(head) > 19:
+        head, tz = head[:19], head[19:]
+    tz = "+00:00" if tz in ("Z", "z", "") else tz
+    try:
+        stamp = dt.datetime.fromisoformat(head + tz)
+    except ValueError:
+        return 0
+    return int(stamp.timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+@dataclass(slots=True)
+class RemovalReport:
+    untagged: list[str]
+    deleted: list[str]
+
+
+class ImageService:
+    def __init__(self, *, store: Store, content: ContentStore, spool_dir: Path) -> None:
+        self._store = store
+        self._content = content
+        self._spool = spool_dir
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = asyncio.Lock()
+
+    @property
+    def content(self) -> ContentStore:
+        return self._content
+
+    # lookup ------------------------------------------------------------------------------
+
+    def resolve(self, *, tenant: str, ref: str) -> Image:
+        """Find an image by full id, ``name[:tag]``, ``name@digest`` or id prefix."""
+        if not ref:
+            raise NotFound("No such image: ")
+        bare = ref.removeprefix("sha256:")
+        if len(bare) == 64 and set(bare) <= _HEX:
+            return self._store.get_image(tenant=tenant, image_id=f"sha256:{bare}")
+        try:
+            reference = parse_reference(ref)
+        except InvalidArgument:
+            reference = None
+        if reference is not None and reference.digest:
+            wanted = f"{reference.repository}@{reference.digest}"
+            for image in self._store.list_images(tenant=tenant):
+                if wanted in image.repo_digests:
+                    return image
+        elif reference is not None:
+            with contextlib.suppress(NotFound):
+                return self._store.image_by_tag(tenant=tenant, tag=reference.tagged())
+        if bare and set(bare) <= _HEX and (ref.startswith("sha256:") or ":" not in ref):
+            found = self._store.find_images(tenant=tenant, id_prefix=f"sha256:{bare}")
+            if len(found) == 1:
+                return found[0]
+        if reference is not None and not reference.digest and ":" not in ref.rsplit("/", 1)[-1]:
+            raise NotFound(f"No such image: {reference.tagged()}")
+        raise NotFound(f"No such image: {ref}")
+
+    def list_images(self, *, tenant: str) -> list[Image]:
+        return self._store.list_images(tenant=tenant)
+
+    @functools.lru_cache(maxsize=512)  # noqa: B019  (configs are immutable by digest)
+    def _config_bytes(self, image_id: str) -> bytes:
+        with self._content.open(image_id) as handle:
+            return handle.read()
+
+    def config(self, image: Image) -> dict[str, Any]:
+        """The image's full config JSON (a fresh copy the caller may change)."""
+        data: dict[str, Any] = json.loads(self._config_bytes(image.id))
+        return data
+
+    # adding images -----------------------------------------------------------------------
+
+    def _record_to_image(self, tenant: str, record: ImageRecord) -> Image:
+        config = json.loads(record.config)
+        history = config.get("history") or []
+        comment = str(history[-1].get("comment", "")) if history else ""
+        return Image(
+            id=record.config_digest,
+            tenant=tenant,
+            layers=tuple(record.diff_ids),
+            size=sum(record.layer_sizes),
+            created=parse_created(str(config.get("created", ""))),
+            repo_tags=tuple(record.repo_tags),
+            comment=comment,
+            loaded_at=now_ns(),
+        )
+
+    def _add(self, tenant: str, record: ImageRecord, *, extra_tags: Sequence[str] = ()) -> Image:
+        image = self._record_to_image(tenant, record)
+        with contextlib.suppress(NotFound):
+            existing = self._store.get_image(tenant=tenant, image_id=image.id)
+            image.repo_tags = tuple(dict.fromkeys((*existing.repo_tags, *image.repo_tags)))
+            image.repo_digests = existing.repo_digests
+        image.repo_tags = tuple(dict.fromkeys((*image.repo_tags, *extra_tags)))
+        self._store.put_image(image)
+        return image
+
+    async def _spool_body(self, body: AsyncIterator[bytes]) -> BinaryIO:
+        handle: BinaryIO = tempfile.TemporaryFile(dir=self._spool)  # noqa: SIM115
+        try:
+            async for chunk in body:
+                await asyncio.to_thread(handle.write, chunk)
+            handle.seek(0)
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
+    async def load(self, *, tenant: str, body: AsyncIterator[bytes]) -> list[Image]:
+        """``docker load``: every image of a Docker or OCI archive."""
+        with await self._spool_body(body) as archive:
+            async with self._lock:
+                records = await asyncio.to_thread(
+                    load_archive, archive, self._content, spool_dir=self._spool
+                )
+                return [self._add(tenant, r) for r in records]
+
+    async def import_(
+        self,
+        *,
+        tenant: str,
+        body: AsyncIterator[bytes],
+        tag: str = "",
+        changes: Sequence[str] = (),
+        message: str = "",
+    ) -> Image:
+        """``docker import``: one image from a filesystem tarball."""
+        tags = (parse_reference(tag).tagged(),) if tag else ()
+        with await self._spool_body(body) as source:
+            async with self._lock:
+                record = await asyncio.to_thread(
+                    functools.partial(
+                        import_rootfs,
+                        source,
+                        self._content,
+                        changes=changes,
+                        message=message,
+                        spool_dir=self._spool,
+                    )
+                )
+                return self._add(tenant, record, extra_tags=tags)
+
+    async def seed_busybox(self, *, tenant: str, tags: Sequence[str]) -> Image:
+        """Publish the offline busybox image (built from the host's busybox-static)."""
+        async with self._lock:
+            record = await asyncio.to_thread(
+                functools.partial(
+                    seed_busybox, self._content, spool_dir=self._spool, tags=tuple(tags)
+                )
+            )
+            return self._add(tenant, record)
+
+    # tags --------------------------------------------------------------------------------
+
+    def tag(self, *, tenant: str, source: str, repo: str, tag: str) -> Image:
+        image = self.resolve(tenant=tenant, ref=source)
+        if not repo:
+            raise InvalidArgument("repository name must have at least one component")
+        if tag and ":" in repo.rsplit("/", 1)[-1]:
+            raise InvalidArgument(f"invalid reference format: {repo}:{tag}")
+        reference = parse_reference(f"{repo}:{tag}" if tag else repo)
+        if reference.digest:
+            raise InvalidArgument("refusing to create a tag with a digest reference")
+        name = reference.tagged()
+        if name not in image.repo_tags:
+            image.repo_tags = (*image.repo_tags, name)
+            self._store.put_image(image)
+        return image
+
+    # removal -----------------------------------------------------------------------------
+
+    async def remove(
+        self,
+        *,
+        tenant: str,
+        ref: str,
+        force: bool,
+        users: dict[str, list[tuple[str, bool]]],
+    ) -> RemovalReport:
+        """``docker rmi``. ``users`` maps image ids to (container id, running) using them.
+
+        Docker's rules: a tag reference untags; the image goes when its last tag does and
+        nothing uses it. An id reference with several tags, or an image a stopped
+        container uses, needs force; an image a running container uses cannot go.
+        """
+        async with self._lock:
+            image = self.resolve(tenant=tenant, ref=ref)
+            report = RemovalReport(untagged=[], deleted=[])
+            by_tag = self._tag_of(image, ref)
+            in_use = users.get(image.id, [])
+            running = [cid for cid, is_running in in_use if is_running]
+            if by_tag and (len(image.repo_tags) > 1 or (force and in_use)):
+                self._untag(image, by_tag)
+                report.untagged.append(by_tag)
+                return report
+            if by_tag and in_use and not force:
+                cid = in_use[0][0]
+                raise Conflict(
+                    f'conflict: unable to remove repository reference "{ref}" (must force) - '
+                    f"container {cid[:12]} is using its referenced image {image.id[7:19]}"
+                )
+            if not by_tag and len(image.repo_tags) > 1 and not force:
+                raise Conflict(
+                    f"conflict: unable to delete {image.id[7:19]} (must be forced) - image is "
+                    "referenced in multiple repositories"
+                )
+            if running:
+                raise Conflict(
+                    f"conflict: unable to delete {image.id[7:19]} (cannot be forced) - image "
+                    f"is being used by running container {running[0][:12]}"
+                )
+            if in_use and not force:
+                raise Conflict(
+                    f"conflict: unable to delete {image.id[7:19]} (must be forced) - image is "
+                    f"being used by stopped container {in_use[0][0][:12]}"
+                )
+            report.untagged.extend(image.repo_tags)
+            report.untagged.extend(image.repo_digests)
+            self._store.delete_image(tenant=tenant, image_id=image.id)
+            report.deleted.append(image.id)
+            await asyncio.to_thread(self._collect, image)
+            return report
+
+    def _tag_of(self, image: Image, ref: str) -> str:
+        """The tag ``ref`` names, or "" when ``ref`` names the image by id or digest."""
+        if ref.startswith("sha256:") or is_digest(ref):
+            return ""
+        try:
+            reference = parse_reference(ref)
+        except InvalidArgument:
+            return ""
+        if reference.digest:
+            return ""
+        name = reference.tagged()
+        return name if name in image.repo_tags else ""
+
+    def _untag(self, image: Image, tag: str) -> None:
+        image.repo_tags = tuple(t for t in image.repo_tags if t != tag)
+        self._store.put_image(image)
+
+    def _collect(self, image: Image) -> None:
+        """Delete blobs of ``image`` that no tenant's image references any more."""
+        for diff_id in dict.fromkeys(image.layers):
+            if not self._store.layer_referenced(diff_id):
+                self._content.delete(diff_id)
+        holders = [
+            t
+            for t in self._store.list_tenants()
+            if self._store.find_images(tenant=t.id, id_prefix=image.id)
+        ]
+        if not holders:
+            self._content.delete(image.id)
+            self._config_bytes.cache_clear()
+
+    async def prune(
+        self,
+        *,
+        tenant: str,
+        dangling_only: bool,
+        used: set[str],
+        until: int = 0,
+        labels: Sequence[str] = (),
+    ) -> tuple[list[dict[str, str]], int]:
+        """Remove unused images (only untagged ones if ``dangling_only``)."""
+        deleted: list[dict[str, str]] = []
+        reclaimed = 0
+        for image in self.list_images(tenant=tenant):
+            if image.id in used or (dangling_only and image.repo_tags):
+                continue
+            if until and image.created >= until:
+                continue
+            if labels and not matches_labels(self.config(image), labels):
+                continue
+            report = await self.remove(tenant=tenant, ref=image.id, force=True, users={})
+            deleted += [{"Untagged": t} for t in report.untagged]
+            deleted += [{"Deleted": d} for d in report.deleted]
+            reclaimed += image.size
+        return deleted, reclaimed
+
+    # save --------------------------------------------------------------------------------
+
+    def save_records(self, *, tenant: str, refs: Sequence[str]) -> list[ImageRecord]:
+        """What ``docker save`` writes for ``refs``: each image once, with the tags named."""
+        chosen: dict[str, tuple[Image, list[str]]] = {}
+        for ref in refs:
+            image = self.resolve(tenant=tenant, ref=ref)
+            tags = chosen.setdefault(image.id, (image, []))[1]
+            tag = self._tag_of(image, ref)
+            if tag:
+                tags.append(tag)
+        records = []
+        for image, tags in chosen.values():
+            sizes = tuple(self._content.size(d) for d in image.layers)
+            records.append(
+                ImageRecord(
+                    config_digest=image.id,
+                    config=self._config_bytes(image.id),
+                    diff_ids=image.layers,
+                    layer_sizes=sizes,
+                    repo_tags=tuple(dict.fromkeys(tags)),
+                )
+            )
+        return records
+
+    async def save(self, *, tenant: str, refs: Sequence[str]) -> AsyncIterator[bytes]:
+        """Stream a ``docker save`` archive; the tar is produced in a thread into a pipe."""
+        records = self.save_records(tenant=tenant, refs=refs)
+        read_fd, write_fd = os.pipe()
+        loop = asyncio.get_running_loop()
+
+        def produce() -> None:
+            with open(write_fd, "wb", buffering=1 << 16) as out:
+                save_archive(out, records, self._content)
+
+        producer = loop.run_in_executor(None, produce)
+        reader = open(read_fd, "rb", buffering=0)  # noqa: SIM115
+        try:
+            while True:
+                chunk = await loop.run_in_executor(None, reader.read, 1 << 20)
+                if not chunk:
+                    break
+                yield chunk
+            await producer
+        finally:
+            reader.close()
+            with contextlib.suppress(BrokenPipeError, OSError):
+                await producer
+
+
+def matches_labels(config: dict[str, Any], labels: Sequence[str]) -> bool:
+    """Docker's ``label`` filter: every ``key`` or ``key=value`` must match."""
+    have = (config.get("config") or {}).get("Labels") or {}
+    for wanted in labels:
+        key, sep, value = wanted.partition("=")
+        if key not in have or (sep and have[key] != value):
+            return False
+    return True
+
+
+def matches_reference(image: Image, patterns: Sequence[str]) -> bool:
+    """Docker's ``reference`` filter: glob patterns over ``name`` or ``name:tag``."""
+    for pattern in patterns:
+        for tag in image.repo_tags:
+            repo = tag.rsplit(":", 1)[0]
+            if fnmatch.fnmatchcase(tag, pattern) or fnmatch.fnmatchcase(repo, pattern):
+                return True
+    return False

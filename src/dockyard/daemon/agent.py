@@ -1,0 +1,116 @@
+"""The agent daemon: ``python -m dockyard.daemon.agent --controller unix:///run/dockyard/controller.sock``.
+
+Start-up order matters for crash safety: the exit watch starts before recovery so no exit
+is missed, recovery re-adopts what survived, then the socket opens for the controller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from dockyard.agent.blobs import ControllerBlobs
+from dockyard.agent.containers import AgentSettings, ContainerManager
+from dockyard.agent.events import EventLog
+from dockyard.agent.hostinfo import host_info
+from dockyard.agent.inotify import DirectoryWatch
+from dockyard.agent.server import make_app
+from dockyard.core.ids import new_id
+from dockyard.core.layout import Layout
+from dockyard.daemon.common import (
+    AlreadyRunning,
+    layout_arguments,
+    layout_from,
+    pidfile_lock,
+    serve_unix,
+    setup_logging,
+    wait_for_signal,
+)
+from dockyard.images.layers import LayerStore
+from dockyard.images.snapshot import Snapshotter
+from dockyard.network.host import HostNetwork
+from dockyard.runtime.conmon import ConmonRuntime
+from dockyard.runtime.seccomp import default_profile
+from dockyard.volumes.local import LocalVolumes
+
+log = logging.getLogger("dockyard.agent")
+
+
+def agent_id(layout: Layout) -> str:
+    """This host's stable agent id, created on first start."""
+    path = layout.agent_dir / "agent-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        value = new_id()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value + "\n")
+        return value
+
+
+async def run(layout: Layout, controller: str) -> None:
+    for directory in (layout.agent_dir, layout.containers_dir, layout.exits_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    layout.agent_dir.chmod(0o711)
+    layout.containers_dir.chmod(0o711)
+    events = EventLog()
+    network = HostNetwork(table=layout.nft_table, veth_prefix="dy")
+    await network.start()
+    layers = LayerStore(layout.layers_dir)
+    volumes = LocalVolumes(layout.volumes_dir)
+    manager = ContainerManager(
+        settings=AgentSettings(layout=layout, seccomp=default_profile()),
+        runtime=ConmonRuntime(state_root=layout.run_dir / "crun"),
+        layers=layers,
+        snapshotter=Snapshotter(layers, layout.idmapped_dir),
+        network=network,
+        volumes=volumes,
+        blobs=ControllerBlobs(controller),
+        events=events,
+    )
+    watch = DirectoryWatch(layout.exits_dir, manager.exit_file_written)
+    watch.start()
+    await manager.recover()
+    manager.process_pending_exits()
+    ident = agent_id(layout)
+    info = host_info(
+        agent_id=ident, boot_id=events.boot_id, root_dir=layout.agent_dir, crun="/usr/bin/crun"
+    )
+    runner = await serve_unix(
+        make_app(manager=manager, volumes=volumes, info=lambda: info),
+        layout.agent_socket,
+        mode=0o600,
+    )
+    log.info("agent %s ready on %s", ident[:12], layout.agent_socket)
+    try:
+        await wait_for_signal()
+    finally:
+        watch.close()
+        await runner.cleanup()
+        log.info("agent stopped; containers keep running under conmon")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dockyard-agent")
+    layout_arguments(parser)
+    parser.add_argument(
+        "--controller",
+        required=True,
+        help="controller's internal address, unix:///path or http://host:port",
+    )
+    args = parser.parse_args(argv)
+    setup_logging("agent")
+    layout = layout_from(args)
+    try:
+        with pidfile_lock(layout.agent_pidfile):
+            asyncio.run(run(layout, args.controller))
+    except AlreadyRunning:
+        log.info("an agent already runs for %s", layout.state_dir)
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""What every Dockyard daemon does the same way: pidfile lock, logging, unix sockets."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from aiohttp import web
+
+import dockyard.wire
+from dockyard.core.layout import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, Layout
+
+__all__ = [
+    "AlreadyRunning",
+    "layout_arguments",
+    "layout_from",
+    "pidfile_lock",
+    "serve_unix",
+    "setup_logging",
+    "wait_for_signal",
+]
+
+
+class AlreadyRunning(Exception):
+    """Another copy of this daemon holds the pidfile lock."""
+
+
+def layout_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
+    parser.add_argument("--instance", default="dockyard")
+
+
+def layout_from(args: argparse.Namespace) -> Layout:
+    return Layout(state_dir=args.state_dir, run_dir=args.run_dir, instance=args.instance)
+
+
+def setup_logging(name: str) -> None:
+    logging.basicConfig(
+        level=os.environ.get("DOCKYARD_LOG_LEVEL", "INFO"),
+        format=f"%(asctime)s {name}[%(process)d] %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@contextlib.contextmanager
+def pidfile_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (containing our pid) for the daemon's life.
+
+    The lock, not the file's presence, says whether the daemon runs: it is released by
+    the kernel when the process dies, even by SIGKILL.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyRunning(str(path)) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+async def serve_unix(app: web.Application, path: Path, *, mode: int) -> web.AppRunner:
+    """Serve ``app`` on a unix socket at ``path`` (replacing a stale one)."""
+    if not dockyard.wire.python_parser_active():
+        raise RuntimeError("aiohttp was imported before dockyard.wire; hijacking would break")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.UnixSite(runner, str(path))
+    await site.start()
+    os.chmod(path, mode)
+    return runner
+
+
+async def wait_for_signal() -> int:
+    """Block until SIGTERM or SIGINT; return the signal number."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[int] = loop.create_future()
+
+    def deliver(number: int) -> None:
+        if not received.done():
+            received.set_result(number)
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, deliver, number)
+    return await received

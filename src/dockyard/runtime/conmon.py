@@ -1,0 +1,244 @@
+"""ConmonRuntime: containers run by crun under conmon, as Podman runs them.
+
+conmon is the per-container monitor that outlives the agent: it holds the container's
+stdio, writes its output to the log file and its exit code to ``exits_dir/<id>``, and
+serves the attach socket. The invocation is the one recorded in HOST-NOTES.md; we skip the
+start pipe (conmon proceeds at once) and read ``{"data": <pid>}`` (or a negative value and
+a message) from the sync pipe once ``crun create`` has finished.
+
+crun keeps its state under ``state_root`` so two Dockyard instances on one host never see
+each other's containers. crun's error text is classified here, once, into error kinds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from dockyard.core.errors import Conflict, DockyardError, NotFound, Unavailable
+from dockyard.runtime.base import CreateOptions, RuntimeState
+from dockyard.runtime.paths import BundlePaths
+
+__all__ = ["ConmonRuntime"]
+
+_SYNC_TIMEOUT = 30.0
+
+
+class ConmonRuntime:
+    """Runtime driver for crun + conmon. ``state_root`` is crun's ``--root``."""
+
+    def __init__(
+        self,
+        *,
+        state_root: Path,
+        crun: str = "/usr/bin/crun",
+        conmon: str = "/usr/bin/conmon",
+    ) -> None:
+        self._root = state_root
+        self._crun = crun
+        self._conmon = conmon
+        state_root.mkdir(parents=True, exist_ok=True)
+
+    # create ------------------------------------------------------------------------------
+
+    async def create(self, paths: BundlePaths, options: CreateOptions) -> int:
+        cid = paths.container_id
+        paths.exits_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            paths.exit_file.unlink()
+        for stale in (
+            paths.pidfile,
+            paths.conmon_pidfile,
+            paths.attach_socket,
+            paths.ctl_fifo,
+            paths.bundle / "winsz",
+            paths.oci_log,
+        ):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        args = [
+            self._conmon,
+            "--api-version",
+            "1",
+            "-c",
+            cid,
+            "-u",
+            cid,
+            "-n",
+            cid,
+            "-r",
+            self._crun,
+            "-b",
+            str(paths.bundle),
+            "-p",
+            str(paths.pidfile),
+            "--exit-dir",
+            str(paths.exits_dir),
+            "--socket-dir-path",
+            str(paths.bundle),
+            "--full-attach",
+            "-l",
+            f"k8s-file:{paths.log_file}",
+            "--log-level",
+            "error",
+            "--runtime-arg",
+            f"--root={self._root}",
+            "--runtime-arg",
+            "--log-format=json",
+            "--runtime-arg",
+            f"--log={paths.oci_log}",
+            "--conmon-pidfile",
+            str(paths.conmon_pidfile),
+        ]
+        if options.stdin:
+            args.append("--stdin")
+            if options.leave_stdin_open:
+                args.append("--leave-stdin-open")
+        if options.terminal:
+            args.append("--terminal")
+        if options.log_size_max > 0:
+            args += ["--log-size-max", str(options.log_size_max)]
+        sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "_OCI_SYNCPIPE": str(sync_w)}
+            proc = await asyncio.create_subprocess_exec(
+                *args,
+                cwd=paths.bundle,
+                env=env,
+                pass_fds=(sync_w,),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+            os.close(sync_w)
+            sync_w = -1
+            _, stderr = await proc.communicate()
+            message = await _read_sync(sync_r)
+        finally:
+            os.close(sync_r)
+            if sync_w >= 0:
+                os.close(sync_w)
+        pid = int(message.get("data", -1)) if message else -1
+        if pid <= 0:
+            detail = message.get("message") if message else stderr.decode(errors="replace")
+            detail = detail or self._oci_error(paths) or "conmon failed"
+            await self.delete(cid, force=True)
+            raise Unavailable(f"failed to create container: {_clean(detail)}")
+        return pid
+
+    def _oci_error(self, paths: BundlePaths) -> str:
+        try:
+            lines = paths.oci_log.read_text().splitlines()
+        except OSError:
+            return ""
+        for line in reversed(lines):
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if entry.get("level") == "error":
+                    return str(entry.get("msg", ""))
+        return ""
+
+    # simple commands ----------------------------------------------------------------------
+
+    async def start(self, container_id: str) -> None:
+        await self._crun_cmd("start", container_id)
+
+    async def kill(self, container_id: str, signal: int) -> None:
+        await self._crun_cmd("kill", container_id, str(signal))
+
+    async def pause(self, container_id: str) -> None:
+        await self._crun_cmd("pause", container_id)
+
+    async def resume(self, container_id: str) -> None:
+        await self._crun_cmd("resume", container_id)
+
+    async def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        spec = json.dumps(resources).encode()
+        await self._crun_cmd("update", "--resources", "-", container_id, stdin=spec)
+
+    async def delete(self, container_id: str, *, force: bool = False) -> None:
+        args = ["delete", *(["--force"] if force else []), container_id]
+        try:
+            await self._crun_cmd(*args)
+        except NotFound:
+            return
+
+    async def state(self, container_id: str) -> RuntimeState | None:
+        try:
+            out = await self._crun_cmd("state", container_id)
+        except NotFound:
+            return None
+        data = json.loads(out)
+        return RuntimeState(status=str(data.get("status", "")), pid=int(data.get("pid", 0)))
+
+    async def list_ids(self) -> list[str]:
+        out = await self._crun_cmd("list", "--quiet")
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
+    async def _crun_cmd(self, *args: str, stdin: bytes | None = None) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            self._crun,
+            f"--root={self._root}",
+            *args,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate(stdin)
+        if proc.returncode != 0:
+            raise _classify(err.decode(errors="replace"), args[0])
+        return out.decode(errors="replace")
+
+
+async def _read_sync(fd: int) -> dict[str, Any] | None:
+    """Read conmon's first sync message (one JSON object) from ``fd``."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    buffer = b""
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        nonlocal buffer
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        buffer += chunk
+        if (not chunk or b"}" in buffer) and not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await asyncio.wait_for(done, _SYNC_TIMEOUT)
+    except TimeoutError as exc:
+        raise Unavailable("timed out waiting for conmon to create the container") from exc
+    finally:
+        loop.remove_reader(fd)
+    text = buffer.decode(errors="replace").strip()
+    if not text:
+        return None
+    try:
+        value = json.loads(text.splitlines()[0])
+    except ValueError:
+        return {"data": -1, "message": text}
+    return value if isinstance(value, dict) else None
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.replace("[conmon:e]:", "").split())
+
+
+def _classify(stderr: str, command: str) -> DockyardError:
+    text = _clean(stderr)
+    lowered = text.lower()
+    missing = "no such file or directory" in lowered and "open" in lowered
+    if "does not exist" in lowered or missing:
+        return NotFound(f"crun {command}: {text}")
+    if "not running" in lowered or "already" in lowered or "is paused" in lowered:
+        return Conflict(f"crun {command}: {text}")
+    return Unavailable(f"crun {command}: {text}")

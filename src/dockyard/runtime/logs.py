@@ -1,0 +1,162 @@
+"""Container output as conmon writes it (the CRI "k8s-file" format), read back for logs.
+
+Each line is ``<RFC 3339 time> <stdout|stderr> <P|F> <text>``: ``F`` ends a line, ``P``
+marks a partial chunk continued by the next line of the same stream. This module turns
+the file back into whole output lines with their time and stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import collections
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["LogEntry", "follow_entries", "parse_line", "read_entries"]
+
+_FOLLOW_POLL = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    time: int
+    stream: str
+    data: bytes
+
+
+def _parse_time(text: bytes) -> int:
+    # 2026-11-29T04:38:50.250158973+00:00 (conmon always writes UTC offsets like this)
+    date, _, rest = text.partition(b"T")
+    year, month, day = (int(x) for x in date.split(b"-"))
+    clock = rest[:8]
+    hour, minute, second = (int(x) for x in clock.split(b":"))
+    frac = b""
+    tail = rest[8:]
+    if tail.startswith(b"."):
+        end = 1
+        while end < len(tail) and tail[end : end + 1].isdigit():
+            end += 1
+        frac, tail = tail[1:end], tail[end:]
+    offset = 0
+    if tail[:1] in (b"+", b"-"):
+        sign = 1 if tail[:1] == b"+" else -1
+        hh, _, mm = tail[1:].partition(b":")
+        offset = sign * (int(hh) * 3600 + int(mm or b"0") * 60)
+    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) - offset
+    return seconds * 1_000_000_000 + int((frac + b"000000000")[:9])
+
+
+def parse_line(line: bytes) -> tuple[int, str, bool, bytes] | None:
+    """Split one log line into (time ns, stream, is_full, text); None if malformed."""
+    try:
+        stamp, stream, tag, text = line.rstrip(b"\n").split(b" ", 3)
+    except ValueError:
+        parts = line.rstrip(b"\n").split(b" ")
+        if len(parts) != 3:
+            return None
+        stamp, stream, tag = parts
+        text = b""
+    try:
+        when = _parse_time(stamp)
+    except ValueError:
+        return None
+    return when, stream.decode(), tag == b"F", text
+
+
+class _Joiner:
+    """Join partial chunks per stream into whole lines."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[int, bytes]] = {}
+
+    def feed(self, line: bytes) -> LogEntry | None:
+        parsed = parse_line(line)
+        if parsed is None:
+            return None
+        when, stream, full, text = parsed
+        start, head = self._pending.pop(stream, (when, b""))
+        if not full:
+            self._pending[stream] = (start, head + text)
+            return None
+        return LogEntry(time=start, stream=stream, data=head + text + b"\n")
+
+
+def read_entries(
+    path: Path,
+    *,
+    since: int = 0,
+    until: int = 0,
+    tail: int = -1,
+) -> Iterator[LogEntry]:
+    """Whole lines from ``path`` with ``since <= time`` and ``time < until`` (0: no bound),
+    only the last ``tail`` of them when ``tail >= 0``."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115  (closed by the with below)
+    except FileNotFoundError:
+        return
+    joiner = _Joiner()
+    keep: collections.deque[LogEntry] | None = collections.deque(maxlen=tail) if tail >= 0 else None
+    with handle:
+        for line in handle:
+            entry = joiner.feed(line)
+            if entry is None or entry.time < since or (until and entry.time >= until):
+                continue
+            if keep is not None:
+                keep.append(entry)
+            else:
+                yield entry
+    if keep is not None:
+        yield from keep
+
+
+async def follow_entries(
+    path: Path,
+    *,
+    since: int = 0,
+    tail: int = -1,
+    until: int = 0,
+    finished: Callable[[], bool],
+) -> AsyncIterator[LogEntry]:
+    """Like :func:`read_entries`, then keep yielding new lines until ``finished()`` is true
+    and the file has been read to its end. Copes with the file being truncated or replaced.
+    """
+    joiner = _Joiner()
+    keep: collections.deque[LogEntry] | None = collections.deque(maxlen=tail) if tail >= 0 else None
+    position, inode, buffer = 0, 0, b""
+    backlog = True
+    while True:
+        done = finished()
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            stat = None
+        if stat is not None and (stat.st_ino != inode or stat.st_size < position):
+            position, inode, buffer = 0, stat.st_ino, b""
+        if stat is not None and stat.st_size > position:
+            with open(path, "rb") as handle:
+                handle.seek(position)
+                chunk = handle.read()
+            position += len(chunk)
+            *lines, buffer = (buffer + chunk).split(b"\n")
+            for line in lines:
+                entry = joiner.feed(line)
+                if entry is None or entry.time < since:
+                    continue
+                if until and entry.time >= until:
+                    return
+                if backlog and keep is not None:
+                    keep.append(entry)
+                else:
+                    yield entry
+            continue
+        if backlog:
+            backlog = False
+            if keep is not None:
+                for entry in keep:
+                    yield entry
+        if done:
+            return
+        await asyncio.sleep(_FOLLOW_POLL)

@@ -1,0 +1,229 @@
+"""Build a container's OCI runtime ``config.json``: the isolation every container gets.
+
+Every container gets, whatever it asks for: all namespaces (user, pid, mount, uts, ipc,
+net, cgroup) with the tenant's uid/gid range; the capability set it was admitted with (at
+most Docker's default); the seccomp profile; no-new-privileges; Docker's masked and
+read-only /proc and /sys paths; a device allowlist; bounded rlimits. The caller resolves
+everything host-specific first (paths, ids); this module is pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dockyard.core.protocol import Resources
+
+__all__ = ["MASKED_PATHS", "READONLY_PATHS", "BundleSpec", "Mount", "build_config"]
+
+MASKED_PATHS = (
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS = (
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+)
+
+# Character devices a container may use (Docker's default allowlist, minus fuse and tun).
+_ALLOWED_DEVICES = (
+    ("c", 1, 3),  # null
+    ("c", 1, 5),  # zero
+    ("c", 1, 7),  # full
+    ("c", 1, 8),  # random
+    ("c", 1, 9),  # urandom
+    ("c", 5, 0),  # tty
+    ("c", 5, 2),  # ptmx
+    ("c", 136, None),  # pts
+)
+_DEFAULT_SHM = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    destination: str
+    type: str
+    source: str
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BundleSpec:
+    """Everything ``config.json`` needs, resolved. Ids in ``uid``/``gid`` are container-side."""
+
+    args: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str
+    uid: int
+    gid: int
+    hostname: str
+    uid_base: int
+    uid_size: int
+    cgroups_path: str
+    capabilities: tuple[str, ...]
+    seccomp: dict[str, Any] | None
+    nofile: int
+    additional_gids: tuple[int, ...] = ()
+    terminal: bool = False
+    domainname: str = ""
+    readonly_rootfs: bool = False
+    mounts: tuple[Mount, ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    shm_size: int = 0
+    oom_score_adj: int = 0
+    memory_swap_supported: bool = True
+
+
+def _base_mounts(spec: BundleSpec) -> list[dict[str, Any]]:
+    shm = spec.shm_size or _DEFAULT_SHM
+    return [
+        {
+            "destination": "/proc",
+            "type": "proc",
+            "source": "proc",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+        },
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        },
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm}"],
+        },
+        {
+            "destination": "/dev/mqueue",
+            "type": "mqueue",
+            "source": "mqueue",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
+        {
+            "destination": "/sys",
+            "type": "sysfs",
+            "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", "ro"],
+        },
+        {
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+        },
+    ]
+
+
+def _resources(spec: BundleSpec) -> dict[str, Any]:
+    res = spec.resources
+    devices: list[dict[str, Any]] = [{"allow": False, "access": "rwm"}]
+    devices += [
+        {"allow": True, "type": kind, "major": major, "access": "rwm"}
+        | ({} if minor is None else {"minor": minor})
+        for kind, major, minor in _ALLOWED_DEVICES
+    ]
+    out: dict[str, Any] = {"devices": devices}
+    memory: dict[str, Any] = {}
+    if res.memory:
+        memory["limit"] = res.memory
+        if spec.memory_swap_supported:
+            # Docker: MemorySwap 0 means twice the limit, -1 unlimited; this host has no
+            # swap, so "limit" is the honest ceiling either way.
+            swap = res.memory_swap
+            memory["swap"] = -1 if swap < 0 else max(swap, res.memory) if swap else res.memory * 2
+    if res.memory_reservation:
+        memory["reservation"] = res.memory_reservation
+    if memory:
+        out["memory"] = memory
+    cpu: dict[str, Any] = {}
+    if res.cpu_shares:
+        cpu["shares"] = res.cpu_shares
+    if res.cpu_quota:
+        cpu["quota"] = res.cpu_quota
+        cpu["period"] = res.cpu_period or 100_000
+    elif res.cpu_period:
+        cpu["period"] = res.cpu_period
+    if res.cpuset_cpus:
+        cpu["cpus"] = res.cpuset_cpus
+    if res.cpuset_mems:
+        cpu["mems"] = res.cpuset_mems
+    if cpu:
+        out["cpu"] = cpu
+    if res.pids_limit:
+        out["pids"] = {"limit": res.pids_limit}
+    if res.blkio_weight:
+        out["blockIO"] = {"weight": res.blkio_weight}
+    return out
+
+
+def build_config(spec: BundleSpec) -> dict[str, Any]:
+    """The OCI runtime config for ``spec`` (runtime-spec 1.0.2, as crun 1.8 reads it)."""
+    caps = list(spec.capabilities)
+    process: dict[str, Any] = {
+        "terminal": spec.terminal,
+        "user": {"uid": spec.uid, "gid": spec.gid},
+        "args": list(spec.args),
+        "env": list(spec.env),
+        "cwd": spec.cwd or "/",
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": spec.nofile, "soft": spec.nofile}],
+        "noNewPrivileges": True,
+    }
+    if spec.additional_gids:
+        process["user"]["additionalGids"] = list(spec.additional_gids)
+    if spec.oom_score_adj:
+        process["oomScoreAdj"] = spec.oom_score_adj
+    mapping = [{"containerID": 0, "hostID": spec.uid_base, "size": spec.uid_size}]
+    linux: dict[str, Any] = {
+        "uidMappings": mapping,
+        "gidMappings": mapping,
+        "namespaces": [
+            {"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "user", "cgroup")
+        ],
+        "cgroupsPath": spec.cgroups_path,
+        "resources": _resources(spec),
+        "maskedPaths": list(MASKED_PATHS),
+        "readonlyPaths": list(READONLY_PATHS),
+    }
+    if spec.seccomp is not None:
+        linux["seccomp"] = spec.seccomp
+    config: dict[str, Any] = {
+        "ociVersion": "1.0.2",
+        "process": process,
+        "root": {"path": "rootfs", "readonly": spec.readonly_rootfs},
+        "hostname": spec.hostname,
+        "mounts": _base_mounts(spec)
+        + [
+            {
+                "destination": m.destination,
+                "type": m.type,
+                "source": m.source,
+                "options": list(m.options),
+            }
+            for m in spec.mounts
+        ],
+        "linux": linux,
+    }
+    if spec.domainname:
+        config["domainname"] = spec.domainname
+    return config

@@ -1,0 +1,220 @@
+"""Helpers for network tests on the real kernel (root): fake containers, servers, names.
+
+Every object a test makes has a random name of its own (table ``dyt<hex>``, bridges
+``<table>b<n>``, outside link ``dyo<hex>``, subnets picked at random in 10.240.0.0/12 and
+198.18.0.0/15) and is removed by a finalizer, also when the test fails. Nothing here
+touches eth0, the default route or an nft table the test did not create.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from dockyard.core.protocol import NetworkSpec, PortMapping
+
+# A tiny server: answers every TCP connection / UDP datagram with the peer's address,
+# so tests see what source address NAT produced.
+SERVER = """
+import socket, sys
+proto, port = sys.argv[1], int(sys.argv[2])
+kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+s = socket.socket(socket.AF_INET, kind)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+if proto == "tcp":
+    s.listen(16)
+print("ready", flush=True)
+while True:
+    if proto == "tcp":
+        c, addr = s.accept()
+        c.sendall(addr[0].encode() + b"\\n")
+        c.close()
+    else:
+        data, addr = s.recvfrom(2048)
+        s.sendto(addr[0].encode() + b"\\n", addr)
+"""
+
+CLIENT = """
+import socket, sys
+proto, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+try:
+    if proto == "tcp":
+        s = socket.create_connection((host, port), timeout=float(sys.argv[4]))
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(float(sys.argv[4]))
+        s.sendto(b"hi", (host, port))
+    print(s.recv(100).decode().strip())
+except OSError as exc:
+    print("ERR", exc)
+"""
+
+
+def run_cmd(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=30)
+
+
+def host_ip_json(*args: str) -> Any:
+    """``ip -j ARGS`` on the host, parsed."""
+    return json.loads(run_cmd("ip", "-j", *args).stdout)
+
+
+def links() -> set[str]:
+    """Names of the host's interfaces."""
+    return {link["ifname"] for link in json.loads(run_cmd("ip", "-j", "link").stdout)}
+
+
+def nft_tables() -> set[str]:
+    return set(run_cmd("nft", "list", "tables").stdout.split())
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port that was free on 0.0.0.0 a moment ago."""
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("0.0.0.0", 0))
+        return int(probe.getsockname()[1])
+
+
+def query(proto: str, host: str, port: int, *, timeout: float = 2.0) -> str:
+    """From the host: the server's answer (the peer address it saw) or ``ERR ...``."""
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    try:
+        with socket.socket(socket.AF_INET, kind) as sock:
+            sock.settimeout(timeout)
+            sock.connect((host, port))
+            if proto == "udp":
+                sock.send(b"hi")
+            return sock.recv(100).decode().strip()
+    except OSError as exc:
+        return f"ERR {exc}"
+
+
+@dataclass
+class Netns:
+    """A process alone in a new network namespace: a fake container or outside host."""
+
+    pid: int
+    holder: subprocess.Popen[bytes]
+    children: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    def run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run_cmd("nsenter", "-t", str(self.pid), "-n", *cmd, check=check)
+
+    def ip_json(self, *args: str) -> Any:
+        return json.loads(self.run("ip", "-j", *args).stdout)
+
+    def serve(self, proto: str, port: int) -> None:
+        """Start :data:`SERVER` in this netns and wait until it listens."""
+        cmd = [sys.executable, "-I", "-S", "-c", SERVER, proto, str(port)]
+        proc = subprocess.Popen(
+            ["nsenter", "-t", str(self.pid), "-n", *cmd],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.children.append(proc)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+
+    def query(self, proto: str, host: str, port: int, *, timeout: float = 2.0) -> str:
+        """From inside this netns: like :func:`query`."""
+        cmd = [sys.executable, "-I", "-S", "-c", CLIENT, proto, host, str(port), str(timeout)]
+        return self.run(*cmd).stdout.strip()
+
+    def ping(self, address: str) -> bool:
+        result = self.run("busybox", "ping", "-c", "1", "-W", "2", address, check=False)
+        return result.returncode == 0
+
+    def kill(self) -> None:
+        for proc in self.children:
+            proc.kill()
+            proc.wait()
+        self.holder.kill()  # --kill-child: the kernel SIGKILLs the namespace's process
+        self.holder.wait()
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{self.pid}/ns/net") and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+
+def spawn_netns() -> Netns:
+    holder = subprocess.Popen(["unshare", "--net", "--fork", "--kill-child", "sleep", "600"])
+    children = f"/proc/{holder.pid}/task/{holder.pid}/children"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with open(children) as f:
+            pids = f.read().split()
+        if pids and os.readlink(f"/proc/{pids[0]}/ns/net") != os.readlink("/proc/self/ns/net"):
+            return Netns(int(pids[0]), holder)
+        time.sleep(0.01)
+    holder.kill()
+    holder.wait()
+    raise AssertionError("unshare did not start")
+
+
+@dataclass
+class Net:
+    """A bridge of the instance under test and the addresses handed out on it."""
+
+    bridge: str
+    subnet: ipaddress.IPv4Network
+    internal: bool
+    next_host: int = 2
+
+    @property
+    def gateway(self) -> str:
+        return str(self.subnet.network_address + 1)
+
+    def spec(self, *ports: PortMapping) -> NetworkSpec:
+        ip = str(self.subnet.network_address + self.next_host)
+        self.next_host += 1
+        return NetworkSpec(
+            mode="bridge",
+            network_id=self.bridge,
+            bridge=self.bridge,
+            subnet=str(self.subnet),
+            gateway=self.gateway,
+            ip=ip,
+            internal=self.internal,
+            ports=ports,
+        )
+
+
+@dataclass
+class Outside:
+    """An outside host: a netns reached from the host over its own veth pair."""
+
+    ns: Netns
+    link: str
+    host_ip: str  # the host's address on the link
+    ip: str  # the outside host's address
+
+
+def _used_routes() -> list[ipaddress.IPv4Network]:
+    routes = json.loads(run_cmd("ip", "-j", "-4", "route", "show", "table", "all").stdout)
+    nets = []
+    for route in routes:
+        dst = route.get("dst", "")
+        if dst and dst != "default" and dst[0].isdigit():
+            nets.append(ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False))
+    return nets
+
+
+def random_subnet(space: str, prefix: int) -> ipaddress.IPv4Network:
+    """A random subnet of ``space`` that overlaps no route on this host."""
+    parent = ipaddress.ip_network(space)
+    used = _used_routes()
+    for _ in range(100):
+        count = 2 ** (prefix - parent.prefixlen)
+        offset = random.randrange(count) * 2 ** (32 - prefix)
+        candidate = ipaddress.ip_network(f"{parent.network_address + offset}/{prefix}")
+        if not any(candidate.overlaps(net) for net in used):
+            return candidate
+    raise AssertionError(f"no free /{prefix} in {space}")

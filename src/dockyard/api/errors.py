@@ -14,7 +14,7 @@ from aiohttp import web
 
 from dockyard.core.errors import DockyardError
 
-__all__ = ["STATUS_BY_KIND", "docker_errors", "error_response"]
+__all__ = ["STATUS_BY_KIND", "docker_errors", "error_response", "json_response"]
 
 log = logging.getLogger("dockyard.api")
 
@@ -35,10 +35,16 @@ STATUS_BY_KIND: dict[str, int] = {
 def error_response(status: int, message: str) -> web.Response:
     if status == 304:
         return web.Response(status=304)
+    return json_response({"message": message}, status=status)
+
+
+def json_response(data: object, *, status: int = 200) -> web.Response:
+    """JSON with exactly ``Content-Type: application/json``: Docker's Go client reads an
+    error body as JSON only when the header is exactly that (no charset)."""
     return web.Response(
         status=status,
-        text=json.dumps({"message": message}),
-        content_type="application/json",
+        body=json.dumps(data).encode(),
+        headers={"Content-Type": "application/json"},
     )
 
 

@@ -3,7 +3,8 @@
 ``to_data`` turns a dataclass tree into JSON-compatible values; ``from_data`` rebuilds it
 from the field types, so a message or record is declared once, as a dataclass. Supported
 field types: ``None``, ``bool``, ``int``, ``float``, ``str``, enums whose values are
-strings, dataclasses, ``list[X]``, ``tuple[X, ...]``, ``dict[str, X]`` and ``X | None``.
+strings, dataclasses, ``list[X]``, ``tuple[X, ...]``, fixed ``tuple[X, Y]``,
+``dict[str, X]`` and ``X | None``.
 Unknown keys in input are ignored (newer peers may send more); missing keys take the
 field's default.
 """
@@ -67,8 +68,15 @@ def _convert(tp: Any, data: Any, where: str) -> Any:  # noqa: PLR0912
     if origin in (list, tuple):
         if not isinstance(data, list | tuple):
             raise InvalidArgument(f"{where}: expected a list, got {type(data).__name__}")
-        (item,) = get_args(tp)[:1]
-        items = [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(data)]
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(data):
+                raise InvalidArgument(f"{where}: expected {len(args)} items, got {len(data)}")
+            return tuple(
+                _convert(a, v, f"{where}[{i}]")
+                for i, (a, v) in enumerate(zip(args, data, strict=True))
+            )
+        items = [_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(data)]
         return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(data, dict):

@@ -19,6 +19,7 @@ from dockyard.api.docker.container_json import (
 )
 from dockyard.api.docker.context import ApiContext, flag, query_int, tenant_of
 from dockyard.api.docker.filters import parse_filters
+from dockyard.api.errors import json_response
 from dockyard.controller.containers import UpdateRequest
 from dockyard.core.clock import parse_time_filter
 from dockyard.core.errors import InvalidArgument, NotFound
@@ -157,7 +158,7 @@ async def container_list(request: web.Request) -> web.Response:
         )
         if 0 < limit <= len(out):
             break
-    return web.json_response(out)
+    return json_response(out)
 
 
 @routes.post("/containers/create")
@@ -174,7 +175,7 @@ async def container_create(request: web.Request) -> web.Response:
         config=config,
         host_config=host_config,
     )
-    return web.json_response(
+    return json_response(
         {"Id": result.container.id, "Warnings": [*warnings, *result.warnings]}, status=201
     )
 
@@ -187,7 +188,7 @@ async def container_inspect(request: web.Request) -> web.Response:
     if flag(request, "size"):
         measured = await ctx.controller.containers.size(c)
         size = (measured.size_rw, measured.size_root_fs)
-    return web.json_response(
+    return json_response(
         inspect_container(
             c, network=_network(ctx, c), mounts=mounts_json(c, _volumes(ctx, c)), size=size
         )
@@ -308,7 +309,7 @@ async def container_update(request: web.Request) -> web.Response:
         ref=request.match_info["id"],
         update=UpdateRequest(host_config=HostConfig(**values), fields=frozenset(values)),
     )
-    return web.json_response({"Warnings": list(warnings)})
+    return json_response({"Warnings": list(warnings)})
 
 
 @routes.delete("/containers/{id}")
@@ -334,7 +335,7 @@ async def container_prune(request: web.Request) -> web.Response:
     deleted, reclaimed = await ApiContext.of(request).controller.containers.prune(
         tenant=tenant_of(request).id, until=until, labels=labels
     )
-    return web.json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
+    return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
 
 # wait -----------------------------------------------------------------------------------
@@ -454,4 +455,4 @@ async def container_top(request: web.Request) -> web.Response:
         ref=request.match_info["id"],
         ps_args=request.query.get("ps_args", ""),
     )
-    return web.json_response({"Titles": result.titles, "Processes": result.processes})
+    return json_response({"Titles": result.titles, "Processes": result.processes})

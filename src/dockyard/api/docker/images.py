@@ -10,6 +10,7 @@ from aiohttp import web
 
 from dockyard.api.docker.context import ApiContext, flag, tenant_of
 from dockyard.api.docker.filters import parse_filters
+from dockyard.api.errors import json_response
 from dockyard.controller.images import matches_labels, matches_reference, parse_created
 from dockyard.core.clock import format_rfc3339, parse_time_filter
 from dockyard.core.errors import InvalidArgument, NotFound
@@ -110,7 +111,7 @@ async def image_list(request: web.Request) -> web.Response:
         if f.has("label") and not matches_labels(config, f.get("label")):
             continue
         out.append(image_summary(image, config, counts.get(image.id, 0)))
-    return web.json_response(out)
+    return json_response(out)
 
 
 @routes.post("/images/create")
@@ -148,7 +149,7 @@ async def image_inspect_handler(request: web.Request) -> web.Response:
     image = ctx.controller.images.resolve(
         tenant=tenant_of(request).id, ref=request.match_info["name"]
     )
-    return web.json_response(image_inspect(image, ctx.controller.images.config(image)))
+    return json_response(image_inspect(image, ctx.controller.images.config(image)))
 
 
 @routes.get(f"/images/{_NAME}/history")
@@ -186,7 +187,7 @@ async def image_history(request: web.Request) -> web.Response:
     if entries:
         entries[0]["Id"] = image.id
         entries[0]["Tags"] = list(image.repo_tags) or None
-    return web.json_response(entries)
+    return json_response(entries)
 
 
 @routes.post(f"/images/{_NAME}/tag")
@@ -215,7 +216,7 @@ async def image_delete(request: web.Request) -> web.Response:
         users=_users(ctx, tenant),
     )
     out = [{"Untagged": t} for t in report.untagged] + [{"Deleted": d} for d in report.deleted]
-    return web.json_response(out)
+    return json_response(out)
 
 
 @routes.post("/images/prune")
@@ -231,7 +232,7 @@ async def image_prune(request: web.Request) -> web.Response:
         until=parse_time_filter(f.one("until")) if f.has("until") else 0,
         labels=f.get("label"),
     )
-    return web.json_response({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
+    return json_response({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
 
 async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from dockyard.api.docker.context import ApiContext, tenant_of
 from dockyard.api.docker.filters import parse_filters
+from dockyard.api.errors import json_response
 from dockyard.core.clock import format_rfc3339
 from dockyard.core.models import Network, Status
 
@@ -67,7 +68,7 @@ async def network_list(request: web.Request) -> web.Response:
         if f.has("driver") and network.driver not in f.get("driver"):
             continue
         out.append(network_json(ctx, network, tenant))
-    return web.json_response(out)
+    return json_response(out)
 
 
 @routes.get("/networks/{id}")
@@ -75,4 +76,4 @@ async def network_inspect(request: web.Request) -> web.Response:
     ctx = ApiContext.of(request)
     tenant = tenant_of(request).id
     network = ctx.controller.networks.get(tenant=tenant, ref=request.match_info["id"])
-    return web.json_response(network_json(ctx, network, tenant))
+    return json_response(network_json(ctx, network, tenant))

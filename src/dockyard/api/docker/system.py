@@ -13,6 +13,7 @@ from dockyard.api.docker.container_json import container_summary, mounts_json
 from dockyard.api.docker.context import ApiContext, tenant_of
 from dockyard.api.docker.images import image_summary
 from dockyard.api.docker.volumes import volume_json
+from dockyard.api.errors import json_response
 from dockyard.core.clock import format_rfc3339, now_ns
 from dockyard.core.models import Status
 
@@ -61,7 +62,7 @@ async def system_version(request: web.Request) -> web.Response:
         "KernelVersion": kernel,
         "BuildTime": "",
     }
-    return web.json_response(
+    return json_response(
         {
             "Platform": {"Name": "Dockyard"},
             "Components": [{"Name": "Engine", "Version": version, "Details": details}],
@@ -80,7 +81,7 @@ async def system_info(request: web.Request) -> web.Response:
     infos = [h.info for h in ctx.controller.hosts.handles() if h.info is not None]
     first = infos[0] if infos else None
     runtime_version = first.runtime_version if first else ""
-    return web.json_response(
+    return json_response(
         {
             "ID": ctx.controller.store.ensure_tenant(tenant.name).id[:36],
             "Containers": len(containers),
@@ -207,7 +208,7 @@ async def system_data_usage(request: web.Request) -> web.Response:
         volume_entries.append(
             volume_json(volume, size=await ctx.controller.volumes.usage(volume), refs=refs)
         )
-    return web.json_response(
+    return json_response(
         {
             "LayersSize": sum(layer_sizes.values()),
             "Images": image_entries,

@@ -9,6 +9,7 @@ from aiohttp import web
 from dockyard.api.docker.body import get_str, get_str_map, read_json
 from dockyard.api.docker.context import ApiContext, flag, tenant_of
 from dockyard.api.docker.filters import parse_filters
+from dockyard.api.errors import json_response
 from dockyard.core.clock import format_rfc3339
 from dockyard.core.errors import NotFound
 from dockyard.core.models import Volume
@@ -67,7 +68,7 @@ async def volume_list(request: web.Request) -> web.Response:
         )
         if _matches(ctx, v, f)
     ]
-    return web.json_response({"Volumes": volumes, "Warnings": None})
+    return json_response({"Volumes": volumes, "Warnings": None})
 
 
 @routes.post("/volumes/create")
@@ -80,7 +81,7 @@ async def volume_create(request: web.Request) -> web.Response:
         labels=get_str_map(body, "Labels"),
         options=get_str_map(body, "DriverOpts"),
     )
-    return web.json_response(volume_json(volume), status=201)
+    return json_response(volume_json(volume), status=201)
 
 
 @routes.get("/volumes/{name}")
@@ -88,7 +89,7 @@ async def volume_inspect(request: web.Request) -> web.Response:
     volume = ApiContext.of(request).controller.volumes.get(
         tenant=tenant_of(request).id, name=request.match_info["name"]
     )
-    return web.json_response(volume_json(volume))
+    return json_response(volume_json(volume))
 
 
 @routes.delete("/volumes/{name}")
@@ -127,4 +128,4 @@ async def volume_prune(request: web.Request) -> web.Response:
         await ctx.controller.volumes.remove(tenant=tenant, name=volume.name, users=[])
         deleted.append(volume.name)
         reclaimed += max(size, 0)
-    return web.json_response({"VolumesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
+    return json_response({"VolumesDeleted": deleted or None, "SpaceReclaimed": reclaimed})

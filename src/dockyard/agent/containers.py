@@ -634,7 +634,9 @@ async def _copy_up(rootfs: Path, target: str, data: Path) -> None:
         return
     try:
         fd = open_in_root(rootfs, target, os.O_PATH | os.O_DIRECTORY)
-    except (NotFound, OSError):
+    except NotFound:
+        return  # nothing in the image at that path
+    except NotADirectoryError:
         return
     try:
         proc = await asyncio.create_subprocess_exec(

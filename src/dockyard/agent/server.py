@@ -93,11 +93,17 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except DockyardError as exc:
-        return web.Response(
-            text=json.dumps({"error": exc.to_wire()}),
-            status=_STATUS.get(exc.kind, 500),
-            content_type="application/json",
-        )
+        error = exc.to_wire()
+        status = _STATUS.get(exc.kind, 500)
+    except (web.HTTPException, ConnectionResetError):
+        raise
+    except Exception as exc:  # the one place unexpected errors become protocol errors
+        log.exception("agent request %s %s failed", request.method, request.path)
+        error = {"kind": "internal", "message": f"agent error: {exc!r}"}
+        status = 500
+    return web.Response(
+        text=json.dumps({"error": error}), status=status, content_type="application/json"
+    )
 
 
 def make_app(  # noqa: PLR0915  (one route table, one handler per route)

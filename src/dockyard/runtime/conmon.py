@@ -16,10 +16,11 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from dockyard.core.errors import Conflict, DockyardError, NotFound, Unavailable
+from dockyard.core.errors import Conflict, DockyardError, InvalidArgument, NotFound, Unavailable
 from dockyard.runtime.base import CreateOptions, RuntimeState
 from dockyard.runtime.paths import BundlePaths
 
@@ -126,9 +127,9 @@ class ConmonRuntime:
         pid = int(message.get("data", -1)) if message else -1
         if pid <= 0:
             detail = message.get("message") if message else stderr.decode(errors="replace")
-            detail = detail or self._oci_error(paths) or "conmon failed"
+            detail = _clean(self._oci_error(paths) or detail or "conmon failed")
             await self.delete(cid, force=True)
-            raise Unavailable(f"failed to create container: {_clean(detail)}")
+            raise _create_error(detail)
         return pid
 
     def _oci_error(self, paths: BundlePaths) -> str:
@@ -227,6 +228,26 @@ async def _read_sync(fd: int) -> dict[str, Any] | None:
     except ValueError:
         return {"data": -1, "message": text}
     return value if isinstance(value, dict) else None
+
+
+_NOT_FOUND = re.compile(r"executable file `(?P<name>[^`]*)` not found")
+_NO_PERMISSION = re.compile(
+    r"open executable: Permission denied|`(?P<name>[^`]*)`: Permission denied"
+)
+
+
+def _create_error(detail: str) -> DockyardError:
+    """crun's reasons for a failed create, in the words Docker clients look for: the docker
+    CLI exits 127 for "executable file not found" and 126 for "permission denied"."""
+    missing = _NOT_FOUND.search(detail)
+    if missing:
+        return InvalidArgument(
+            f'failed to create task: exec: "{missing.group("name")}": executable file not '
+            f"found in $PATH: {detail}"
+        )
+    if _NO_PERMISSION.search(detail):
+        return InvalidArgument(f"failed to create task: exec: permission denied: {detail}")
+    return Unavailable(f"failed to create container: {detail}")
 
 
 def _clean(text: str) -> str:

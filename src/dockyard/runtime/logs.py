@@ -83,6 +83,12 @@ class _Joiner:
             return None
         return LogEntry(time=start, stream=stream, data=head + text + b"\n")
 
+    def flush(self) -> list[LogEntry]:
+        """Partial chunks left at the end of the output (the last line had no newline)."""
+        left = [LogEntry(time=t, stream=s, data=d) for s, (t, d) in self._pending.items() if d]
+        self._pending.clear()
+        return sorted(left, key=lambda e: e.time)
+
 
 def read_entries(
     path: Path,
@@ -101,13 +107,16 @@ def read_entries(
     keep: collections.deque[LogEntry] | None = collections.deque(maxlen=tail) if tail >= 0 else None
     with handle:
         for line in handle:
-            entry = joiner.feed(line)
-            if entry is None or entry.time < since or (until and entry.time >= until):
-                continue
-            if keep is not None:
-                keep.append(entry)
-            else:
-                yield entry
+            for entry in _selected(joiner.feed(line), since, until):
+                if keep is not None:
+                    keep.append(entry)
+                else:
+                    yield entry
+    for entry in _selected_all(joiner.flush(), since, until):
+        if keep is not None:
+            keep.append(entry)
+        else:
+            yield entry
     if keep is not None:
         yield from keep
 
@@ -124,9 +133,11 @@ async def follow_entries(
     and the file has been read to its end. Copes with the file being truncated or replaced.
     """
     joiner = _Joiner()
-    keep: collections.deque[LogEntry] | None = collections.deque(maxlen=tail) if tail >= 0 else None
+    # Until the existing content is read, entries wait here so ``tail`` can keep the last.
+    backlog: collections.deque[LogEntry] | None = collections.deque(
+        maxlen=tail if tail >= 0 else None
+    )
     position, inode, buffer = 0, 0, b""
-    backlog = True
     while True:
         done = finished()
         try:
@@ -135,28 +146,41 @@ async def follow_entries(
             stat = None
         if stat is not None and (stat.st_ino != inode or stat.st_size < position):
             position, inode, buffer = 0, stat.st_ino, b""
-        if stat is not None and stat.st_size > position:
+        ready: list[LogEntry] = []
+        grew = stat is not None and stat.st_size > position
+        if grew:
             with open(path, "rb") as handle:
                 handle.seek(position)
                 chunk = handle.read()
             position += len(chunk)
             *lines, buffer = (buffer + chunk).split(b"\n")
             for line in lines:
-                entry = joiner.feed(line)
-                if entry is None or entry.time < since:
-                    continue
-                if until and entry.time >= until:
-                    return
-                if backlog and keep is not None:
-                    keep.append(entry)
-                else:
-                    yield entry
+                ready += _selected(joiner.feed(line), since, 0)
+        elif done:
+            ready += _selected_all(joiner.flush(), since, 0)
+        for entry in ready:
+            if until and entry.time >= until:
+                return
+            if backlog is not None:
+                backlog.append(entry)
+            else:
+                yield entry
+        if grew:
             continue
-        if backlog:
-            backlog = False
-            if keep is not None:
-                for entry in keep:
-                    yield entry
+        if backlog is not None:
+            for entry in backlog:
+                yield entry
+            backlog = None
         if done:
             return
         await asyncio.sleep(_FOLLOW_POLL)
+
+
+def _selected(entry: LogEntry | None, since: int, until: int) -> list[LogEntry]:
+    if entry is None or entry.time < since or (until and entry.time >= until):
+        return []
+    return [entry]
+
+
+def _selected_all(entries: list[LogEntry], since: int, until: int) -> list[LogEntry]:
+    return [e for e in entries if e.time >= since and not (until and e.time >= until)]

@@ -32,6 +32,9 @@ class _OpenHow(ctypes.Structure):
 
 
 def _openat2(dirfd: int, path: str, flags: int, mode: int = 0) -> int:
+    # openat2 refuses a mode unless it creates something.
+    creates = flags & os.O_CREAT or (flags & os.O_TMPFILE) == os.O_TMPFILE
+    mode = mode if creates else 0
     how = _OpenHow(flags | os.O_CLOEXEC, mode, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
     while True:
         fd = int(

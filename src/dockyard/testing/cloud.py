@@ -1,0 +1,163 @@
+"""An isolated Dockyard instance for tests: its own dirs, sockets, bridge, nft table, cgroups.
+
+Started with the same code path as ``dockyard up``; :meth:`TestCloud.purge` removes every
+container through the API, stops the daemons and then deletes, by name, everything the
+instance made on the host, so tests never touch what they did not create.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dockyard.cli import daemons as d
+from dockyard.core.layout import Layout
+
+__all__ = ["TestCloud"]
+
+_CGROUP = Path("/sys/fs/cgroup")
+
+
+@dataclass
+class TestCloud:
+    """One test instance. ``instance`` names its kernel objects; ``subnet`` is its bridge's."""
+
+    root: Path
+    instance: str = field(default_factory=lambda: "dyt" + secrets.token_hex(3))
+    subnet: str = field(
+        default_factory=lambda: f"10.{secrets.randbelow(60) + 180}.{secrets.randbelow(250)}.0/24"
+    )
+    uid_range_start: int = field(
+        default_factory=lambda: 2_000_000_000 + secrets.randbelow(4000) * 65536 * 4
+    )
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(
+            state_dir=self.root / "state", run_dir=self.root / "run", instance=self.instance
+        )
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.layout.docker_socket}"
+
+    def env(self) -> dict[str, str]:
+        """Environment for a ``docker`` CLI process that talks to this cloud."""
+        config = self.root / "docker-config"
+        config.mkdir(parents=True, exist_ok=True)
+        return {**os.environ, "DOCKER_HOST": self.docker_host, "DOCKER_CONFIG": str(config)}
+
+    def _daemons(self) -> list[d.Daemon]:
+        return d.daemons(
+            self.layout, bridge_subnet=self.subnet, uid_range_start=self.uid_range_start
+        )
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        """Start (or restart whichever daemon is down) and wait until the API answers."""
+        for daemon in self._daemons():
+            d.start(daemon, self.layout)
+        d.wait_ready(self.layout, timeout=timeout)
+
+    def pid(self, name: str) -> int:
+        """The pid of the ``agent`` or ``controller`` daemon (0 if it is not running)."""
+        daemon = next(x for x in self._daemons() if x.name == name)
+        return max(d.is_running(daemon.pidfile), 0)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one daemon and wait until its pidfile lock is free."""
+        pid = self.pid(name)
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while self.pid(name) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        for daemon in reversed(self._daemons()):
+            d.stop(daemon)
+
+    def log(self, name: str) -> str:
+        try:
+            return (self.layout.log_dir / f"{name}.log").read_text()
+        except OSError:
+            return ""
+
+    __test__ = False  # not a pytest test class
+
+    def purge(self, *, keep_logs: Path | None = None) -> None:
+        """Remove every container, stop the daemons, delete this instance's host objects.
+
+        ``keep_logs``: a directory to copy the daemons' logs into first."""
+        self._remove_containers()
+        self.stop()
+        layout = self.layout
+        if keep_logs is not None and layout.log_dir.is_dir():
+            shutil.copytree(layout.log_dir, keep_logs / self.instance, dirs_exist_ok=True)
+        self._kill_monitors(layout)
+        subprocess.run(
+            ["nft", "delete", "table", "inet", layout.nft_table], capture_output=True, check=False
+        )
+        links = subprocess.run(
+            ["ip", "-o", "link", "show"], capture_output=True, text=True, check=False
+        ).stdout
+        for line in links.splitlines():
+            name = line.split(":")[1].strip().split("@")[0]
+            if name.startswith(self.instance):
+                subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
+        self._unmount_under(self.root)
+        for controller_dir in _CGROUP.iterdir() if _CGROUP.is_dir() else []:
+            target = controller_dir / layout.cgroup_root.strip("/")
+            if target.is_dir():
+                for dirpath, _dirs, _files in sorted(os.walk(target), key=lambda e: -len(e[0])):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(dirpath)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _remove_containers(self) -> None:
+        if not d.ping(self.layout.docker_socket):
+            return
+        import docker  # the reference client, a test dependency
+
+        client = docker.DockerClient(base_url=self.docker_host, timeout=60)
+        try:
+            for container in client.containers.list(all=True):
+                with contextlib.suppress(Exception):
+                    container.remove(force=True, v=True)
+        finally:
+            client.close()
+
+    def _kill_monitors(self, layout: Layout) -> None:
+        marker = str(layout.containers_dir).encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.startswith(b"/usr/bin/conmon") and marker in cmdline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+        crun_root = layout.run_dir / "crun"
+        if crun_root.is_dir():
+            for state in crun_root.iterdir():
+                subprocess.run(
+                    ["crun", f"--root={crun_root}", "delete", "-f", state.name],
+                    capture_output=True,
+                    check=False,
+                )
+
+    @staticmethod
+    def _unmount_under(root: Path) -> None:
+        prefix = str(root)
+        with open("/proc/self/mountinfo") as handle:
+            points = [line.split()[4] for line in handle]
+        for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True, check=False)

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dockyard.core.errors import InvalidArgument, PermissionDenied
 from dockyard.core import capabilities
 from dockyard.core.capabilities import (
     ALL,
@@ -17,6 +16,7 @@ from dockyard.core.capabilities import (
     effective,
     normalize,
 )
+from dockyard.core.errors import InvalidArgument, PermissionDenied
 
 NOTHING: frozenset[str] = frozenset()
 DOCKER_DEFAULTS = (

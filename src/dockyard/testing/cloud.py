@@ -59,6 +59,18 @@ class TestCloud:
             self.layout, bridge_subnet=self.subnet, uid_range_start=self.uid_range_start
         )
 
+    @classmethod
+    def launch(cls, root: Path) -> TestCloud:
+        """A started cloud under ``root``; on failure, print the logs and clean up."""
+        cloud = cls(root=root)
+        try:
+            cloud.start()
+        except BaseException:
+            print(cloud.log("controller"), cloud.log("agent"))
+            cloud.purge()
+            raise
+        return cloud
+
     def start(self, *, timeout: float = 60.0) -> None:
         """Start (or restart whichever daemon is down) and wait until the API answers."""
         for daemon in self._daemons():

@@ -25,21 +25,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(pytest.mark.skip(reason="needs root"))
 
 
-def start_cloud(root: Path) -> TestCloud:
-    cloud = TestCloud(root=root)
-    try:
-        cloud.start()
-    except BaseException:
-        print(cloud.log("controller"), cloud.log("agent"))
-        cloud.purge()
-        raise
-    return cloud
-
-
 @pytest.fixture(scope="session")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCloud]:
     """The shared cloud most engine tests use."""
-    instance = start_cloud(tmp_path_factory.mktemp("cloud"))
+    instance = TestCloud.launch(tmp_path_factory.mktemp("cloud"))
     yield instance
     instance.purge(keep_logs=tmp_path_factory.getbasetemp() / "logs")
 

@@ -22,8 +22,9 @@ def status_fields(pid: int) -> dict[str, str]:
 
 
 def running(client: docker.DockerClient, cleanup: list[str], *args: str, **kwargs: object) -> int:
-    container = client.containers.run("busybox", list(args) or ["sleep", "60"], detach=True,
-                                      **kwargs)
+    container = client.containers.run(
+        "busybox", list(args) or ["sleep", "60"], detach=True, **kwargs
+    )
     cleanup.append(container.id)
     container.reload()
     return int(container.attrs["State"]["Pid"])
@@ -36,9 +37,7 @@ def cgroup_dir(cloud: TestCloud, controller: str, container_id: str) -> Path:
     return found[0]
 
 
-def test_capabilities_no_new_privs_seccomp(
-    client: docker.DockerClient, cleanup: list[str]
-) -> None:
+def test_capabilities_no_new_privs_seccomp(client: docker.DockerClient, cleanup: list[str]) -> None:
     fields = status_fields(running(client, cleanup))
     expected = f"{bitmask(DEFAULT_CAPABILITIES):016x}"
     assert fields["CapEff"] == expected
@@ -83,8 +82,11 @@ def test_layers_are_idmapped_not_copied(
     assert before == after  # no per-container copy of any layer
     mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
     idmapped = str(cloud.layout.idmapped_dir)
-    rootfs_mounts = [line for line in mountinfo if " overlay " in line
-                     and str(cloud.layout.containers_dir) in line]
+    rootfs_mounts = [
+        line
+        for line in mountinfo
+        if " overlay " in line and str(cloud.layout.containers_dir) in line
+    ]
     assert len(rootfs_mounts) >= 3
     for line in rootfs_mounts:
         assert f"lowerdir={idmapped}" in line
@@ -124,8 +126,13 @@ def test_cgroup_limits_applied(
     client: docker.DockerClient, cleanup: list[str], cloud: TestCloud
 ) -> None:
     container = client.containers.run(
-        "busybox", ["sleep", "60"], detach=True, mem_limit="48m", pids_limit=77,
-        nano_cpus=500_000_000, cpu_shares=512,
+        "busybox",
+        ["sleep", "60"],
+        detach=True,
+        mem_limit="48m",
+        pids_limit=77,
+        nano_cpus=500_000_000,
+        cpu_shares=512,
     )
     cleanup.append(container.id)
     memory = cgroup_dir(cloud, "memory", container.id)
@@ -151,11 +158,15 @@ def test_default_limits_apply_without_flags(
     assert (pids / "pids.max").read_text().strip() == "1024"
 
 
-def test_memory_hog_is_oom_killed_and_reported(client: docker.DockerClient,
-                                               cleanup: list[str]) -> None:
+def test_memory_hog_is_oom_killed_and_reported(
+    client: docker.DockerClient, cleanup: list[str]
+) -> None:
     container = client.containers.run(
-        "busybox", ["dd", "if=/dev/zero", "of=/dev/null", "bs=300M", "count=1"],
-        detach=True, mem_limit="64m", memswap_limit="64m",
+        "busybox",
+        ["dd", "if=/dev/zero", "of=/dev/null", "bs=300M", "count=1"],
+        detach=True,
+        mem_limit="64m",
+        memswap_limit="64m",
     )
     cleanup.append(container.id)
     result = container.wait(timeout=60)
@@ -166,11 +177,14 @@ def test_memory_hog_is_oom_killed_and_reported(client: docker.DockerClient,
     assert client.containers.run("busybox", ["echo", "alive"], remove=True) == b"alive\n"
 
 
-def test_fork_bomb_is_contained(client: docker.DockerClient, cleanup: list[str],
-                                cloud: TestCloud) -> None:
+def test_fork_bomb_is_contained(
+    client: docker.DockerClient, cleanup: list[str], cloud: TestCloud
+) -> None:
     bomb = client.containers.run(
-        "busybox", ["sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 60"],
-        detach=True, pids_limit=200,
+        "busybox",
+        ["sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 60"],
+        detach=True,
+        pids_limit=200,
     )
     cleanup.append(bomb.id)
     pids = cgroup_dir(cloud, "pids", bomb.id)

@@ -165,7 +165,11 @@ async def system_info(request: web.Request) -> web.Response:
                 "name=userns",
                 "name=no-new-privileges",
             ],
-            "Warnings": [],
+            "Warnings": [
+                f"WARNING: host {h.host.name} ({h.host.id[:12]}) is not connected"
+                for h in ctx.controller.hosts.handles()
+                if not h.ready
+            ],
         }
     )
 

@@ -1,0 +1,731 @@
+"""A conformance suite for :class:`dockyard.store.Store` implementations.
+
+Each ``check_*`` function takes a factory that returns a *fresh, empty* store and asserts
+one group of the rules written down in :mod:`dockyard.store.base`: container lookup (full
+id, name with or without ``/``, unique id prefix, ambiguity, tenant isolation), per-tenant
+name uniqueness, renames, images and tags, layer references, volumes, networks (own plus
+system ones), address allocation (also from several threads) and tenant uid ranges.
+
+The suite needs no test framework: a broken rule raises AssertionError. Run it from a
+test module, one test per check::
+
+    @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+    def test_conforms(check: Check) -> None:
+        check(lambda: MyStore(...))
+
+Every check closes the stores it opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import ipaddress
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from dockyard.core.errors import (
+    AlreadyExists,
+    DockyardError,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from dockyard.core.models import (
+    Container,
+    ContainerConfig,
+    ContainerState,
+    Healthcheck,
+    Host,
+    HostConfig,
+    Image,
+    MountRequest,
+    Network,
+    PortBinding,
+    RestartPolicy,
+    Status,
+    Volume,
+)
+from dockyard.core.protocol import MountSpec
+from dockyard.core.tenancy import UID_RANGE_SIZE
+from dockyard.store.base import ALL_TENANTS, Store
+
+__all__ = [
+    "CHECKS",
+    "Check",
+    "StoreFactory",
+    "check_addresses_are_never_handed_out_twice",
+    "check_addresses_concurrently",
+    "check_addresses_released_return_to_the_pool",
+    "check_ambiguous_prefix_is_invalid_argument",
+    "check_container_found_by_full_id",
+    "check_container_found_by_name",
+    "check_container_found_by_unique_prefix",
+    "check_container_names_unique_per_tenant",
+    "check_container_not_found",
+    "check_containers_of_other_tenants_are_invisible",
+    "check_delete_container",
+    "check_exact_name_wins_over_prefix",
+    "check_hosts",
+    "check_image_tags_move_between_images",
+    "check_images",
+    "check_images_of_other_tenants_are_invisible",
+    "check_layer_referenced",
+    "check_list_and_put_containers",
+    "check_networks",
+    "check_rename_container",
+    "check_tenants_get_disjoint_uid_ranges",
+    "check_volumes",
+    "run_all",
+]
+
+StoreFactory = Callable[[], Store]
+"""Returns a new, empty store each time it is called."""
+
+Check = Callable[[StoreFactory], None]
+
+TENANT_A = "tenant-a"
+TENANT_B = "tenant-b"
+SYSTEM = ""  # tenant of objects every tenant sees (the default bridge)
+
+
+# helpers ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _opened(make_store: StoreFactory) -> Iterator[Store]:
+    store = make_store()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _raises(kind: type[DockyardError], action: Callable[[], object], what: str) -> DockyardError:
+    """Run ``action``; it must raise exactly ``kind`` (not a sibling kind)."""
+    try:
+        result = action()
+    except DockyardError as exc:
+        assert type(exc) is kind, f"{what}: expected {kind.__name__}, got {exc!r}"
+        return exc
+    raise AssertionError(f"{what}: expected {kind.__name__}, returned {result!r}")
+
+
+def _hex_id(prefix: str) -> str:
+    assert all(c in "0123456789abcdef" for c in prefix)
+    return (prefix + "0" * 64)[:64]
+
+
+def _container(*, tenant: str, name: str, cid: str, host: str = "host-1") -> Container:
+    return Container(
+        id=cid,
+        tenant=tenant,
+        name=name,
+        created=1_700_000_000_000_000_000,
+        image="busybox:latest",
+        image_id="sha256:" + "b" * 64,
+        config=ContainerConfig(image="busybox:latest", cmd=("sleep", "60")),
+        host_config=HostConfig(),
+        host=host,
+    )
+
+
+def _rich_container(*, tenant: str, name: str, cid: str) -> Container:
+    """A record with every kind of nested value, to check it survives storage whole."""
+    return Container(
+        id=cid,
+        tenant=tenant,
+        name=name,
+        created=1_700_000_000_123_456_789,
+        image="me/app:1",
+        image_id="sha256:" + "c" * 64,
+        config=ContainerConfig(
+            image="me/app:1",
+            hostname="web",
+            env=("A=1", "B=two words"),
+            cmd=("python", "-m", "http.server"),
+            entrypoint=(),
+            exposed_ports=("80/tcp", "53/udp"),
+            healthcheck=Healthcheck(test=("CMD", "true"), interval=30_000_000_000, retries=3),
+            volumes=("/data",),
+            labels={"com.example.role": "web", "empty": ""},
+            stop_timeout=5,
+        ),
+        host_config=HostConfig(
+            binds=("data:/data:ro",),
+            mounts=(MountRequest(type="tmpfs", target="/run", options=("size=1m",)),),
+            tmpfs={"/tmp": "size=64m"},
+            port_bindings={"80/tcp": (PortBinding(host_ip="127.0.0.1", host_port="8080"),)},
+            restart_policy=RestartPolicy(name="on-failure", maximum_retry_count=3),
+            memory=64 * 1024 * 1024,
+            cap_drop=("NET_RAW",),
+            log_options={"max-size": "1m"},
+        ),
+        host="host-2",
+        state=ContainerState(status=Status.RUNNING, pid=4242, started_at=1_700_000_001_000_000_000),
+        network="bridge",
+        ip_address="10.88.0.2",
+        ports={"80/tcp": (PortBinding(host_ip="127.0.0.1", host_port="8080"),)},
+        restart_count=2,
+        has_been_started=True,
+        mounts=(
+            MountSpec(type="volume", target="/data", source="data", read_only=True),
+            MountSpec(type="tmpfs", target="/run", options=("size=1m",), copy_up=False),
+        ),
+        anonymous_volumes=("f" * 64,),
+    )
+
+
+def _image(*, tenant: str, hex_id: str, tags: tuple[str, ...] = (), layers: int = 2) -> Image:
+    return Image(
+        id=f"sha256:{_hex_id(hex_id)}",
+        tenant=tenant,
+        layers=tuple(f"sha256:{_hex_id(hex_id + 'd' + str(i))}" for i in range(layers)),
+        size=1234,
+        created=1_700_000_000_000_000_000,
+        repo_tags=tags,
+        repo_digests=tuple(f"{t.split(':')[0]}@sha256:{'e' * 64}" for t in tags[:1]),
+    )
+
+
+def _network(
+    *, tenant: str, name: str, hex_id: str, subnet: str = "10.88.0.0/24", gateway: str = ""
+) -> Network:
+    net = ipaddress.ip_network(subnet)
+    return Network(
+        id=_hex_id(hex_id),
+        tenant=tenant,
+        name=name,
+        driver="bridge",
+        subnet=subnet,
+        gateway=gateway or str(next(net.hosts())),
+        bridge="dockyard0",
+        created=1_700_000_000_000_000_000,
+        labels={"purpose": "test"},
+    )
+
+
+def _volume(*, tenant: str, name: str) -> Volume:
+    return Volume(
+        name=name,
+        tenant=tenant,
+        created=1_700_000_000_000_000_000,
+        host="host-1",
+        mountpoint=f"/var/lib/dockyard/volumes/{name}",
+        labels={"k": "v"},
+        options={"size": "1g"},
+    )
+
+
+def _ids(records: list[Container]) -> set[str]:
+    return {r.id for r in records}
+
+
+# tenants and hosts -------------------------------------------------------------------------
+
+
+def check_tenants_get_disjoint_uid_ranges(make_store: StoreFactory) -> None:
+    """ensure_tenant is idempotent per name and gives each tenant its own uid range."""
+    with _opened(make_store) as store:
+        first = store.ensure_tenant("alpha")
+        again = store.ensure_tenant("alpha")
+        assert again == first, "ensure_tenant must return the existing tenant"
+        tenants = [first, *(store.ensure_tenant(n) for n in ("beta", "gamma", "delta"))]
+        assert len({t.id for t in tenants}) == 4, "tenant ids must differ"
+        ranges = sorted((t.uid_base, t.uid_base + t.uid_size) for t in tenants)
+        for start, end in ranges:
+            assert start > 0, "a tenant range must never include host uid 0"
+            assert end - start == UID_RANGE_SIZE
+        for (_, end), (start, _) in itertools.pairwise(ranges):
+            assert end <= start, f"uid ranges overlap: {ranges}"
+        for tenant in tenants:
+            assert store.get_tenant(tenant.id) == tenant
+        assert {t.name for t in store.list_tenants()} == {"alpha", "beta", "gamma", "delta"}
+        _raises(NotFound, lambda: store.get_tenant("no-such-tenant"), "get_tenant(unknown)")
+
+
+def check_hosts(make_store: StoreFactory) -> None:
+    """put_host inserts or replaces by id."""
+    with _opened(make_store) as store:
+        assert store.list_hosts() == []
+        store.put_host(Host(id="h1", name="one", address="unix:///a.sock", created=1))
+        store.put_host(Host(id="h2", name="two", address="unix:///b.sock", created=2))
+        store.put_host(Host(id="h1", name="one", address="unix:///c.sock", created=1))
+        hosts = sorted(store.list_hosts(), key=lambda h: h.id)
+        assert [h.id for h in hosts] == ["h1", "h2"]
+        assert hosts[0].address == "unix:///c.sock"
+
+
+# containers: lookup ------------------------------------------------------------------------
+
+
+def check_container_found_by_full_id(make_store: StoreFactory) -> None:
+    """A stored container comes back whole, by its full id."""
+    with _opened(make_store) as store:
+        record = _rich_container(tenant=TENANT_A, name="web", cid=_hex_id("a1"))
+        store.add_container(record)
+        assert store.get_container(tenant=TENANT_A, ref=record.id) == record
+
+
+def check_container_found_by_name(make_store: StoreFactory) -> None:
+    """A name finds its container with or without Docker's leading slash."""
+    with _opened(make_store) as store:
+        web = _container(tenant=TENANT_A, name="web", cid=_hex_id("a1"))
+        db = _container(tenant=TENANT_A, name="db", cid=_hex_id("b2"))
+        store.add_container(web)
+        store.add_container(db)
+        assert store.get_container(tenant=TENANT_A, ref="web").id == web.id
+        assert store.get_container(tenant=TENANT_A, ref="/web").id == web.id
+        assert store.get_container(tenant=TENANT_A, ref="/db").id == db.id
+
+
+def check_container_found_by_unique_prefix(make_store: StoreFactory) -> None:
+    """A prefix of exactly one container's id finds it; the short 12-digit form too."""
+    with _opened(make_store) as store:
+        first = _container(tenant=TENANT_A, name="one", cid=_hex_id("abc123"))
+        second = _container(tenant=TENANT_A, name="two", cid=_hex_id("abc456"))
+        store.add_container(first)
+        store.add_container(second)
+        assert store.get_container(tenant=TENANT_A, ref="abc1").id == first.id
+        assert store.get_container(tenant=TENANT_A, ref="abc4").id == second.id
+        assert store.get_container(tenant=TENANT_A, ref=first.id[:12]).id == first.id
+
+
+def check_ambiguous_prefix_is_invalid_argument(make_store: StoreFactory) -> None:
+    """A prefix shared by two of the tenant's containers is InvalidArgument."""
+    with _opened(make_store) as store:
+        store.add_container(_container(tenant=TENANT_A, name="one", cid=_hex_id("abc123")))
+        store.add_container(_container(tenant=TENANT_A, name="two", cid=_hex_id("abc456")))
+        _raises(
+            InvalidArgument,
+            lambda: store.get_container(tenant=TENANT_A, ref="abc"),
+            "get_container(ambiguous prefix)",
+        )
+
+
+def check_exact_name_wins_over_prefix(make_store: StoreFactory) -> None:
+    """A name that is also another container's id prefix finds the named container."""
+    with _opened(make_store) as store:
+        named = _container(tenant=TENANT_A, name="abc", cid=_hex_id("ff"))
+        prefixed = _container(tenant=TENANT_A, name="other", cid=_hex_id("abc9"))
+        store.add_container(prefixed)
+        store.add_container(named)
+        assert store.get_container(tenant=TENANT_A, ref="abc").id == named.id
+        assert store.get_container(tenant=TENANT_A, ref="abc9").id == prefixed.id
+
+
+def check_container_not_found(make_store: StoreFactory) -> None:
+    """Refs that match nothing are NotFound."""
+    with _opened(make_store) as store:
+        store.add_container(_container(tenant=TENANT_A, name="web", cid=_hex_id("a1")))
+        for ref in ("nope", "/nope", "b", _hex_id("b"), "web2", "we"):
+            _raises(
+                NotFound,
+                functools.partial(store.get_container, tenant=TENANT_A, ref=ref),
+                f"get_container({ref!r})",
+            )
+
+
+def check_containers_of_other_tenants_are_invisible(make_store: StoreFactory) -> None:
+    """Another tenant's container is NotFound by every kind of ref and every operation."""
+    with _opened(make_store) as store:
+        mine = _container(tenant=TENANT_A, name="web", cid=_hex_id("a1b2"))
+        store.add_container(mine)
+        for ref in (mine.id, mine.id[:12], "a1", "web", "/web"):
+            _raises(
+                NotFound,
+                functools.partial(store.get_container, tenant=TENANT_B, ref=ref),
+                f"get_container(other tenant, {ref!r})",
+            )
+        assert store.list_containers(tenant=TENANT_B) == []
+        assert store.list_containers(tenant=TENANT_B, host=mine.host) == []
+        stolen = dataclasses.replace(mine, tenant=TENANT_B, name="stolen")
+        _raises(NotFound, lambda: store.put_container(stolen), "put_container(other tenant)")
+        _raises(
+            NotFound,
+            lambda: store.rename_container(tenant=TENANT_B, container_id=mine.id, name="x"),
+            "rename_container(other tenant)",
+        )
+        store.delete_container(tenant=TENANT_B, container_id=mine.id)
+        assert store.get_container(tenant=TENANT_A, ref=mine.id) == mine, (
+            "another tenant's delete or put must leave the container untouched"
+        )
+        # The system scope is for reconcilers: it sees every tenant's containers by id.
+        assert store.get_container(tenant=ALL_TENANTS, ref=mine.id) == mine
+
+
+# containers: names, writes -----------------------------------------------------------------
+
+
+def check_container_names_unique_per_tenant(make_store: StoreFactory) -> None:
+    """A taken name is AlreadyExists within a tenant and free in every other tenant."""
+    with _opened(make_store) as store:
+        store.add_container(_container(tenant=TENANT_A, name="web", cid=_hex_id("a1")))
+        _raises(
+            AlreadyExists,
+            lambda: store.add_container(_container(tenant=TENANT_A, name="web", cid=_hex_id("a2"))),
+            "add_container(taken name)",
+        )
+        _raises(NotFound, lambda: store.get_container(tenant=TENANT_A, ref=_hex_id("a2")), "a2")
+        theirs = _container(tenant=TENANT_B, name="web", cid=_hex_id("b1"))
+        store.add_container(theirs)
+        assert store.get_container(tenant=TENANT_B, ref="web").id == theirs.id
+        assert store.get_container(tenant=TENANT_A, ref="web").id == _hex_id("a1")
+
+
+def check_rename_container(make_store: StoreFactory) -> None:
+    """Renames move the name; a name taken in the tenant is AlreadyExists and changes
+    nothing; a name used only by another tenant is free."""
+    with _opened(make_store) as store:
+        web = _container(tenant=TENANT_A, name="web", cid=_hex_id("a1"))
+        db = _container(tenant=TENANT_A, name="db", cid=_hex_id("a2"))
+        store.add_container(web)
+        store.add_container(db)
+        store.add_container(_container(tenant=TENANT_B, name="front", cid=_hex_id("b1")))
+
+        store.rename_container(tenant=TENANT_A, container_id=web.id, name="front")
+        renamed = store.get_container(tenant=TENANT_A, ref="front")
+        assert renamed.id == web.id
+        assert renamed.name == "front", "the stored record must carry the new name"
+        _raises(NotFound, lambda: store.get_container(tenant=TENANT_A, ref="web"), "old name")
+
+        _raises(
+            AlreadyExists,
+            lambda: store.rename_container(tenant=TENANT_A, container_id=web.id, name="db"),
+            "rename_container(taken name)",
+        )
+        assert store.get_container(tenant=TENANT_A, ref="front").id == web.id
+        assert store.get_container(tenant=TENANT_A, ref="db").id == db.id
+
+        _raises(
+            NotFound,
+            lambda: store.rename_container(tenant=TENANT_A, container_id=_hex_id("dead"), name="x"),
+            "rename_container(unknown id)",
+        )
+        # The old name is free again.
+        store.add_container(_container(tenant=TENANT_A, name="web", cid=_hex_id("a3")))
+
+
+def check_list_and_put_containers(make_store: StoreFactory) -> None:
+    """list_containers filters by tenant and host; put_container replaces the record."""
+    with _opened(make_store) as store:
+        one = _container(tenant=TENANT_A, name="one", cid=_hex_id("a1"), host="h1")
+        two = _container(tenant=TENANT_A, name="two", cid=_hex_id("a2"), host="h2")
+        three = _container(tenant=TENANT_B, name="three", cid=_hex_id("b1"), host="h1")
+        for record in (one, two, three):
+            store.add_container(record)
+        assert _ids(store.list_containers(tenant=TENANT_A)) == {one.id, two.id}
+        assert _ids(store.list_containers(tenant=TENANT_A, host="h1")) == {one.id}
+        assert _ids(store.list_containers(tenant=TENANT_A, host="h3")) == set()
+        assert _ids(store.list_containers(tenant=ALL_TENANTS)) == {one.id, two.id, three.id}
+        assert _ids(store.list_containers(tenant=ALL_TENANTS, host="h1")) == {one.id, three.id}
+
+        changed = dataclasses.replace(
+            one,
+            host="h2",
+            state=ContainerState(status=Status.EXITED, exit_code=3, finished_at=5),
+            restart_count=1,
+            phase="removing",
+        )
+        store.put_container(changed)
+        assert store.get_container(tenant=TENANT_A, ref=one.id) == changed
+        assert _ids(store.list_containers(tenant=TENANT_A, host="h2")) == {one.id, two.id}
+
+
+def check_delete_container(make_store: StoreFactory) -> None:
+    """A deleted container is gone, its name is free, and put_container is NotFound."""
+    with _opened(make_store) as store:
+        web = _container(tenant=TENANT_A, name="web", cid=_hex_id("a1"))
+        store.add_container(web)
+        store.delete_container(tenant=TENANT_A, container_id=web.id)
+        _raises(NotFound, lambda: store.get_container(tenant=TENANT_A, ref=web.id), "deleted")
+        _raises(NotFound, lambda: store.get_container(tenant=TENANT_A, ref="web"), "deleted")
+        _raises(NotFound, lambda: store.put_container(web), "put_container(deleted)")
+        assert store.list_containers(tenant=TENANT_A) == []
+        store.add_container(_container(tenant=TENANT_A, name="web", cid=_hex_id("a2")))
+
+
+# images ------------------------------------------------------------------------------------
+
+
+def check_images(make_store: StoreFactory) -> None:
+    """Images by id, id prefix and tag; put replaces; delete removes the tags too."""
+    with _opened(make_store) as store:
+        app = _image(tenant=TENANT_A, hex_id="a1", tags=("me/app:1", "me/app:latest"))
+        base = _image(tenant=TENANT_A, hex_id="a2", tags=("busybox:latest",))
+        store.put_image(app)
+        store.put_image(base)
+        assert store.get_image(tenant=TENANT_A, image_id=app.id) == app
+        assert store.image_by_tag(tenant=TENANT_A, tag="me/app:latest") == app
+        assert store.image_by_tag(tenant=TENANT_A, tag="busybox:latest") == base
+        assert {i.id for i in store.find_images(tenant=TENANT_A, id_prefix="sha256:a")} == {
+            app.id,
+            base.id,
+        }
+        assert [i.id for i in store.find_images(tenant=TENANT_A, id_prefix="sha256:a1")] == [app.id]
+        assert store.find_images(tenant=TENANT_A, id_prefix="sha256:f") == []
+        assert {i.id for i in store.list_images(tenant=TENANT_A)} == {app.id, base.id}
+        _raises(NotFound, lambda: store.image_by_tag(tenant=TENANT_A, tag="me/app:2"), "tag")
+        _raises(
+            NotFound,
+            lambda: store.get_image(tenant=TENANT_A, image_id=f"sha256:{_hex_id('ee')}"),
+            "get_image(unknown)",
+        )
+
+        retagged = dataclasses.replace(app, repo_tags=("me/app:2",), comment="again")
+        store.put_image(retagged)
+        assert store.get_image(tenant=TENANT_A, image_id=app.id) == retagged
+        assert store.image_by_tag(tenant=TENANT_A, tag="me/app:2") == retagged
+        _raises(
+            NotFound,
+            lambda: store.image_by_tag(tenant=TENANT_A, tag="me/app:1"),
+            "a tag the replaced record no longer has",
+        )
+
+        store.delete_image(tenant=TENANT_A, image_id=app.id)
+        _raises(NotFound, lambda: store.get_image(tenant=TENANT_A, image_id=app.id), "deleted")
+        _raises(
+            NotFound, lambda: store.image_by_tag(tenant=TENANT_A, tag="me/app:2"), "deleted tag"
+        )
+        assert [i.id for i in store.list_images(tenant=TENANT_A)] == [base.id]
+
+
+def check_image_tags_move_between_images(make_store: StoreFactory) -> None:
+    """Tagging another image with a tag takes the tag from its previous image."""
+    with _opened(make_store) as store:
+        old = _image(tenant=TENANT_A, hex_id="a1", tags=("app:latest", "app:1"))
+        store.put_image(old)
+        new = _image(tenant=TENANT_A, hex_id="a2", tags=("app:latest", "app:2"))
+        store.put_image(new)
+        assert store.image_by_tag(tenant=TENANT_A, tag="app:latest").id == new.id
+        assert store.image_by_tag(tenant=TENANT_A, tag="app:1").id == old.id
+        assert store.get_image(tenant=TENANT_A, image_id=old.id).repo_tags == ("app:1",)
+        assert store.get_image(tenant=TENANT_A, image_id=new.id).repo_tags == (
+            "app:latest",
+            "app:2",
+        )
+        # Another tenant's tag of the same name is untouched.
+        theirs = _image(tenant=TENANT_B, hex_id="b1", tags=("app:latest",))
+        store.put_image(theirs)
+        assert store.image_by_tag(tenant=TENANT_A, tag="app:latest").id == new.id
+        assert store.image_by_tag(tenant=TENANT_B, tag="app:latest").id == theirs.id
+
+
+def check_images_of_other_tenants_are_invisible(make_store: StoreFactory) -> None:
+    """Images are per tenant: invisible elsewhere, and the same id held by two tenants is
+    two independent records."""
+    with _opened(make_store) as store:
+        mine = _image(tenant=TENANT_A, hex_id="a1", tags=("secret:1",))
+        store.put_image(mine)
+        _raises(NotFound, lambda: store.get_image(tenant=TENANT_B, image_id=mine.id), "get_image")
+        _raises(NotFound, lambda: store.image_by_tag(tenant=TENANT_B, tag="secret:1"), "tag")
+        assert store.find_images(tenant=TENANT_B, id_prefix="sha256:") == []
+        assert store.list_images(tenant=TENANT_B) == []
+
+        shared = dataclasses.replace(mine, tenant=TENANT_B, repo_tags=("copy:1",))
+        store.put_image(shared)
+        assert store.get_image(tenant=TENANT_A, image_id=mine.id) == mine
+        assert store.get_image(tenant=TENANT_B, image_id=mine.id) == shared
+        store.delete_image(tenant=TENANT_B, image_id=mine.id)
+        assert store.get_image(tenant=TENANT_A, image_id=mine.id) == mine
+        assert store.image_by_tag(tenant=TENANT_A, tag="secret:1") == mine
+
+
+def check_layer_referenced(make_store: StoreFactory) -> None:
+    """A layer is referenced while any tenant's image lists it."""
+    with _opened(make_store) as store:
+        first = _image(tenant=TENANT_A, hex_id="a1", layers=2)
+        layer = first.layers[0]
+        assert not store.layer_referenced(layer)
+        store.put_image(first)
+        second = dataclasses.replace(first, tenant=TENANT_B)
+        store.put_image(second)
+        assert store.layer_referenced(layer)
+        assert store.layer_referenced(first.layers[1])
+        store.delete_image(tenant=TENANT_A, image_id=first.id)
+        assert store.layer_referenced(layer), "tenant B's image still uses the layer"
+        store.put_image(dataclasses.replace(second, layers=second.layers[1:]))
+        assert not store.layer_referenced(layer), "a replaced record drops its old layers"
+        assert store.layer_referenced(first.layers[1])
+        store.delete_image(tenant=TENANT_B, image_id=second.id)
+        assert not store.layer_referenced(first.layers[1])
+
+
+# volumes -----------------------------------------------------------------------------------
+
+
+def check_volumes(make_store: StoreFactory) -> None:
+    """Volume names are unique per tenant, reusable across tenants, invisible elsewhere."""
+    with _opened(make_store) as store:
+        data = _volume(tenant=TENANT_A, name="data")
+        store.add_volume(data)
+        assert store.get_volume(tenant=TENANT_A, name="data") == data
+        _raises(
+            AlreadyExists,
+            lambda: store.add_volume(_volume(tenant=TENANT_A, name="data")),
+            "add_volume(taken name)",
+        )
+        _raises(NotFound, lambda: store.get_volume(tenant=TENANT_B, name="data"), "other tenant")
+        assert store.list_volumes(tenant=TENANT_B) == []
+
+        theirs = dataclasses.replace(data, tenant=TENANT_B, mountpoint="/elsewhere")
+        store.add_volume(theirs)
+        assert store.get_volume(tenant=TENANT_B, name="data") == theirs
+        store.add_volume(_volume(tenant=TENANT_A, name="logs"))
+        assert {v.name for v in store.list_volumes(tenant=TENANT_A)} == {"data", "logs"}
+
+        store.delete_volume(tenant=TENANT_B, name="data")
+        assert store.get_volume(tenant=TENANT_A, name="data") == data
+        _raises(NotFound, lambda: store.get_volume(tenant=TENANT_B, name="data"), "deleted")
+        store.delete_volume(tenant=TENANT_A, name="data")
+        _raises(NotFound, lambda: store.get_volume(tenant=TENANT_A, name="data"), "deleted")
+        assert [v.name for v in store.list_volumes(tenant=TENANT_A)] == ["logs"]
+
+
+# networks and addresses --------------------------------------------------------------------
+
+
+def check_networks(make_store: StoreFactory) -> None:
+    """A tenant sees its own networks and the system's (tenant ""), never another
+    tenant's; names are unique per tenant."""
+    with _opened(make_store) as store:
+        bridge = _network(tenant=SYSTEM, name="bridge", hex_id="5a")
+        mine = _network(tenant=TENANT_A, name="backend", hex_id="a1", subnet="10.90.0.0/24")
+        store.add_network(bridge)
+        store.add_network(mine)
+        for ref in ("backend", mine.id, mine.id[:12]):
+            assert store.get_network(tenant=TENANT_A, ref=ref) == mine, ref
+        for tenant in (TENANT_A, TENANT_B):
+            assert store.get_network(tenant=tenant, ref="bridge") == bridge
+            assert store.get_network(tenant=tenant, ref=bridge.id) == bridge
+        for ref in ("backend", mine.id, mine.id[:12]):
+            _raises(
+                NotFound,
+                functools.partial(store.get_network, tenant=TENANT_B, ref=ref),
+                f"get_network(other tenant, {ref!r})",
+            )
+        _raises(NotFound, lambda: store.get_network(tenant=TENANT_A, ref="nope"), "unknown")
+        assert {n.id for n in store.list_networks(tenant=TENANT_A)} == {bridge.id, mine.id}
+        assert {n.id for n in store.list_networks(tenant=TENANT_B)} == {bridge.id}
+
+        _raises(
+            AlreadyExists,
+            lambda: store.add_network(
+                _network(tenant=TENANT_A, name="backend", hex_id="a2", subnet="10.91.0.0/24")
+            ),
+            "add_network(taken name)",
+        )
+        theirs = _network(tenant=TENANT_B, name="backend", hex_id="b1", subnet="10.92.0.0/24")
+        store.add_network(theirs)
+        assert store.get_network(tenant=TENANT_B, ref="backend") == theirs
+        assert store.get_network(tenant=TENANT_A, ref="backend") == mine
+
+
+def check_addresses_are_never_handed_out_twice(make_store: StoreFactory) -> None:
+    """Allocation takes the lowest free host address, skips the gateway, is per network,
+    and raises Unavailable when the subnet is exhausted."""
+    with _opened(make_store) as store:
+        small = _network(tenant=SYSTEM, name="small", hex_id="5a", subnet="10.77.0.0/29")
+        store.add_network(small)
+        got = [store.allocate_address(network=small, owner=f"c{i}") for i in range(5)]
+        # /29: hosts .1-.6, .1 is the gateway.
+        assert got == [f"10.77.0.{i}" for i in range(2, 7)]
+        _raises(
+            Unavailable,
+            lambda: store.allocate_address(network=small, owner="one-too-many"),
+            "allocate_address(exhausted)",
+        )
+        other = _network(tenant=TENANT_A, name="other", hex_id="a1", subnet="10.77.0.0/29")
+        store.add_network(other)
+        assert store.allocate_address(network=other, owner="x") == "10.77.0.2", (
+            "each network has its own pool"
+        )
+        odd_gateway = _network(
+            tenant=TENANT_A, name="odd", hex_id="a2", subnet="10.78.0.0/29", gateway="10.78.0.2"
+        )
+        store.add_network(odd_gateway)
+        assert store.allocate_address(network=odd_gateway, owner="y") == "10.78.0.1"
+        assert store.allocate_address(network=odd_gateway, owner="y") == "10.78.0.3"
+
+
+def check_addresses_released_return_to_the_pool(make_store: StoreFactory) -> None:
+    """release_addresses frees every address of the owner, and only those."""
+    with _opened(make_store) as store:
+        net = _network(tenant=SYSTEM, name="bridge", hex_id="5a", subnet="10.77.0.0/29")
+        store.add_network(net)
+        first = store.allocate_address(network=net, owner="c1")
+        second = store.allocate_address(network=net, owner="c2")
+        third = store.allocate_address(network=net, owner="c1")
+        store.release_addresses(owner="c1")
+        again = {store.allocate_address(network=net, owner="c3") for _ in range(2)}
+        assert again == {first, third}
+        store.release_addresses(owner="unknown")
+        taken = {first, second, third}
+        for _ in range(2):
+            address = store.allocate_address(network=net, owner="c4")
+            assert address not in taken
+            taken.add(address)
+        _raises(Unavailable, lambda: store.allocate_address(network=net, owner="c5"), "exhausted")
+
+
+def check_addresses_concurrently(make_store: StoreFactory) -> None:
+    """Many threads allocating at once never get the same address and never fail while
+    addresses are free."""
+    threads, per_thread = 16, 6
+    with _opened(make_store) as store:
+        net = _network(tenant=SYSTEM, name="bridge", hex_id="5a", subnet="10.66.0.0/24")
+        store.add_network(net)
+        start = threading.Barrier(threads)
+
+        def work(worker: int) -> list[str]:
+            start.wait()
+            return [
+                store.allocate_address(network=net, owner=f"w{worker}-{i}")
+                for i in range(per_thread)
+            ]
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(pool.map(work, range(threads)))
+        every = [address for result in results for address in result]
+        assert len(every) == threads * per_thread
+        duplicates = sorted({a for a in every if every.count(a) > 1})
+        assert not duplicates, f"addresses handed out twice: {duplicates}"
+        subnet = ipaddress.ip_network(net.subnet)
+        assert all(ipaddress.ip_address(a) in subnet for a in every)
+        assert net.gateway not in every
+
+
+CHECKS: tuple[Check, ...] = (
+    check_tenants_get_disjoint_uid_ranges,
+    check_hosts,
+    check_container_found_by_full_id,
+    check_container_found_by_name,
+    check_container_found_by_unique_prefix,
+    check_ambiguous_prefix_is_invalid_argument,
+    check_exact_name_wins_over_prefix,
+    check_container_not_found,
+    check_containers_of_other_tenants_are_invisible,
+    check_container_names_unique_per_tenant,
+    check_rename_container,
+    check_list_and_put_containers,
+    check_delete_container,
+    check_images,
+    check_image_tags_move_between_images,
+    check_images_of_other_tenants_are_invisible,
+    check_layer_referenced,
+    check_volumes,
+    check_networks,
+    check_addresses_are_never_handed_out_twice,
+    check_addresses_released_return_to_the_pool,
+    check_addresses_concurrently,
+)
+"""Every check, in a stable order (for ``pytest.mark.parametrize``)."""
+
+
+def run_all(make_store: StoreFactory) -> None:
+    """Run every check; the first broken rule raises AssertionError."""
+    for check in CHECKS:
+        check(make_store)

@@ -1,0 +1,205 @@
+"""Crash safety: SIGKILL of the agent or the controller loses no container.
+
+These tests kill the daemons, so they use a cloud of their own.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from dockyard.testing.cloud import TestCloud
+
+
+@pytest.fixture(scope="module")
+def crashy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCloud]:
+    cloud = TestCloud.launch(tmp_path_factory.mktemp("crashy"))
+    yield cloud
+    cloud.purge(keep_logs=tmp_path_factory.getbasetemp() / "logs")
+
+
+@pytest.fixture
+def dc(crashy: TestCloud) -> Iterator[docker.DockerClient]:
+    client = docker.DockerClient(base_url=crashy.docker_host, timeout=60)
+    yield client
+    for container in client.containers.list(all=True):
+        container.remove(force=True, v=True)
+    client.close()
+
+
+def state(client: docker.DockerClient, ref: str) -> dict[str, object]:
+    attrs = client.api.inspect_container(ref)
+    return attrs["State"]  # type: ignore[no-any-return]
+
+
+def wait_state(client: docker.DockerClient, ref: str, status: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state(client, ref)["Status"] == status:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{ref} never became {status}: {state(client, ref)}")
+
+
+def host_objects(cloud: TestCloud) -> dict[str, set[str]]:
+    """What the instance has on the host: rootfs mounts, conmons, cgroups, veths."""
+    layout = cloud.layout
+    mounts = {
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4].startswith(str(layout.containers_dir))
+    }
+    conmons = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if (
+                cmdline.startswith(b"/usr/bin/conmon")
+                and str(layout.containers_dir).encode() in cmdline
+            ):
+                conmons.add(cmdline.split(b"\0")[2].decode())  # -c <id>
+    cgroup_root = Path(f"/sys/fs/cgroup/memory{layout.cgroup_root}")
+    cgroups = {p.name for p in cgroup_root.glob("*/*")} if cgroup_root.exists() else set()
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True)
+    veths = {
+        line.split(":")[1].split("@")[0].strip()
+        for line in links.stdout.splitlines()
+        if line.split(":")[1].strip().startswith("dy")
+    }
+    bundles = {p.name for p in layout.containers_dir.iterdir()}
+    return {
+        "mounts": mounts,
+        "conmons": conmons,
+        "cgroups": cgroups,
+        "veths": veths,
+        "bundles": bundles,
+    }
+
+
+def test_agent_sigkill_readopts_and_records_exits(
+    crashy: TestCloud, dc: docker.DockerClient
+) -> None:
+    steady = dc.containers.run("busybox", ["sleep", "300"], detach=True, ports={"80/tcp": None})
+    short = dc.containers.run("busybox", ["sh", "-c", "sleep 1; exit 3"], detach=True)
+    pid = state(dc, steady.id)["Pid"]
+    ports = dc.api.inspect_container(steady.id)["NetworkSettings"]["Ports"]
+    crashy.kill("agent")
+    time.sleep(1.5)  # `short` exits while no agent watches
+    crashy.start()
+    wait_state(dc, short.id, "exited")
+    assert state(dc, short.id)["ExitCode"] == 3
+    assert state(dc, short.id)["FinishedAt"] != "0001-01-01T00:00:00Z"
+    assert state(dc, steady.id)["Status"] == "running"
+    assert state(dc, steady.id)["Pid"] == pid  # the same process, re-adopted
+    assert dc.api.inspect_container(steady.id)["NetworkSettings"]["Ports"] == ports
+    # The re-adopted container is fully manageable.
+    steady.stop(timeout=1)
+    assert state(dc, steady.id)["Status"] == "exited"
+
+
+def test_controller_sigkill_loses_nothing(crashy: TestCloud, dc: docker.DockerClient) -> None:
+    steady = dc.containers.run("busybox", ["sleep", "300"], detach=True)
+    short = dc.containers.run("busybox", ["sh", "-c", "sleep 1; exit 4"], detach=True)
+    pid = state(dc, steady.id)["Pid"]
+    crashy.kill("controller")
+    time.sleep(1.5)
+    crashy.start()
+    assert state(dc, steady.id)["Pid"] == pid
+    wait_state(dc, short.id, "exited")
+    assert state(dc, short.id)["ExitCode"] == 4
+
+
+def test_both_killed_restart_policy_still_applies(
+    crashy: TestCloud, dc: docker.DockerClient
+) -> None:
+    flaky = dc.containers.run(
+        "busybox",
+        ["sh", "-c", "sleep 1; exit 1"],
+        detach=True,
+        restart_policy={"Name": "on-failure", "MaximumRetryCount": 1},
+    )
+    crashy.kill("controller")
+    crashy.kill("agent")
+    time.sleep(1.5)  # it fails while nothing runs
+    crashy.start()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if dc.api.inspect_container(flaky.id)["RestartCount"] == 1:
+            break
+        time.sleep(0.1)
+    assert dc.api.inspect_container(flaky.id)["RestartCount"] == 1
+
+
+def _slow_image(client: docker.DockerClient) -> str:
+    """An image whose layer takes a while to unpack: thousands of small files."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        busybox = Path("/bin/busybox").read_bytes()
+        info = tarfile.TarInfo("bin/busybox")
+        info.size, info.mode = len(busybox), 0o755
+        tar.addfile(info, io.BytesIO(busybox))
+        for link in ("sh", "sleep", "true"):
+            sym = tarfile.TarInfo(f"bin/{link}")
+            sym.type, sym.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(sym)
+        payload = os.urandom(2048)
+        for index in range(15000):
+            item = tarfile.TarInfo(f"data/{index // 1000}/{index}")
+            item.size = len(payload)
+            tar.addfile(item, io.BytesIO(payload))
+    response = client.api.import_image_from_data(buffer.getvalue(), repository="slowlayer", tag="1")
+    assert "sha256:" in str(response)
+    return "slowlayer:1"
+
+
+def test_agent_killed_mid_create_leaves_nothing(crashy: TestCloud, dc: docker.DockerClient) -> None:
+    ref = _slow_image(dc)
+    before = host_objects(crashy)
+    errors: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            dc.containers.create(ref, ["sleep", "1"])
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=create)
+    worker.start()
+    time.sleep(0.4)  # the agent is unpacking the layer now
+    crashy.kill("agent")
+    worker.join(timeout=30)
+    crashy.start()
+    assert errors, "the create should have failed when its agent died"
+    assert [c for c in dc.containers.list(all=True) if c.image.tags == [ref]] == []
+    after = host_objects(crashy)
+    assert after == before
+    # And the image is usable afterwards: the half-unpacked layer was not kept.
+    assert dc.containers.run(ref, ["true"], remove=True) == b""
+    dc.images.remove(ref)
+
+
+def test_removal_leaves_no_host_objects(crashy: TestCloud, dc: docker.DockerClient) -> None:
+    before = host_objects(crashy)
+    containers = [
+        dc.containers.run("busybox", ["sleep", "300"], detach=True, ports={"81/tcp": None}),
+        dc.containers.run("busybox", ["true"], detach=True),
+        dc.containers.create("busybox", ["true"]),
+    ]
+    during = host_objects(crashy)
+    assert len(during["bundles"]) == len(before["bundles"]) + 3
+    assert len(during["conmons"]) == len(before["conmons"]) + 1
+    for container in containers:
+        container.remove(force=True)
+    assert host_objects(crashy) == before

@@ -1,0 +1,116 @@
+"""SqlStore on a SQLite file: the Store conformance suite, and what is SQL-specific."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dockyard.core.models import Container, ContainerConfig, HostConfig, Image, Volume
+from dockyard.store import ALL_TENANTS, SqlStore, Store
+from dockyard.testing.store_conformance import CHECKS, Check, StoreFactory
+
+UID_START = 200_000
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> Iterator[StoreFactory]:
+    counter = itertools.count()
+    opened: list[SqlStore] = []
+
+    def make() -> Store:
+        store = SqlStore.sqlite(
+            tmp_path / f"db{next(counter)}" / "dockyard.db", uid_range_start=UID_START
+        )
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
+def test_sql_store_conforms(make_store: StoreFactory, check: Check) -> None:
+    check(make_store)
+
+
+def test_public_surface() -> None:
+    import dockyard.store
+
+    assert set(dockyard.store.__all__) == {"ALL_TENANTS", "SqlStore", "Store"}
+    assert ALL_TENANTS == "*"
+
+
+def test_first_tenant_starts_at_the_configured_uid(tmp_path: Path) -> None:
+    store = SqlStore.sqlite(tmp_path / "s.db", uid_range_start=UID_START)
+    try:
+        assert store.ensure_tenant("a").uid_base == UID_START
+        assert store.ensure_tenant("b").uid_base == UID_START + 65536
+    finally:
+        store.close()
+
+
+def test_records_survive_reopening_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "dockyard.db"
+    store = SqlStore.sqlite(path, uid_range_start=UID_START)
+    tenant = store.ensure_tenant("acme")
+    container = Container(
+        id="a" * 64,
+        tenant=tenant.id,
+        name="web",
+        created=1,
+        image="busybox",
+        image_id="sha256:" + "b" * 64,
+        config=ContainerConfig(image="busybox", cmd=("true",), labels={"x": "y"}),
+        host_config=HostConfig(memory=1 << 26),
+        host="h1",
+    )
+    store.add_container(container)
+    image = Image(
+        id="sha256:" + "c" * 64,
+        tenant=tenant.id,
+        layers=("sha256:" + "d" * 64,),
+        size=1,
+        created=2,
+        repo_tags=("busybox:latest",),
+    )
+    store.put_image(image)
+    store.add_volume(Volume(name="data", tenant=tenant.id, created=3, host="h1"))
+    store.close()
+
+    reopened = SqlStore.sqlite(path, uid_range_start=UID_START)
+    try:
+        assert reopened.ensure_tenant("acme") == tenant
+        assert reopened.get_container(tenant=tenant.id, ref="/web") == container
+        assert reopened.image_by_tag(tenant=tenant.id, tag="busybox:latest") == image
+        assert reopened.layer_referenced("sha256:" + "d" * 64)
+        assert reopened.get_volume(tenant=tenant.id, name="data").created == 3
+    finally:
+        reopened.close()
+
+
+def test_prefix_lookup_treats_like_wildcards_literally(make_store: StoreFactory) -> None:
+    # A ref is matched as a prefix with LIKE; "%" or "_" must not act as wildcards.
+    store = make_store()
+    store.add_container(
+        Container(
+            id="ab" + "0" * 62,
+            tenant="t",
+            name="one",
+            created=1,
+            image="busybox",
+            image_id="",
+            config=ContainerConfig(image="busybox"),
+            host_config=HostConfig(),
+            host="h",
+        )
+    )
+    from dockyard.core.errors import NotFound
+
+    for ref in ("%", "a%", "_b", "a_"):
+        with pytest.raises(NotFound):
+            store.get_container(tenant="t", ref=ref)
+    assert store.find_images(tenant="t", id_prefix="%") == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from pathlib import Path
 
@@ -34,13 +35,22 @@ class AttachOptions:
 
 
 async def connect(path: Path) -> socket.socket:
+    """Connect to conmon's attach socket at ``path``.
+
+    Bundle paths outgrow sun_path's 108 bytes (``<state>/agent/containers/<64 hex>/attach``),
+    so we connect through ``/proc/self/fd/<dir fd>/attach``, which is short whatever the
+    directory's real path.
+    """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     sock.setblocking(False)
+    dirfd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        await asyncio.get_running_loop().sock_connect(sock, str(path))
+        await asyncio.get_running_loop().sock_connect(sock, f"/proc/self/fd/{dirfd}/{path.name}")
     except OSError:
         sock.close()
         raise
+    finally:
+        os.close(dirfd)
     return sock
 
 

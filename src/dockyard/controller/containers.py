@@ -276,7 +276,13 @@ class ContainerService:
             self._restarts.cancel(container.id)
             container.manually_stopped = False
             self._store.put_container(container)
-            status = await self._start_on_agent(container)
+            try:
+                status = await self._start_on_agent(container)
+            except DockyardError:
+                if container.host_config.auto_remove:
+                    # As Docker does: a --rm container that cannot start is removed.
+                    self._spawn(self._auto_remove(container))
+                raise
             return self._apply(container, status)
 
     async def _start_on_agent(self, container: Container) -> ContainerStatus:

@@ -20,7 +20,7 @@ from pathlib import Path
 from dockyard.cli import daemons as d
 from dockyard.core.layout import Layout
 
-__all__ = ["TestCloud"]
+__all__ = ["DockerCli", "TestCloud"]
 
 _CGROUP = Path("/sys/fs/cgroup")
 
@@ -173,3 +173,29 @@ class TestCloud:
             points = [line.split()[4] for line in handle]
         for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
             subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
+class DockerCli:
+    """The stock ``docker`` CLI pointed at a cloud."""
+
+    def __init__(self, cloud: TestCloud) -> None:
+        self.cloud = cloud
+        self.binary = shutil.which("docker") or "docker"
+
+    def run(
+        self, *args: str, input: bytes | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [self.binary, *args],
+            input=input.decode() if input is not None else None,
+            capture_output=True,
+            text=True,
+            env=self.cloud.env(),
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"docker {' '.join(args)} failed ({result.returncode}): {result.stderr}"
+            )
+        return result

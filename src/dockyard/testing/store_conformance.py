@@ -674,7 +674,7 @@ def check_addresses_released_return_to_the_pool(make_store: StoreFactory) -> Non
 def check_addresses_concurrently(make_store: StoreFactory) -> None:
     """Many threads allocating at once never get the same address and never fail while
     addresses are free."""
-    threads, per_thread = 16, 6
+    threads, per_thread = 24, 4
     with _opened(make_store) as store:
         net = _network(tenant=SYSTEM, name="bridge", hex_id="5a", subnet="10.66.0.0/24")
         store.add_network(net)

@@ -6,14 +6,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
 
-from dockyard.testing.cloud import TestCloud
+from dockyard.testing.cloud import DockerCli, TestCloud
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,32 +43,6 @@ def client(cloud: TestCloud) -> Iterator[docker.DockerClient]:
 def api(client: docker.DockerClient) -> docker.APIClient:
     """docker-py's low-level client, for exact Engine API calls."""
     return client.api
-
-
-class DockerCli:
-    """The stock ``docker`` CLI pointed at a cloud."""
-
-    def __init__(self, cloud: TestCloud) -> None:
-        self.cloud = cloud
-        self.binary = shutil.which("docker") or "docker"
-
-    def run(
-        self, *args: str, input: bytes | None = None, check: bool = True, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [self.binary, *args],
-            input=input.decode() if input is not None else None,
-            capture_output=True,
-            text=True,
-            env=self.cloud.env(),
-            timeout=timeout,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"docker {' '.join(args)} failed ({result.returncode}): {result.stderr}"
-            )
-        return result
 
 
 @pytest.fixture(scope="session")

@@ -295,13 +295,15 @@ _UPDATE_FIELDS = {
 async def container_update(request: web.Request) -> web.Response:
     body = await read_json(request)
     values: dict[str, Any] = {}
+    # As in Docker, a zero value means "leave as is": clients send every field.
     for key, field in _UPDATE_FIELDS.items():
-        if key in body and body[key] is not None:
-            values[field] = get_str(body, key) if field.startswith("cpuset") else get_int(body, key)
-    if "RestartPolicy" in body:
-        policy = get_map(body, "RestartPolicy")
+        value = get_str(body, key) if field.startswith("cpuset") else get_int(body, key)
+        if value:
+            values[field] = value
+    policy = get_map(body, "RestartPolicy")
+    if get_str(policy, "Name", "RestartPolicy"):
         values["restart_policy"] = RestartPolicy(
-            name=get_str(policy, "Name", "RestartPolicy") or "no",
+            name=get_str(policy, "Name", "RestartPolicy"),
             maximum_retry_count=get_int(policy, "MaximumRetryCount", "RestartPolicy"),
         )
     warnings = await ApiContext.of(request).controller.containers.update(

@@ -1,0 +1,311 @@
+"""Admission: what a tenant's container may ask for and the limits it gets."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dockyard.controller import admission
+from dockyard.controller.admission import (
+    ALLOWED_CAPABILITY_ADDS,
+    admit,
+    check_policy,
+    resources_for,
+)
+from dockyard.controller.config import ControllerConfig
+from dockyard.core.capabilities import DEFAULT_CAPABILITIES
+from dockyard.core.errors import InvalidArgument, PermissionDenied
+from dockyard.core.layout import Layout
+from dockyard.core.models import HostConfig, RestartPolicy
+from dockyard.core.protocol import Resources
+
+MIB = 1024 * 1024
+CONFIG = ControllerConfig(layout=Layout(state_dir=Path("/s"), run_dir=Path("/r")))
+NCPU = os.cpu_count() or 1
+
+
+def hc(**fields: Any) -> HostConfig:
+    return HostConfig(**fields)
+
+
+def refusal(host_config: HostConfig) -> str:
+    with pytest.raises(PermissionDenied) as info:
+        admit(host_config, CONFIG)
+    return info.value.message
+
+
+def invalid(host_config: HostConfig) -> str:
+    with pytest.raises(InvalidArgument) as info:
+        admit(host_config, CONFIG)
+    return info.value.message
+
+
+def test_public_surface() -> None:
+    assert set(admission.__all__) == {"ALLOWED_CAPABILITY_ADDS", "Admitted", "admit"}
+    assert set(DEFAULT_CAPABILITIES) | {"CAP_NET_ADMIN"} == ALLOWED_CAPABILITY_ADDS
+
+
+def test_a_plain_container_gets_the_defaults() -> None:
+    admitted = admit(hc(), CONFIG)
+    assert admitted.resources == Resources(
+        memory=CONFIG.default_memory, pids_limit=CONFIG.default_pids
+    )
+    assert admitted.capabilities == DEFAULT_CAPABILITIES
+    assert admitted.warnings == ()
+
+
+# policy ----------------------------------------------------------------------------------
+
+
+def test_privileged_is_refused() -> None:
+    assert refusal(hc(privileged=True)) == (
+        "--privileged is not allowed on Dockyard: containers never get host-level privileges"
+    )
+
+
+@pytest.mark.parametrize("field", ["pid_mode", "ipc_mode", "uts_mode", "userns_mode"])
+def test_host_namespaces_are_refused(field: str) -> None:
+    flag = "--" + field.removesuffix("_mode")
+    assert refusal(hc(**{field: "host"})) == (
+        f"{flag}=host is not allowed on Dockyard: containers never share the host's namespaces"
+    )
+
+
+def test_cgroupns_host_is_refused() -> None:
+    assert refusal(hc(cgroupns_mode="host")).startswith("--cgroupns=host is not allowed")
+    check_policy(hc(cgroupns_mode="private"))
+
+
+@pytest.mark.parametrize(
+    "fields", [{"ipc_mode": "private"}, {"ipc_mode": "shareable"}, {"pid_mode": ""}]
+)
+def test_private_namespaces_are_fine(fields: dict[str, str]) -> None:
+    check_policy(hc(**fields))
+
+
+def test_devices_are_refused() -> None:
+    assert refusal(hc(devices=("/dev/sda",))) == (
+        "--device is not allowed on Dockyard: host devices are never passed into containers"
+    )
+
+
+@pytest.mark.parametrize(
+    ("opt", "why"),
+    [
+        ("seccomp=unconfined", "every container runs confined"),
+        ("seccomp:unconfined", "every container runs confined"),
+        ("apparmor=unconfined", "every container runs confined"),
+        ("label=disable", "every container runs confined"),
+        ("label:disable", "every container runs confined"),
+        ("systempaths=unconfined", "/proc and /sys stay masked"),
+        ("no-new-privileges=false", "no-new-privileges is always on"),
+        ("no-new-privileges:false", "no-new-privileges is always on"),
+    ],
+)
+def test_security_opts_that_weaken_confinement_are_refused(opt: str, why: str) -> None:
+    assert refusal(hc(security_opt=(opt,))) == (
+        f"--security-opt {opt} is not allowed on Dockyard: {why}"
+    )
+
+
+@pytest.mark.parametrize("opt", ["no-new-privileges", "no-new-privileges=true", "label=level:s0"])
+def test_harmless_security_opts_pass(opt: str) -> None:
+    check_policy(hc(security_opt=(opt,)))
+
+
+def test_sysctls_are_refused() -> None:
+    assert refusal(hc(sysctls={"net.ipv4.ip_forward": "1"})).startswith(
+        "--sysctl is not allowed on Dockyard"
+    )
+
+
+def test_capabilities() -> None:
+    admitted = admit(hc(cap_add=("NET_ADMIN",), cap_drop=("MKNOD",)), CONFIG)
+    assert "CAP_NET_ADMIN" in admitted.capabilities
+    assert "CAP_MKNOD" not in admitted.capabilities
+    assert "CAP_SYS_ADMIN" in refusal(hc(cap_add=("SYS_ADMIN",)))
+    assert "(requested through ALL)" in refusal(hc(cap_add=("ALL",), cap_drop=("SYS_ADMIN",)))
+
+
+# limits ----------------------------------------------------------------------------------
+
+
+def test_memory_below_six_megabytes() -> None:
+    assert invalid(hc(memory=6 * MIB - 1)) == "Minimum memory limit allowed is 6MB"
+    assert resources_for(hc(memory=6 * MIB), CONFIG).memory == 6 * MIB
+
+
+@pytest.mark.parametrize("field", ["memory", "memory_reservation", "shm_size"])
+def test_negative_memory_values(field: str) -> None:
+    assert "cannot be negative" in invalid(hc(**{field: -1}))
+
+
+def test_memory_above_the_largest_container() -> None:
+    assert "exceeds the largest container size" in invalid(hc(memory=CONFIG.max_memory + 1))
+    assert resources_for(hc(memory=CONFIG.max_memory), CONFIG).memory == CONFIG.max_memory
+
+
+def test_swap_below_memory() -> None:
+    message = invalid(hc(memory=64 * MIB, memory_swap=32 * MIB))
+    assert message.startswith("Minimum memoryswap limit should be larger than memory limit")
+
+
+def test_swap_values() -> None:
+    assert resources_for(hc(memory=64 * MIB, memory_swap=-1), CONFIG).memory_swap == -1
+    assert resources_for(hc(memory=64 * MIB), CONFIG).memory_swap == 0
+    equal = admit(hc(memory=64 * MIB, memory_swap=64 * MIB), CONFIG)
+    assert equal.resources.memory_swap == 64 * MIB
+    assert any("swap" in w for w in equal.warnings)
+
+
+def test_reservation_above_memory() -> None:
+    message = invalid(hc(memory=64 * MIB, memory_reservation=65 * MIB))
+    assert message.startswith("Minimum memory limit can not be less than memory reservation")
+    fine = resources_for(hc(memory=64 * MIB, memory_reservation=32 * MIB), CONFIG)
+    assert fine.memory_reservation == 32 * MIB
+
+
+def test_nano_cpus_and_cpu_period_conflict() -> None:
+    assert invalid(hc(nano_cpus=10**9, cpu_period=100_000)) == (
+        "Conflicting options: Nano CPUs and CPU Period cannot both be set"
+    )
+
+
+def test_nano_cpus_and_cpu_quota_conflict() -> None:
+    # Docker names the option that conflicts (daemon/daemon_unix.go).
+    assert invalid(hc(nano_cpus=10**9, cpu_quota=50_000)) == (
+        "Conflicting options: Nano CPUs and CPU Quota cannot both be set"
+    )
+
+
+def test_nano_cpus_above_the_cpu_count() -> None:
+    assert invalid(hc(nano_cpus=(NCPU + 1) * 10**9)) == (
+        f"Range of CPUs is from 0.01 to {NCPU}.00, as there are only {NCPU} CPUs available"
+    )
+    assert invalid(hc(nano_cpus=-1)).startswith("Range of CPUs is from 0.01 to")
+
+
+def test_nano_cpus_below_a_hundredth_names_the_range() -> None:
+    message = invalid(hc(nano_cpus=1_000_000))
+    assert message.startswith(f"Range of CPUs is from 0.01 to {NCPU}.00"), message
+
+
+def test_nano_cpus_become_quota_and_period() -> None:
+    res = resources_for(hc(nano_cpus=NCPU * 10**9 // 2 or 10**7), CONFIG)
+    assert res.cpu_period == 100_000
+    assert res.cpu_quota == (NCPU * 10**9 // 2 or 10**7) * 100_000 // 10**9
+    assert resources_for(hc(nano_cpus=10**7), CONFIG).cpu_quota == 1000
+
+
+def test_cpu_quota_and_period_pass_through() -> None:
+    res = resources_for(hc(cpu_quota=50_000, cpu_period=100_000, cpu_shares=512), CONFIG)
+    assert (res.cpu_quota, res.cpu_period, res.cpu_shares) == (50_000, 100_000, 512)
+    assert resources_for(hc(cpu_quota=-1), CONFIG).cpu_quota == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"cpu_shares": -1}, "CPU shares cannot be negative"),
+        ({"cpu_quota": 999}, "CPU cfs quota can not be less than 1ms (i.e. 1000)"),
+        ({"cpu_period": 999}, "CPU cfs period can not be less than 1ms"),
+        ({"cpu_period": 1_000_001}, "CPU cfs period can not be less than 1ms"),
+        ({"blkio_weight": 9}, "Range of blkio weight is from 10 to 1000"),
+        ({"blkio_weight": 1001}, "Range of blkio weight is from 10 to 1000"),
+    ],
+)
+def test_out_of_range_limits(fields: dict[str, int], message: str) -> None:
+    assert invalid(hc(**fields)).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"cpu_period": 1000}, {"cpu_period": 1_000_000}, {"blkio_weight": 10}, {"blkio_weight": 1000}],
+)
+def test_limits_at_the_edges_of_their_range(fields: dict[str, int]) -> None:
+    res = resources_for(hc(**fields), CONFIG)
+    for key, value in fields.items():
+        assert getattr(res, key) == value
+
+
+def test_pids_default_applies_unless_a_positive_limit_is_given() -> None:
+    assert resources_for(hc(pids_limit=50), CONFIG).pids_limit == 50
+    for unlimited in (0, -1):
+        assert resources_for(hc(pids_limit=unlimited), CONFIG).pids_limit == CONFIG.default_pids
+
+
+def test_defaults_come_from_the_controller_config() -> None:
+    config = dataclasses.replace(CONFIG, default_memory=32 * MIB, default_pids=77)
+    res = resources_for(hc(), config)
+    assert (res.memory, res.pids_limit) == (32 * MIB, 77)
+
+
+def test_cpusets_pass_through() -> None:
+    res = resources_for(hc(cpuset_cpus="0-1", cpuset_mems="0"), CONFIG)
+    assert (res.cpuset_cpus, res.cpuset_mems) == ("0-1", "0")
+
+
+# restart policy, logging, oom score ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        RestartPolicy(),
+        RestartPolicy(name=""),
+        RestartPolicy(name="always"),
+        RestartPolicy(name="unless-stopped"),
+        RestartPolicy(name="on-failure"),
+        RestartPolicy(name="on-failure", maximum_retry_count=5),
+    ],
+)
+def test_valid_restart_policies(policy: RestartPolicy) -> None:
+    admit(hc(restart_policy=policy), CONFIG)
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        (RestartPolicy(name="sometimes"), "invalid restart policy 'sometimes'"),
+        (RestartPolicy(name="on-failure", maximum_retry_count=-1), "cannot be negative"),
+        (RestartPolicy(name="always", maximum_retry_count=3), "maximum retry count"),
+        (RestartPolicy(name="no", maximum_retry_count=1), "maximum retry count"),
+    ],
+)
+def test_invalid_restart_policies(policy: RestartPolicy, message: str) -> None:
+    assert message in invalid(hc(restart_policy=policy))
+
+
+@pytest.mark.parametrize("name", ["always", "unless-stopped", "on-failure"])
+def test_auto_remove_with_a_restart_policy(name: str) -> None:
+    assert invalid(hc(auto_remove=True, restart_policy=RestartPolicy(name=name))) == (
+        "can't create 'AutoRemove' container with restart policy"
+    )
+
+
+def test_auto_remove_without_a_restart_policy() -> None:
+    admit(hc(auto_remove=True, restart_policy=RestartPolicy(name="no")), CONFIG)
+
+
+@pytest.mark.parametrize("driver", ["json-file", "local", "k8s-file", ""])
+def test_supported_log_drivers(driver: str) -> None:
+    admit(hc(log_type=driver), CONFIG)
+
+
+@pytest.mark.parametrize("driver", ["syslog", "journald", "none", "fluentd"])
+def test_unsupported_log_drivers(driver: str) -> None:
+    assert f"logging driver {driver!r} is not supported" in invalid(hc(log_type=driver))
+
+
+def test_oom_score_adj() -> None:
+    assert admit(hc(oom_score_adj=500), CONFIG).warnings == ()
+    lowered = admit(hc(oom_score_adj=-500), CONFIG)
+    assert any("OomScoreAdj" in w for w in lowered.warnings)
+    for bad in (-1001, 1001):
+        assert invalid(hc(oom_score_adj=bad)) == (
+            f"Invalid value {bad}, range for oom score adj is [-1000, 1000]"
+        )

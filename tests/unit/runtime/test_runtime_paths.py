@@ -1,0 +1,48 @@
+"""Paths of one container's runtime files (runtime.paths.BundlePaths)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dockyard.runtime.paths import BundlePaths
+
+CID = "ab" * 32
+PATHS = BundlePaths(bundle=Path("/state/containers") / CID, exits_dir=Path("/run/exits"))
+PROPERTIES = [
+    name
+    for name in dir(BundlePaths)
+    if isinstance(getattr(BundlePaths, name), property) and name != "container_id"
+]
+
+
+def test_container_id_is_the_bundle_name() -> None:
+    assert PATHS.container_id == CID
+
+
+def test_files_live_in_the_bundle_except_the_exit_file() -> None:
+    for name in PROPERTIES:
+        path = getattr(PATHS, name)
+        if name == "exit_file":
+            assert path == Path("/run/exits") / CID
+        else:
+            assert path.is_relative_to(PATHS.bundle), name
+
+
+def test_every_file_has_its_own_path() -> None:
+    paths = [getattr(PATHS, name) for name in PROPERTIES]
+    assert len(set(paths)) == len(paths)
+
+
+def test_names_conmon_and_crun_expect() -> None:
+    assert PATHS.config == PATHS.bundle / "config.json"
+    assert PATHS.rootfs == PATHS.bundle / "rootfs"
+    assert PATHS.upper.parent == PATHS.work.parent
+
+
+def test_two_containers_share_no_file() -> None:
+    other = BundlePaths(
+        bundle=Path("/state/containers") / ("cd" * 32), exits_dir=Path("/run/exits")
+    )
+    mine = {getattr(PATHS, n) for n in PROPERTIES}
+    theirs = {getattr(other, n) for n in PROPERTIES}
+    assert not mine & theirs

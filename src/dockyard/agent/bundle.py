@@ -5,6 +5,7 @@ Pure helpers plus small file writes; the lifecycle lives in :mod:`containers`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -42,26 +43,50 @@ def resolv_conf(req: CreateRequest, host_resolv: Path) -> str:
     search = list(req.dns_search)
     options = list(req.dns_options)
     if not servers:
-        try:
-            lines = host_resolv.read_text().splitlines()
-        except OSError:
-            lines = []
-        for line in lines:
-            parts = line.split()
-            if not parts:
-                continue
-            if parts[0] == "nameserver" and len(parts) > 1 and not parts[1].startswith("127."):
-                servers.append(parts[1])
-            elif parts[0] == "search" and not search:
-                search = parts[1:]
-            elif parts[0] == "options" and not options:
-                options = parts[1:]
+        host_servers, host_search, host_options = _parse_resolv(host_resolv)
+        if host_servers and all(_is_loopback(s) for s in host_servers):
+            # systemd-resolved's stub: its upstream servers are listed here (as Docker does).
+            host_servers = _parse_resolv(_RESOLVED_UPSTREAM)[0]
+        servers = [s for s in host_servers if not _is_loopback(s)]
+        search = search or host_search
+        options = options or host_options
     text = "".join(f"nameserver {s}\n" for s in servers)
     if search:
         text += f"search {' '.join(search)}\n"
     if options:
         text += f"options {' '.join(options)}\n"
     return text
+
+
+_RESOLVED_UPSTREAM = Path("/run/systemd/resolve/resolv.conf")
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%", maxsplit=1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _parse_resolv(path: Path) -> tuple[list[str], list[str], list[str]]:
+    servers: list[str] = []
+    search: list[str] = []
+    options: list[str] = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return servers, search, options
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 2:
+            continue
+        if parts[0] == "nameserver":
+            servers.append(parts[1])
+        elif parts[0] == "search":
+            search = parts[1:]
+        elif parts[0] == "options":
+            options = parts[1:]
+    return servers, search, options
 
 
 def _hosts(req: CreateRequest) -> str:
@@ -148,6 +173,7 @@ def bundle_spec(
     volumes: dict[str, Path],
     cgroups_path: str,
     seccomp: dict[str, object] | None,
+    seccomp_program: str,
     nofile: int,
     init_binary: Path,
 ) -> BundleSpec:
@@ -187,6 +213,7 @@ def bundle_spec(
         cgroups_path=cgroups_path,
         capabilities=req.capabilities,
         seccomp=dict(seccomp) if seccomp is not None else None,
+        seccomp_program=seccomp_program,
         nofile=nofile,
         readonly_rootfs=req.readonly_rootfs,
         mounts=tuple(mounts),

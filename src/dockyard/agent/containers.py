@@ -65,11 +65,12 @@ class AgentSettings:
     init_binary: Path = Path("/usr/bin/tini-static")
     host_resolv: Path = Path("/etc/resolv.conf")
     seccomp: dict[str, Any] | None = None
+    seccomp_program: str = ""
 
 
 def parse_signal(value: str | int) -> int:
     """Docker accepts ``9``, ``KILL`` and ``SIGKILL``; anything else is InvalidArgument."""
-    if isinstance(value, int) or value.isdigit():
+    if isinstance(value, int) or value.isdecimal():
         number = int(value)
         if 0 < number < signals.NSIG:
             return number
@@ -318,6 +319,7 @@ class ContainerManager:
             volumes=volumes,
             cgroups_path=self._cgroups_path(req),
             seccomp=self._settings.seccomp,
+            seccomp_program=self._settings.seccomp_program,
             nofile=self._nofile,
             init_binary=self._settings.init_binary,
         )

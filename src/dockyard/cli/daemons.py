@@ -77,7 +77,7 @@ def is_running(pidfile: Path) -> int:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             text = os.read(fd, 64).decode().strip()
-            return int(text) if text.isdigit() else -1
+            return int(text) if text.isdecimal() else -1
         fcntl.flock(fd, fcntl.LOCK_UN)
         return 0
     finally:

@@ -45,7 +45,7 @@ def check_policy(hc: HostConfig) -> None:
         ("--uts", hc.uts_mode),
         ("--userns", hc.userns_mode),
     ):
-        if mode and mode not in ("private", "shareable"):
+        if mode and mode not in ("private", "shareable", "none"):
             raise _refuse(f"{flag}={mode}", "containers never share the host's namespaces")
     if hc.cgroupns_mode == "host":
         raise _refuse("--cgroupns=host", "containers never share the host's namespaces")
@@ -98,14 +98,18 @@ def resources_for(hc: HostConfig, config: ControllerConfig) -> Resources:
         raise InvalidArgument(
             "Minimum memory limit can not be less than memory reservation limit, see usage"
         )
-    if hc.nano_cpus and (hc.cpu_quota or hc.cpu_period):
+    if hc.nano_cpus and hc.cpu_quota:
+        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+    if hc.nano_cpus and hc.cpu_period:
         raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
-    if hc.nano_cpus < 0 or hc.nano_cpus > ncpu * 1_000_000_000:
+    if (
+        hc.nano_cpus < 0
+        or hc.nano_cpus > ncpu * 1_000_000_000
+        or (hc.nano_cpus and hc.nano_cpus < 10_000_000)
+    ):
         raise InvalidArgument(
             f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
         )
-    if hc.nano_cpus and hc.nano_cpus < 10_000_000:
-        raise InvalidArgument("Range of CPUs is from 0.01 to ...: value too small")
     if hc.cpu_shares < 0:
         raise InvalidArgument("CPU shares cannot be negative")
     if hc.cpu_quota and hc.cpu_quota < 1000 and hc.cpu_quota != -1:

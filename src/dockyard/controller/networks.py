@@ -101,7 +101,7 @@ def _split_port(key: str) -> tuple[int, str]:
     proto = proto or "tcp"
     if proto not in ("tcp", "udp"):
         raise InvalidArgument(f"invalid protocol {proto!r} in port {key!r}")
-    if not number.isdigit() or not 0 < int(number) < 65536:
+    if not number.isdecimal() or not 0 < int(number) < 65536:
         raise InvalidArgument(f"invalid port {key!r}")
     return int(number), proto
 
@@ -121,7 +121,7 @@ def port_mappings(
         for target in targets or (PortBinding(),):
             host_port = 0
             if target.host_port:
-                if not target.host_port.isdigit() or not 0 < int(target.host_port) < 65536:
+                if not target.host_port.isdecimal() or not 0 < int(target.host_port) < 65536:
                     raise InvalidArgument(f"invalid host port {target.host_port!r}")
                 host_port = int(target.host_port)
             if target.host_ip:

@@ -73,8 +73,8 @@ def parse_reference(text: str, *, default_tag: bool = True) -> Reference:
     """
     if not text:
         raise InvalidArgument("invalid reference format")
-    remainder, _, digest = text.partition("@")
-    if digest and not _DIGEST.match(digest):
+    remainder, at, digest = text.partition("@")
+    if at and not _DIGEST.match(digest):
         raise InvalidArgument(f"invalid reference format: {text}")
     tag = ""
     slash = remainder.rfind("/")
@@ -90,14 +90,16 @@ def parse_reference(text: str, *, default_tag: bool = True) -> Reference:
     else:
         domain, path = "", remainder
     if path != path.lower() and _NAME.match(path.lower()):
+        named = path if domain or "/" in path else f"library/{path}"
         raise InvalidArgument(
-            f"invalid reference format: repository name ({path}) must be lowercase"
+            f"invalid reference format: repository name ({named}) must be lowercase"
         )
     if not _NAME.match(path) or len(remainder) > _MAX_NAME:
         raise InvalidArgument(f"invalid reference format: {text}")
     if domain in {"docker.io", "index.docker.io"}:
         domain = ""
-        path = path.removeprefix("library/") if path.count("/") == 1 else path
+    if not domain and path.count("/") == 1:
+        path = path.removeprefix("library/")
     repository = f"{domain}/{path}" if domain else path
     if not tag and not digest and default_tag:
         tag = DEFAULT_TAG

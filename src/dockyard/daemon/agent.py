@@ -33,6 +33,7 @@ from dockyard.images.snapshot import Snapshotter
 from dockyard.network.host import HostNetwork
 from dockyard.runtime.conmon import ConmonRuntime
 from dockyard.runtime.seccomp import default_profile
+from dockyard.runtime.seccomp_bpf import encoded_program
 from dockyard.volumes.local import LocalVolumes
 
 log = logging.getLogger("dockyard.agent")
@@ -56,12 +57,15 @@ async def run(layout: Layout, controller: str) -> None:
     layout.agent_dir.chmod(0o711)
     layout.containers_dir.chmod(0o711)
     events = EventLog()
+    profile = default_profile()
     network = HostNetwork(table=layout.nft_table, veth_prefix="dy")
     await network.start()
     layers = LayerStore(layout.layers_dir)
     volumes = LocalVolumes(layout.volumes_dir)
     manager = ContainerManager(
-        settings=AgentSettings(layout=layout, seccomp=default_profile()),
+        settings=AgentSettings(
+            layout=layout, seccomp=profile, seccomp_program=encoded_program(profile)
+        ),
         runtime=ConmonRuntime(state_root=layout.run_dir / "crun"),
         layers=layers,
         snapshotter=Snapshotter(layers, layout.idmapped_dir),

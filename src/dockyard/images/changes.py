@@ -339,7 +339,7 @@ def _stopsignal(state: _State, rest: str) -> None:
 
 
 def _is_signal(value: str) -> bool:
-    if value.isdigit():
+    if value.isdecimal():  # not isdigit: "¹".isdigit() is true and int("¹") fails
         return 0 < int(value) <= signal.SIGRTMAX
     name = value.upper().removeprefix("SIG")
     if re.fullmatch(r"RTM(IN|AX)([+-]\d+)?", name):
@@ -369,7 +369,7 @@ def _healthcheck(state: _State, rest: str) -> None:
         if name not in _HEALTH_FLAGS or not sep:
             raise InvalidArgument(f"Unknown flag: {name}")
         if name == "retries":
-            if not value.isdigit() or int(value) < 1:
+            if not value.isdecimal() or int(value) < 1:
                 raise InvalidArgument(f"--retries must be at least 1 (not {value})")
             health["Retries"] = int(value)
         else:

@@ -160,6 +160,8 @@ async def follow_entries(
             ready += _selected_all(joiner.flush(), since, 0)
         for entry in ready:
             if until and entry.time >= until:
+                for kept in backlog or ():
+                    yield kept
                 return
             if backlog is not None:
                 backlog.append(entry)

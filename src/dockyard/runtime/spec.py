@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.core.protocol import Resources
+from dockyard.runtime.seccomp_bpf import ANNOTATION as SECCOMP_ANNOTATION
 
 __all__ = ["MASKED_PATHS", "READONLY_PATHS", "BundleSpec", "Mount", "build_config"]
 
@@ -74,6 +75,7 @@ class BundleSpec:
     cgroups_path: str
     capabilities: tuple[str, ...]
     seccomp: dict[str, Any] | None
+    """The profile as OCI JSON; ``seccomp_program`` (base64 BPF compiled from it) wins."""
     nofile: int
     additional_gids: tuple[int, ...] = ()
     terminal: bool = False
@@ -84,6 +86,7 @@ class BundleSpec:
     shm_size: int = 0
     oom_score_adj: int = 0
     memory_swap_supported: bool = True
+    seccomp_program: str = ""
 
 
 def _base_mounts(spec: BundleSpec) -> list[dict[str, Any]]:
@@ -205,7 +208,11 @@ def build_config(spec: BundleSpec) -> dict[str, Any]:
         "maskedPaths": list(MASKED_PATHS),
         "readonlyPaths": list(READONLY_PATHS),
     }
-    if spec.seccomp is not None:
+    annotations: dict[str, str] = {}
+    if spec.seccomp_program:
+        # The compiled profile: crun loads it as is instead of compiling linux.seccomp.
+        annotations[SECCOMP_ANNOTATION] = spec.seccomp_program
+    elif spec.seccomp is not None:
         linux["seccomp"] = spec.seccomp
     config: dict[str, Any] = {
         "ociVersion": "1.0.2",
@@ -226,4 +233,6 @@ def build_config(spec: BundleSpec) -> dict[str, Any]:
     }
     if spec.domainname:
         config["domainname"] = spec.domainname
+    if annotations:
+        config["annotations"] = annotations
     return config

@@ -36,7 +36,7 @@ def _entries(text: str, fields: int) -> list[list[str]]:
 
 
 def _parse_id(text: str) -> int | None:
-    if text.isdigit():
+    if text.isdecimal():
         value = int(text)
         if value > _MAX_ID:
             raise InvalidArgument(f"id {value} is outside the container's range (0-{_MAX_ID})")
@@ -60,8 +60,8 @@ def resolve_user(
     for row in users:
         if (uid is None and row[0] == user_part) or (uid is not None and row[2] == str(uid)):
             name = row[0]
-            uid = int(row[2]) if row[2].isdigit() else uid
-            gid = int(row[3]) if row[3].isdigit() else None
+            uid = int(row[2]) if row[2].isdecimal() else uid
+            gid = int(row[3]) if row[3].isdecimal() else None
             home = row[5] or "/"
             break
     if uid is None:
@@ -71,11 +71,11 @@ def resolve_user(
     if group_part:
         gid = _lookup_group(group_part, groups)
     if gid is None:
-        gid = 0 if uid == 0 else uid
+        gid = 0  # a uid unknown to passwd runs with group 0, as in Docker
     extra: list[int] = []
-    if name:
+    if name and not group_part:  # an explicit group means no groups from /etc/group
         extra.extend(
-            int(row[2]) for row in groups if name in row[3].split(",") and row[2].isdigit()
+            int(row[2]) for row in groups if name in row[3].split(",") and row[2].isdecimal()
         )
     extra.extend(_lookup_group(g, groups) for g in group_add)
     ordered = tuple(dict.fromkeys(g for g in extra if g != gid))
@@ -87,6 +87,6 @@ def _lookup_group(text: str, groups: list[list[str]]) -> int:
     if numeric is not None:
         return numeric
     for row in groups:
-        if row[0] == text and row[2].isdigit():
+        if row[0] == text and row[2].isdecimal():
             return int(row[2])
     raise InvalidArgument(f"unable to find group {text}: no matching entries in group file")

@@ -146,6 +146,14 @@ class SqlStore:
     # tenants ---------------------------------------------------------------------------
 
     def ensure_tenant(self, name: str) -> Tenant:
+        for _ in range(16):
+            try:
+                return self._ensure_tenant_once(name)
+            except IntegrityError:
+                continue  # a concurrent caller created it or took the uid range: look again
+        raise Unavailable(f"could not create tenant {name}")
+
+    def _ensure_tenant_once(self, name: str) -> Tenant:
         with self._engine.begin() as conn:
             row = conn.execute(sa.select(tenants).where(tenants.c.name == name)).first()
             if row is None:
@@ -451,7 +459,8 @@ class SqlStore:
     def allocate_address(self, *, network: Network, owner: str) -> str:
         subnet = ipaddress.ip_network(network.subnet)
         reserved = {ipaddress.ip_address(network.gateway)}
-        for _ in range(8):
+        # Each failed insert means a concurrent caller took an address, so this ends.
+        for _ in range(subnet.num_addresses):
             with self._engine.connect() as conn:
                 used = {
                     ipaddress.ip_address(r.address)

@@ -6,8 +6,9 @@ id, name with or without ``/``, unique id prefix, ambiguity, tenant isolation), 
 name uniqueness, renames, images and tags, layer references, volumes, networks (own plus
 system ones), address allocation (also from several threads) and tenant uid ranges.
 
-The suite needs no test framework: a broken rule raises AssertionError. Run it from a
-test module, one test per check::
+The suite needs no test framework: a broken rule raises AssertionError, or the
+unexpected error the store raised (NotFound for a ref that should have matched). Run it
+from a test module, one test per check::
 
     @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
     def test_conforms(check: Check) -> None:

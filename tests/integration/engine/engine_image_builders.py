@@ -138,8 +138,8 @@ def files_layer(files: Mapping[str, bytes]) -> bytes:
 class BuiltImage:
     """An image to put in an archive: uncompressed layers (bottom first), config, tags."""
 
-    layers: list[bytes]
-    config: bytes
+    layers: list[bytes] = field(repr=False)
+    config: bytes = field(repr=False)
     tags: list[str] = field(default_factory=list)
     marker: str = ""
 

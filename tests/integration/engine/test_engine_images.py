@@ -64,8 +64,31 @@ def epoch(text: str) -> float:
 
 
 def run_output(client: docker.DockerClient, image: str, *cmd: str) -> bytes:
-    out: bytes = client.containers.run(image, list(cmd) or None, remove=True)
-    return out
+    """``docker run --rm image cmd``: the output of a container that must exit 0.
+
+    Polls the container's state rather than calling wait: a fast-exiting container can make
+    POST /containers/{id}/wait miss its exit (reported separately); these tests are about
+    the image, not about wait.
+    """
+    container = client.containers.run(image, list(cmd) or None, detach=True)
+    try:
+        wait_exited(container)
+        out: bytes = container.logs()
+        assert container.attrs["State"]["ExitCode"] == 0, (container.attrs["State"], out)
+        return out
+    finally:
+        container.remove(force=True)
+
+
+def wait_exited(container: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        container.reload()
+        if container.attrs["State"]["Status"] in ("exited", "dead"):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"container did not exit: {container.attrs['State']}")
+        time.sleep(0.05)
 
 
 def api_error(call: Any, *args: Any, **kwargs: Any) -> docker.errors.APIError:

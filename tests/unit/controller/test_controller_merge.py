@@ -75,7 +75,7 @@ def test_empty_entrypoint_means_none_and_does_not_inherit_the_image_cmd() -> Non
     merged = merge_config(user(entrypoint=()), image(Entrypoint=["/entry.sh"], Cmd=["serve"]))
     assert not merged.entrypoint
     assert not merged.cmd
-    with pytest.raises(InvalidArgument, match="^no command specified$"):
+    with pytest.raises(InvalidArgument, match=r"^no command specified$"):
         build_process(merged, HostConfig())
 
 
@@ -212,5 +212,5 @@ def test_relative_workdir_is_refused(workdir: str) -> None:
 
 
 def test_no_command_at_all() -> None:
-    with pytest.raises(InvalidArgument, match="^no command specified$"):
+    with pytest.raises(InvalidArgument, match=r"^no command specified$"):
         build_process(merge_config(user(), image()), HostConfig())

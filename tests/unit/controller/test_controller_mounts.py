@@ -175,5 +175,5 @@ def test_every_anonymous_volume_gets_its_own_name() -> None:
 def test_duplicate_mount_points(
     binds: tuple[str, ...], mounts_: tuple[MountRequest, ...], tmpfs: dict[str, str]
 ) -> None:
-    with pytest.raises(InvalidArgument, match="^Duplicate mount point: /"):
+    with pytest.raises(InvalidArgument, match=r"^Duplicate mount point: /"):
         plan(binds=binds, mounts_=mounts_, tmpfs=tmpfs)

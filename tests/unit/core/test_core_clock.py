@@ -15,7 +15,13 @@ NOW = 1_700_000_000 * NS  # 2023-11-14T22:13:20Z
 
 
 def test_public_surface() -> None:
-    assert set(clock.__all__) == {"ZERO_TIME", "format_rfc3339", "now_ns", "parse_time_filter"}
+    assert set(clock.__all__) == {
+        "ZERO_TIME",
+        "format_rfc3339",
+        "go_duration",
+        "now_ns",
+        "parse_time_filter",
+    }
 
 
 def test_now_ns_is_the_wall_clock_in_nanoseconds() -> None:

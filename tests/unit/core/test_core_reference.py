@@ -110,7 +110,7 @@ def test_invalid_formats(text: str) -> None:
 
 
 def test_empty_reference() -> None:
-    with pytest.raises(InvalidArgument, match="^invalid reference format$"):
+    with pytest.raises(InvalidArgument, match=r"^invalid reference format$"):
         parse_reference("")
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dockyard.core import serde
@@ -317,6 +317,7 @@ def test_frozen_records_are_rebuilt_not_shared() -> None:
 _text = st.text(max_size=8)
 
 
+@settings(max_examples=50)
 @given(
     st.builds(
         ProcessSpec,

@@ -107,6 +107,13 @@ def test_supplementary_groups_from_group_file_and_group_add() -> None:
     assert user.additional_gids == (29, 50, 44, 4000)
 
 
+def test_explicit_group_gets_no_supplementary_groups_from_the_group_file() -> None:
+    # moby/sys/user GetExecUser: "Supplementary group ids only make sense if in the
+    # implicit form" -- `-u app:video` runs with gid 44 and no other group of app's.
+    assert resolve("app:video").additional_gids == ()
+    assert resolve("app:video", group_add=("audio",)).additional_gids == (29,)
+
+
 def test_primary_gid_is_not_repeated_as_supplementary() -> None:
     assert resolve("app", group_add=("app", "1001")).additional_gids == (29, 50)
 

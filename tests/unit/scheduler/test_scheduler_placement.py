@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dockyard.core.errors import FailedPrecondition, Unavailable
@@ -106,6 +106,7 @@ _hosts = st.lists(
 )
 
 
+@settings(max_examples=50)
 @given(_hosts, st.integers(0, 16))
 def test_plan_is_a_ready_feasible_host_with_the_most_free_memory(
     hosts: list[HostView], memory: int

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.core.errors import NotFound
 from dockyard.core.models import Container, ContainerConfig, HostConfig, Image, Volume
 from dockyard.store import ALL_TENANTS, SqlStore, Store
 from dockyard.testing.store_conformance import CHECKS, Check, StoreFactory
@@ -108,8 +109,6 @@ def test_prefix_lookup_treats_like_wildcards_literally(make_store: StoreFactory)
             host="h",
         )
     )
-    from dockyard.core.errors import NotFound
-
     for ref in ("%", "a%", "_b", "a_"):
         with pytest.raises(NotFound):
             store.get_container(tenant="t", ref=ref)

@@ -24,9 +24,14 @@ _MAX_BODY = 16 * 1024 * 1024
 
 async def read_json(request: web.Request, *, empty_ok: bool = False) -> dict[str, Any]:
     """The request body as a JSON object; 400 for anything else."""
-    raw = await request.content.read(_MAX_BODY + 1)
-    if len(raw) > _MAX_BODY:
-        raise InvalidArgument("request body is too large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > _MAX_BODY:
+            raise InvalidArgument("request body is too large")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         if empty_ok:
             return {}

@@ -384,7 +384,7 @@ def _log_params(request: web.Request) -> dict[str, str]:
             params[key] = str(parse_time_filter(value))
     tail = request.query.get("tail", "all") or "all"
     if tail != "all":
-        if not tail.isdigit():
+        if not tail.isdecimal():
             raise InvalidArgument(f"invalid value for tail: {tail!r}")
         params["tail"] = tail
     return params

@@ -1,0 +1,135 @@
+"""The Store conformance suite itself: it covers the rules, and a broken store fails it."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from dockyard.core.errors import DockyardError, NotFound
+from dockyard.core.models import Container, Network
+from dockyard.core.tenancy import Tenant
+from dockyard.store import ALL_TENANTS, SqlStore
+from dockyard.testing import store_conformance
+from dockyard.testing.store_conformance import CHECKS, Check, StoreFactory, run_all
+
+
+def test_every_check_is_exported_and_listed_once() -> None:
+    checks = {
+        name
+        for name, value in vars(store_conformance).items()
+        if name.startswith("check_") and inspect.isfunction(value)
+    }
+    assert checks <= set(store_conformance.__all__)
+    assert {c.__name__ for c in CHECKS} == checks
+    assert len(CHECKS) == len(checks)
+    assert {"CHECKS", "Check", "StoreFactory", "run_all"} <= set(store_conformance.__all__)
+
+
+def test_every_check_documents_its_rule() -> None:
+    for check in CHECKS:
+        assert check.__doc__, check.__name__
+
+
+class LeakyStore(SqlStore):
+    """Looks containers up across tenants: the bug tenancy must never have."""
+
+    def get_container(self, *, tenant: str, ref: str) -> Container:
+        return super().get_container(tenant=ALL_TENANTS, ref=ref)
+
+
+class NoPrefixStore(SqlStore):
+    """Finds containers only by full id or name."""
+
+    def get_container(self, *, tenant: str, ref: str) -> Container:
+        found = super().get_container(tenant=tenant, ref=ref)
+        if ref not in (found.id, found.name, f"/{found.name}"):
+            raise NotFound(f"No such container: {ref}")
+        return found
+
+
+class SharedNetworksStore(SqlStore):
+    """Shows every tenant every network."""
+
+    def list_networks(self, *, tenant: str) -> list[Network]:
+        return super().list_networks(tenant=ALL_TENANTS)
+
+
+class SameAddressStore(SqlStore):
+    """Hands the first host address to everyone."""
+
+    def allocate_address(self, *, network: Network, owner: str) -> str:
+        return "10.77.0.2"
+
+
+class OverlappingTenantsStore(SqlStore):
+    """Gives every tenant the same uid range."""
+
+    def ensure_tenant(self, name: str) -> Tenant:
+        tenant = super().ensure_tenant(name)
+        return Tenant(id=tenant.id, name=tenant.name, uid_base=100_000)
+
+
+@pytest.fixture
+def factory(tmp_path: Path) -> Iterator[Callable[[type[SqlStore]], StoreFactory]]:
+    counter = itertools.count()
+
+    def make(cls: type[SqlStore]) -> StoreFactory:
+        return lambda: cls.sqlite(tmp_path / f"db{next(counter)}.db", uid_range_start=100_000)
+
+    yield make
+
+
+@pytest.mark.parametrize(
+    ("broken", "check"),
+    [
+        (LeakyStore, store_conformance.check_containers_of_other_tenants_are_invisible),
+        (NoPrefixStore, store_conformance.check_container_found_by_unique_prefix),
+        (SharedNetworksStore, store_conformance.check_networks),
+        (SameAddressStore, store_conformance.check_addresses_are_never_handed_out_twice),
+        (OverlappingTenantsStore, store_conformance.check_tenants_get_disjoint_uid_ranges),
+    ],
+    ids=lambda value: getattr(value, "__name__", ""),
+)
+def test_a_broken_store_fails_its_check(
+    factory: Callable[[type[SqlStore]], StoreFactory], broken: type[SqlStore], check: Check
+) -> None:
+    with pytest.raises((AssertionError, DockyardError)):
+        check(factory(broken))
+
+
+def test_run_all_stops_at_the_first_broken_rule(
+    factory: Callable[[type[SqlStore]], StoreFactory],
+) -> None:
+    with pytest.raises(AssertionError):
+        run_all(factory(LeakyStore))
+
+
+class TrackingStore(SqlStore):
+    """Remembers which stores were opened and closed."""
+
+    opened: ClassVar[list[TrackingStore]] = []
+    closed: ClassVar[list[TrackingStore]] = []
+
+    def __init__(self, url: str, *, uid_range_start: int) -> None:
+        super().__init__(url, uid_range_start=uid_range_start)
+        TrackingStore.opened.append(self)
+
+    def close(self) -> None:
+        TrackingStore.closed.append(self)
+        super().close()
+
+
+@pytest.mark.parametrize("check", CHECKS[:3], ids=lambda c: c.__name__)
+def test_checks_close_the_stores_they_open(
+    factory: Callable[[type[SqlStore]], StoreFactory], check: Check
+) -> None:
+    TrackingStore.opened.clear()
+    TrackingStore.closed.clear()
+    check(factory(TrackingStore))
+    assert TrackingStore.opened
+    assert TrackingStore.closed == TrackingStore.opened

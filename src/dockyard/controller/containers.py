@@ -85,8 +85,10 @@ class _Watch:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def changed(self) -> None:
-        await self._event.wait()
+    def next_change(self) -> asyncio.Event:
+        """The event the next :meth:`notify` sets. Take it *before* checking a condition,
+        then wait on it: a change in between is not lost."""
+        return self._event
 
 
 class ContainerService:
@@ -381,27 +383,24 @@ class ContainerService:
         start_exits = watch.exits
         yield (0, "")
         while True:
-            changed = asyncio.ensure_future(watch.changed())
-            try:
-                if condition == "removed":
-                    if watch.removed or not self._exists(container):
-                        yield (watch.last_exit, watch.last_error)
-                        return
-                elif condition == "next-exit":
-                    if watch.exits > start_exits:
-                        yield (watch.last_exit, watch.last_error)
-                        return
-                else:
-                    current = self._current(container)
-                    if current is None:
-                        yield (watch.last_exit, watch.last_error)
-                        return
-                    if current.state.status not in (*_ACTIVE, Status.RESTARTING):
-                        yield (current.state.exit_code, current.state.error)
-                        return
-                await changed
-            finally:
-                changed.cancel()
+            change = watch.next_change()
+            if condition == "removed":
+                if watch.removed or not self._exists(container):
+                    yield (watch.last_exit, watch.last_error)
+                    return
+            elif condition == "next-exit":
+                if watch.exits > start_exits:
+                    yield (watch.last_exit, watch.last_error)
+                    return
+            else:
+                current = self._current(container)
+                if current is None:
+                    yield (watch.last_exit, watch.last_error)
+                    return
+                if current.state.status not in (*_ACTIVE, Status.RESTARTING):
+                    yield (current.state.exit_code, current.state.error)
+                    return
+            await change.wait()
 
     def _exists(self, container: Container) -> bool:
         return self._current(container) is not None

@@ -94,6 +94,8 @@ class ImageService:
         try:
             reference = parse_reference(ref)
         except InvalidArgument:
+            if not (set(bare) <= _HEX):
+                raise  # not an id prefix either: Docker answers 400 for a bad reference
             reference = None
         if reference is not None and reference.digest:
             wanted = f"{reference.repository}@{reference.digest}"
@@ -245,7 +247,7 @@ class ImageService:
             by_tag = self._tag_of(image, ref)
             in_use = users.get(image.id, [])
             running = [cid for cid, is_running in in_use if is_running]
-            if by_tag and (len(image.repo_tags) > 1 or (force and in_use)):
+            if by_tag and (len(image.repo_tags) > 1 or (force and running)):
                 self._untag(image, by_tag)
                 report.untagged.append(by_tag)
                 return report
@@ -339,11 +341,10 @@ class ImageService:
         """What ``docker save`` writes for ``refs``: each image once, with the tags named."""
         chosen: dict[str, tuple[Image, list[str]]] = {}
         for ref in refs:
-            image = self.resolve(tenant=tenant, ref=ref)
-            tags = chosen.setdefault(image.id, (image, []))[1]
-            tag = self._tag_of(image, ref)
-            if tag:
-                tags.append(tag)
+            for image, tag in self._save_targets(tenant, ref):
+                tags = chosen.setdefault(image.id, (image, []))[1]
+                if tag:
+                    tags.append(tag)
         records = []
         for image, tags in chosen.values():
             sizes = tuple(self._content.size(d) for d in image.layers)
@@ -357,6 +358,26 @@ class ImageService:
                 )
             )
         return records
+
+    def _save_targets(self, tenant: str, ref: str) -> list[tuple[Image, str]]:
+        """What one ``docker save`` argument names: a repository without a tag means all
+        of its tags (as in Docker); otherwise one image, with the tag if one was named."""
+        if ":" not in ref.rsplit("/", 1)[-1] and "@" not in ref:
+            try:
+                repository = parse_reference(ref).repository
+            except InvalidArgument:
+                repository = ""
+            if repository:
+                tagged = [
+                    (image, tag)
+                    for image in self._store.list_images(tenant=tenant)
+                    for tag in image.repo_tags
+                    if tag.rsplit(":", 1)[0] == repository
+                ]
+                if tagged:
+                    return tagged
+        image = self.resolve(tenant=tenant, ref=ref)
+        return [(image, self._tag_of(image, ref))]
 
     async def save(self, *, tenant: str, refs: Sequence[str]) -> AsyncIterator[bytes]:
         """Stream a ``docker save`` archive; the tar is produced in a thread into a pipe."""
@@ -393,11 +414,13 @@ def matches_labels(config: dict[str, Any], labels: Sequence[str]) -> bool:
     return True
 
 
+def matches_reference_tag(tag: str, patterns: Sequence[str]) -> bool:
+    """Whether one ``name:tag`` matches a ``reference`` filter pattern (globs over the name
+    or the name and tag)."""
+    repo = tag.rsplit(":", 1)[0]
+    return any(fnmatch.fnmatchcase(tag, p) or fnmatch.fnmatchcase(repo, p) for p in patterns)
+
+
 def matches_reference(image: Image, patterns: Sequence[str]) -> bool:
-    """Docker's ``reference`` filter: glob patterns over ``name`` or ``name:tag``."""
-    for pattern in patterns:
-        for tag in image.repo_tags:
-            repo = tag.rsplit(":", 1)[0]
-            if fnmatch.fnmatchcase(tag, pattern) or fnmatch.fnmatchcase(repo, pattern):
-                return True
-    return False
+    """Docker's ``reference`` filter: some tag of the image matches a pattern."""
+    return any(matches_reference_tag(tag, patterns) for tag in image.repo_tags)

@@ -36,7 +36,8 @@ def format_rfc3339(ns: int) -> str:
         return ZERO_TIME
     seconds, frac = divmod(ns, _NS)
     stamp = dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{frac:09d}Z"
+    fraction = f"{frac:09d}".rstrip("0")  # Go's RFC3339Nano drops trailing zeros
+    return f"{stamp}.{fraction}Z" if fraction else f"{stamp}Z"
 
 
 def go_duration(value: str) -> int:

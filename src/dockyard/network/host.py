@@ -34,6 +34,7 @@ from dockyard.network.names import (
     check_veth_prefix,
     container_interface,
     gateway_address,
+    mac_for,
     veth_name,
 )
 from dockyard.network.nft import Nft
@@ -192,7 +193,7 @@ class HostNetwork:
                 kind="veth",
                 master=bridge,
                 state="up",
-                peer={"ifname": "eth0", "net_ns_pid": pid},
+                peer={"ifname": "eth0", "net_ns_pid": pid, "address": mac_for(iface.ip)},
             )
             att.veth_created = True
             # With br_netfilter, a DNAT back to the sender's own address is bridged back

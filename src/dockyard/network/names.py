@@ -24,6 +24,7 @@ __all__ = [
     "check_veth_prefix",
     "container_interface",
     "gateway_address",
+    "mac_for",
     "random_mac",
     "veth_name",
 ]
@@ -104,6 +105,17 @@ def container_interface(spec: NetworkSpec) -> ContainerInterface:
     if str(ip) == gateway:
         raise InvalidArgument(f"container address {spec.ip} is the gateway")
     return ContainerInterface(ip=str(ip), prefixlen=prefixlen, gateway=gateway)
+
+
+def mac_for(ip: str) -> str:
+    """The container's MAC derived from its address, as Docker derives ``02:42:<ip>``.
+
+    An address freed by one container and given to the next keeps its MAC, so neighbours'
+    ARP caches stay right; a random MAC would leave the host sending to the old one until
+    its neighbour entry expires (seconds of lost packets).
+    """
+    octets = [0x02, 0x42, *ipaddress.IPv4Address(ip).packed]
+    return ":".join(f"{o:02x}" for o in octets)
 
 
 def random_mac() -> str:

@@ -21,6 +21,7 @@ PUBLIC = {
         "check_veth_prefix",
         "container_interface",
         "gateway_address",
+        "mac_for",
         "random_mac",
         "veth_name",
     ],

@@ -16,6 +16,7 @@ from dockyard.network.names import (
     check_veth_prefix,
     container_interface,
     gateway_address,
+    mac_for,
     random_mac,
     veth_name,
 )
@@ -112,3 +113,8 @@ def test_random_mac_is_local_unicast() -> None:
         first = int(mac[:2], 16)
         assert first & 0x01 == 0  # unicast
         assert first & 0x02 == 0x02  # locally administered
+
+
+def test_mac_follows_the_address_like_docker() -> None:
+    assert mac_for("172.17.0.2") == "02:42:ac:11:00:02"
+    assert mac_for("10.89.1.200") == "02:42:0a:59:01:c8"

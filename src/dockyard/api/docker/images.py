@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,12 @@ from aiohttp import web
 from dockyard.api.docker.context import ApiContext, flag, tenant_of
 from dockyard.api.docker.filters import parse_filters
 from dockyard.api.errors import json_response
-from dockyard.controller.images import matches_labels, matches_reference, parse_created
+from dockyard.controller.images import (
+    matches_labels,
+    matches_reference,
+    matches_reference_tag,
+    parse_created,
+)
 from dockyard.core.clock import format_rfc3339, parse_time_filter
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.core.models import Image, Status
@@ -105,8 +111,16 @@ async def image_list(request: web.Request) -> web.Response:
             continue
         if since is not None and image.created <= since.created:
             continue
-        if f.has("reference") and not matches_reference(image, f.get("reference")):
-            continue
+        if f.has("reference"):
+            if not matches_reference(image, f.get("reference")):
+                continue
+            # Docker lists only the tags that match the filter.
+            image = dataclasses.replace(  # noqa: PLW2901  (the listed view of this image)
+                image,
+                repo_tags=tuple(
+                    t for t in image.repo_tags if matches_reference_tag(t, f.get("reference"))
+                ),
+            )
         config = ctx.controller.images.config(image)
         if f.has("label") and not matches_labels(config, f.get("label")):
             continue
@@ -139,7 +153,8 @@ async def image_create(request: web.Request) -> web.StreamResponse:
         message=request.query.get("message", ""),
     )
     return web.Response(
-        text=json.dumps({"status": image.id}) + "\n", content_type="application/json"
+        body=json.dumps({"status": image.id}).encode() + b"\n",
+        headers={"Content-Type": "application/json"},
     )
 
 
@@ -261,16 +276,21 @@ async def image_get(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/images/load")
-async def image_load(request: web.Request) -> web.Response:
+async def image_load(request: web.Request) -> web.StreamResponse:
+    """Answers with Docker's JSON message stream (chunked, exactly application/json:
+    the docker CLI decodes it only then, and docker-py reads it line by line)."""
     ctx = ApiContext.of(request)
     images = await ctx.controller.images.load(
         tenant=tenant_of(request).id, body=_body_stream(request)
     )
-    lines = []
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
     for image in images:
-        if image.repo_tags:
-            lines += [f"Loaded image: {t}\n" for t in image.repo_tags]
-        else:
-            lines.append(f"Loaded image ID: {image.id}\n")
-    body = "".join(json.dumps({"stream": line}) + "\n" for line in lines)
-    return web.Response(text=body, content_type="application/json")
+        lines = [f"Loaded image: {t}\n" for t in image.repo_tags] or [
+            f"Loaded image ID: {image.id}\n"
+        ]
+        for line in lines:
+            await response.write(json.dumps({"stream": line}).encode() + b"\n")
+    await response.write_eof()
+    return response

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dockyard.core.errors import InvalidArgument
 from dockyard.core.protocol import CreateRequest
+from dockyard.core.tmpfs import tmpfs_options
 from dockyard.runtime.paths import BundlePaths
 from dockyard.runtime.spec import BundleSpec, Mount
 from dockyard.runtime.users import ResolvedUser
@@ -20,7 +21,6 @@ __all__ = [
     "bundle_spec",
     "process_env",
     "resolv_conf",
-    "tmpfs_options",
     "write_etc_files",
 ]
 
@@ -113,41 +113,6 @@ def write_etc_files(paths: BundlePaths, req: CreateRequest, *, host_resolv: Path
         path.write_text(text)
         os.chown(path, req.uid_base, req.uid_base)
         os.chmod(path, 0o644)
-
-
-def tmpfs_options(options: tuple[str, ...]) -> tuple[str, ...]:
-    """Docker's tmpfs defaults (noexec, nosuid, nodev) overridden by the user's options."""
-    allowed = {"size", "mode", "nr_inodes", "uid", "gid"}
-    flags = {
-        "ro",
-        "rw",
-        "exec",
-        "noexec",
-        "suid",
-        "nosuid",
-        "dev",
-        "nodev",
-        "atime",
-        "noatime",
-        "relatime",
-        "strictatime",
-        "nodiratime",
-    }
-    chosen = {"exec": "noexec", "suid": "nosuid", "dev": "nodev"}
-    extra: list[str] = []
-    for option in options:
-        key = option.split("=", 1)[0]
-        if option in flags:
-            bare = option.removeprefix("no")
-            if bare in chosen:
-                chosen[bare] = option
-            else:
-                extra.append(option)
-        elif key in allowed:
-            extra.append(option)
-        else:
-            raise InvalidArgument(f"invalid tmpfs option {option!r}")
-    return (*chosen.values(), *extra)
 
 
 def process_env(req: CreateRequest, *, home: str) -> tuple[str, ...]:

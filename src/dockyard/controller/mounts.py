@@ -14,6 +14,7 @@ from dockyard.core.errors import InvalidArgument, PermissionDenied
 from dockyard.core.ids import new_id, validate_name
 from dockyard.core.models import ContainerConfig, HostConfig
 from dockyard.core.protocol import MountSpec
+from dockyard.core.tmpfs import tmpfs_options
 
 __all__ = ["plan_mounts"]
 
@@ -86,6 +87,7 @@ def plan_mounts(
                 )
             )
         elif mount.type == "tmpfs":
+            tmpfs_options(mount.options)
             add(
                 MountSpec(
                     type="tmpfs", target=target, read_only=mount.read_only, options=mount.options
@@ -100,6 +102,7 @@ def plan_mounts(
             raise InvalidArgument(f"mount type {mount.type!r} is not supported")
     for path, options in host_config.tmpfs.items():
         opts = tuple(o for o in options.split(",") if o)
+        tmpfs_options(opts)  # refuse bad options now, not at start
         add(MountSpec(type="tmpfs", target=_target(path), options=opts))
     for path in config.volumes:
         target = _target(path)

@@ -17,11 +17,11 @@ from dockyard.agent.bundle import (
     bundle_spec,
     process_env,
     resolv_conf,
-    tmpfs_options,
     write_etc_files,
 )
 from dockyard.core.errors import InvalidArgument
 from dockyard.core.protocol import CreateRequest, MountSpec, NetworkSpec, ProcessSpec
+from dockyard.core.tmpfs import tmpfs_options
 from dockyard.runtime.paths import BundlePaths
 from dockyard.runtime.spec import BundleSpec
 from dockyard.runtime.users import ResolvedUser
@@ -61,7 +61,6 @@ def test_public_surface() -> None:
         "bundle_spec",
         "process_env",
         "resolv_conf",
-        "tmpfs_options",
         "write_etc_files",
     }
 

@@ -158,7 +158,9 @@ def test_get_int_refusals(value: object, message: str) -> None:
 
 def test_get_str_list() -> None:
     assert get_str_list({"Cmd": ["a", "b"]}, "Cmd") == ("a", "b")
-    assert get_str_list({"Cmd": "echo hi"}, "Cmd") == ("echo hi",)
+    assert get_str_list({"Cmd": "echo hi"}, "Cmd", lone_string=True) == ("echo hi",)
+    with pytest.raises(InvalidArgument, match="expected a list of strings"):
+        get_str_list({"Env": "A=b"}, "Env")  # only strslice fields take a lone string
     assert get_str_list({"Cmd": []}, "Cmd") == ()
     assert get_str_list({"Cmd": None}, "Cmd") is None
     assert get_str_list({}, "Cmd") is None

@@ -83,13 +83,15 @@ def get_int(body: dict[str, Any], key: str, where: str = "", *, default: int = 0
     return number
 
 
-def get_str_list(body: dict[str, Any], key: str, where: str = "") -> tuple[str, ...] | None:
-    """A list of strings; a lone string is accepted as a one-element list (as Docker does
-    for Cmd and Entrypoint). None when absent or null."""
+def get_str_list(
+    body: dict[str, Any], key: str, where: str = "", *, lone_string: bool = False
+) -> tuple[str, ...] | None:
+    """A list of strings, None when absent or null. ``lone_string`` accepts a single string
+    as a one-element list, as Docker's ``strslice`` does for Cmd, Entrypoint and Shell."""
     value = body.get(key)
     if value is None:
         return None
-    if isinstance(value, str):
+    if isinstance(value, str) and lone_string:
         return (value,)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidArgument(f"invalid type for {_where(key, where)}: expected a list of strings")

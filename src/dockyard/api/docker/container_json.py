@@ -80,7 +80,7 @@ def _healthcheck(data: dict[str, Any]) -> Healthcheck | None:
 
 
 def _entrypoint(body: dict[str, Any]) -> tuple[str, ...] | None:
-    value = get_str_list(body, "Entrypoint")
+    value = get_str_list(body, "Entrypoint", lone_string=True)
     if value is None or value == ():
         return None
     if value == ("",):
@@ -93,7 +93,7 @@ def parse_config(body: dict[str, Any]) -> ContainerConfig:
     image = get_str(body, "Image")
     if not image:
         raise InvalidArgument("Config.Image is required")
-    cmd = get_str_list(body, "Cmd")
+    cmd = get_str_list(body, "Cmd", lone_string=True)
     stop_timeout = body.get("StopTimeout")
     return ContainerConfig(
         image=image,
@@ -119,7 +119,7 @@ def parse_config(body: dict[str, Any]) -> ContainerConfig:
         network_disabled=get_bool(body, "NetworkDisabled"),
         mac_address=get_str(body, "MacAddress"),
         on_build=get_str_list(body, "OnBuild"),
-        shell=get_str_list(body, "Shell"),
+        shell=get_str_list(body, "Shell", lone_string=True),
         args_escaped=get_bool(body, "ArgsEscaped"),
     )
 

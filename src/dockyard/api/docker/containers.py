@@ -79,12 +79,8 @@ def _match(ctx: ApiContext, c: Container, f: Any, tenant: str) -> bool:  # noqa:
         return False
     if f.has("name") and not any(re.search(v, c.name) for v in f.get("name")):
         return False
-    if f.has("status"):
-        for value in f.get("status"):
-            if value not in _STATUSES:
-                raise InvalidArgument(f"Unrecognised filter value for status: {value}")
-        if c.state.status.value not in f.get("status"):
-            return False
+    if f.has("status") and c.state.status.value not in f.get("status"):
+        return False
     if f.has("label"):
         for item in f.get("label"):
             key, sep, value = item.partition("=")
@@ -133,6 +129,9 @@ async def container_list(request: web.Request) -> web.Response:
     ctx = ApiContext.of(request)
     tenant = tenant_of(request)
     f = parse_filters(request.query.get("filters", ""), _LIST_FILTERS)
+    for value in f.get("status"):
+        if value not in _STATUSES:
+            raise InvalidArgument(f"Unrecognised filter value for status: {value}")
     show_all = flag(request, "all")
     limit = query_int(request, "limit", -1)
     with_size = flag(request, "size")

@@ -17,11 +17,12 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import os
 import resource
 import shutil
 import signal as signals
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,7 @@ class ContainerManager:
         self._exited: dict[str, asyncio.Event] = {}
         self._pending: dict[str, list[_PendingAttach]] = {}
         self._bridges: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self._nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         if self._nofile == resource.RLIM_INFINITY:
             self._nofile = 1 << 20
@@ -239,8 +241,7 @@ class ContainerManager:
     async def _start_locked(self, record: AgentRecord) -> None:
         req = record.request
         paths = self.paths(record.id)
-        previous = record.status
-        if previous == "exited":
+        if self._runtime.exists(record.id):  # left over if the agent died mid-cleanup
             await self._runtime.delete(record.id, force=True)
         self._exit_event(record.id).clear()
         record.phase = "starting"
@@ -346,8 +347,7 @@ class ContainerManager:
             self._schedule_exit(name)
 
     def _schedule_exit(self, container_id: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._process_exit(container_id))
-        task.add_done_callback(_log_task_failure)
+        self._spawn(self._process_exit(container_id))
 
     async def _process_exit(self, container_id: str) -> None:
         async with self._lock(container_id):
@@ -361,13 +361,13 @@ class ContainerManager:
             await self._finish(record, code=code, when=_mtime_ns(paths.exit_file))
 
     async def _finish(self, record: AgentRecord, *, code: int, when: int, error: str = "") -> None:
-        """Record an exit: read OOM state, free the runtime's cgroup and the network."""
+        """Record an exit, report it, then free the runtime state, cgroup and network.
+
+        The report goes first: waiters (``docker run``) learn of the exit without waiting
+        for the cleanup, which still completes before the lock is released. The OOM state
+        is read before the cgroup goes.
+        """
         record.oom_killed = self._cgroup(record).oom_killed()
-        with contextlib.suppress(DockyardError):
-            await self._runtime.delete(record.id, force=True)
-        await asyncio.to_thread(self._cgroup(record).remove)
-        with contextlib.suppress(DockyardError):
-            await self._network.detach(container_id=record.id)
         record.status = "exited"
         record.exit_code = code
         record.finished_at = when or now_ns()
@@ -379,6 +379,15 @@ class ContainerManager:
             self.events.emit("oom", record.status_message())
         self.events.emit("exit", record.status_message())
         self._exit_event(record.id).set()
+        await self._release_runtime(record)
+
+    async def _release_runtime(self, record: AgentRecord) -> None:
+        """Free what a run held: crun's state, the cgroup, the network attachment."""
+        with contextlib.suppress(DockyardError):
+            await self._runtime.delete(record.id, force=True)
+        await asyncio.to_thread(self._cgroup(record).remove)
+        with contextlib.suppress(DockyardError):
+            await self._network.detach(container_id=record.id)
 
     async def wait_exit(self, container_id: str, timeout: float | None = None) -> bool:
         """Wait until the container is not running; False on timeout."""
@@ -469,19 +478,33 @@ class ContainerManager:
         async with self._lock(container_id):
             if container_id not in self._records:
                 return
-            paths = self.paths(container_id)
             for pending in self._pending.pop(container_id, []):
                 pending.client.close()
-            with contextlib.suppress(DockyardError):
-                await self._runtime.delete(container_id, force=True)
-            await asyncio.to_thread(self._cgroup(record).remove)
-            with contextlib.suppress(DockyardError):
-                await self._network.detach(container_id=container_id)
-            await self._discard_bundle(paths)
+            # From here the container is gone for callers; its files go in the background.
+            # The phase survives a crash: recovery finishes the job.
+            record.phase = "deleting"
+            self._save(record)
             self._records.pop(container_id, None)
             self._exit_event(container_id).set()
         self._locks.pop(container_id, None)
         self._exited.pop(container_id, None)
+        self._spawn(self._dispose(record))
+
+    async def _dispose(self, record: AgentRecord) -> None:
+        """Remove everything a deleted container left on the host."""
+        await self._release_runtime(record)
+        await self._discard_bundle(self.paths(record.id))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_task_failure)
+
+    async def drain(self) -> None:
+        """Wait for background cleanups (tests, shutdown)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     # inspection --------------------------------------------------------------------------
 
@@ -552,9 +575,8 @@ class ContainerManager:
                 await self._runtime.delete(bundle.name, force=True)
                 await self._discard_bundle(paths)
                 continue
-            if record.phase == "creating":
-                await self._runtime.delete(record.id, force=True)
-                await self._discard_bundle(paths)
+            if record.phase in ("creating", "deleting"):
+                await self._dispose(record)
                 continue
             self._records[record.id] = record
             await self._adopt(record, paths)
@@ -710,8 +732,6 @@ def _chmod_and_retry(func: Callable[..., Any], path: str, _exc: Any) -> None:
 
 def _log_task_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        import logging
-
         logging.getLogger("dockyard.agent").error(
-            "processing a container exit failed", exc_info=task.exception()
+            "background container work failed", exc_info=task.exception()
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from dockyard.core.errors import DockyardError
 __all__ = ["STATUS_BY_KIND", "docker_errors", "error_response", "json_response"]
 
 log = logging.getLogger("dockyard.api")
+_SLOW = 5.0  # seconds; slower non-streaming requests are logged as warnings
 
 STATUS_BY_KIND: dict[str, int] = {
     "not_found": 404,
@@ -52,6 +54,7 @@ def json_response(data: object, *, status: int = 200) -> web.Response:
 async def docker_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    started = time.perf_counter()
     try:
         return await handler(request)
     except DockyardError as exc:
@@ -70,3 +73,14 @@ async def docker_errors(
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal server error")
+    finally:
+        elapsed = time.perf_counter() - started
+        streaming = request.path.endswith(("/attach", "/wait", "/logs", "/events"))
+        if (elapsed > _SLOW and not streaming) or log.isEnabledFor(logging.DEBUG):
+            log.log(
+                logging.DEBUG if streaming or elapsed <= _SLOW else logging.WARNING,
+                "%s %s took %.1f ms",
+                request.method,
+                request.path_qs,
+                elapsed * 1000,
+            )

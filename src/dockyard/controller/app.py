@@ -54,10 +54,14 @@ class Controller:
             volumes=self.volumes,
         )
         self._followers: list[AgentFollower] = []
+        self._default_tenant: Tenant | None = None
 
     def default_tenant(self) -> Tenant:
-        """The one tenant of the embedded cloud until tenancy arrives."""
-        return self.store.ensure_tenant(DEFAULT_TENANT_NAME)
+        """The one tenant of the embedded cloud until tenancy arrives (tenants never change
+        once made, so it is read once)."""
+        if self._default_tenant is None:
+            self._default_tenant = self.store.ensure_tenant(DEFAULT_TENANT_NAME)
+        return self._default_tenant
 
     async def start(self, agents: list[str]) -> None:
         self.networks.ensure_default()

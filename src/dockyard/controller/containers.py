@@ -169,12 +169,13 @@ class ContainerService:
             host="",
             network=network.name if network else "",
             phase="creating",
+            memory=admitted.resources.memory,
             mounts=tuple(mounts),
             anonymous_volumes=tuple(anonymous),
         )
         volumes_host = await self._volume_host(tenant.id, mounts)
         container.host = place(
-            self._hosts.view(self._reservations()),
+            self._hosts.view(self._store.reservations()),
             PlacementRequest(memory=admitted.resources.memory, pinned_host=volumes_host),
         ).host
         self._store.add_container(container)
@@ -255,15 +256,6 @@ class ContainerService:
                 with contextlib.suppress(NotFound):
                     return self._volumes.get(tenant=tenant, name=mount.source).host
         return ""
-
-    def _reservations(self) -> dict[str, tuple[int, int]]:
-        reserved: dict[str, tuple[int, int]] = {}
-        for c in self._store.list_containers(tenant=ALL_TENANTS):
-            if c.state.status in _ACTIVE:
-                mem, count = reserved.get(c.host, (0, 0))
-                memory = c.host_config.memory or self._config.default_memory
-                reserved[c.host] = (mem + memory, count + 1)
-        return reserved
 
     # start / stop ------------------------------------------------------------------------
 
@@ -466,6 +458,7 @@ class ContainerService:
             new_hc = replace(new_hc, **changes)
             admitted = admit(new_hc, self._config)
             container.host_config = new_hc
+            container.memory = admitted.resources.memory
             # The agent applies the limits now if the container runs, else at next start.
             await self._hosts.client(container.host).update(container.id, admitted.resources)
             self._store.put_container(container)

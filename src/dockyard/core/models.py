@@ -190,6 +190,7 @@ class Container:
     runs). ``ports`` holds the published ports actually bound, ``"80/tcp" -> bindings``.
     ``manually_stopped`` records an explicit stop, which restart policies respect.
     ``mounts`` are the resolved volume and tmpfs mounts (anonymous volumes named).
+    ``memory`` is the memory limit it was admitted with (what it reserves on its host).
     ``phase`` is "" at rest, or ``creating`` / ``removing`` while that operation runs, so
     the controller can finish or roll it back after a crash.
     """
@@ -211,6 +212,7 @@ class Container:
     manually_stopped: bool = False
     has_been_started: bool = False
     phase: str = ""
+    memory: int = 0
     mounts: tuple[MountSpec, ...] = ()
     anonymous_volumes: tuple[str, ...] = ()
 

@@ -26,6 +26,7 @@ from dockyard.daemon.common import (
     pidfile_lock,
     serve_unix,
     setup_logging,
+    use_pidfd_child_watcher,
     wait_for_signal,
 )
 from dockyard.images.layers import LayerStore
@@ -52,6 +53,7 @@ def agent_id(layout: Layout) -> str:
 
 
 async def run(layout: Layout, controller: str) -> None:
+    use_pidfd_child_watcher()
     for directory in (layout.agent_dir, layout.containers_dir, layout.exits_dir):
         directory.mkdir(parents=True, exist_ok=True)
     layout.agent_dir.chmod(0o711)

@@ -25,6 +25,7 @@ __all__ = [
     "pidfile_lock",
     "serve_unix",
     "setup_logging",
+    "use_pidfd_child_watcher",
     "wait_for_signal",
 ]
 
@@ -41,6 +42,20 @@ def layout_arguments(parser: argparse.ArgumentParser) -> None:
 
 def layout_from(args: argparse.Namespace) -> Layout:
     return Layout(state_dir=args.state_dir, run_dir=args.run_dir, instance=args.instance)
+
+
+def use_pidfd_child_watcher() -> None:
+    """Reap subprocesses through pidfds instead of a thread per child (Python 3.11's default
+    watcher starts a thread for every crun and conmon it waits for). Call it from inside the
+    running loop."""
+    if sys.version_info < (3, 12) and hasattr(asyncio, "PidfdChildWatcher"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            watcher = asyncio.PidfdChildWatcher()
+            watcher.attach_loop(asyncio.get_running_loop())
+            asyncio.set_child_watcher(watcher)
 
 
 def setup_logging(name: str) -> None:

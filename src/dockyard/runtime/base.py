@@ -57,5 +57,8 @@ class Runtime(Protocol):
     async def state(self, container_id: str) -> RuntimeState | None:
         """The runtime's view, or None if the runtime does not know the container."""
 
+    def exists(self, container_id: str) -> bool:
+        """Whether the runtime still holds state for the container (cheap, no process)."""
+
     async def list_ids(self) -> list[str]:
         """Ids of every container this runtime instance knows."""

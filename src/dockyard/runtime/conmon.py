@@ -147,7 +147,27 @@ class ConmonRuntime:
     # simple commands ----------------------------------------------------------------------
 
     async def start(self, container_id: str) -> None:
-        await self._crun_cmd("start", container_id)
+        """Release a created container.
+
+        What ``crun start`` does, without its process: crun's created container waits on
+        ``<root>/<id>/exec.fifo``; opening it for writing, unlinking it and writing one
+        byte lets the process exec (libcrun_status_write_exec_fifo). Spawning crun costs
+        6-8 ms of its 30 ms budget here; if the fifo is not where crun 1.x keeps it, we fall
+        back to ``crun start``.
+        """
+        fifo = self._root / container_id / "exec.fifo"
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            await self._crun_cmd("start", container_id)
+            return
+        except OSError as exc:  # ENXIO: nobody waits on it any more
+            raise Conflict(f"container {container_id} is not waiting to start: {exc}") from exc
+        try:
+            fifo.unlink()
+            os.write(fd, b"\0")
+        finally:
+            os.close(fd)
 
     async def kill(self, container_id: str, signal: int) -> None:
         await self._crun_cmd("kill", container_id, str(signal))
@@ -176,6 +196,9 @@ class ConmonRuntime:
             return None
         data = json.loads(out)
         return RuntimeState(status=str(data.get("status", "")), pid=int(data.get("pid", 0)))
+
+    def exists(self, container_id: str) -> bool:
+        return (self._root / container_id).is_dir()
 
     async def list_ids(self) -> list[str]:
         out = await self._crun_cmd("list", "--quiet")

@@ -50,6 +50,12 @@ class Store(Protocol):
 
     def rename_container(self, *, tenant: str, container_id: str, name: str) -> None: ...
 
+    def reservations(self) -> dict[str, tuple[int, int]]:
+        """Per host: (memory reserved, number) of running, paused or restarting containers.
+
+        System scope, for placement; costs one aggregate query, not a load of every record.
+        """
+
     def delete_container(self, *, tenant: str, container_id: str) -> None: ...
 
     # images

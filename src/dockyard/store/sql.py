@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.core.clock import now_ns
-from dockyard.core.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from dockyard.core.errors import AlreadyExists, Internal, InvalidArgument, NotFound, Unavailable
 from dockyard.core.ids import new_id
 from dockyard.core.models import Container, Host, Image, Network, Volume
 from dockyard.core.serde import from_data, to_data
@@ -57,6 +57,8 @@ containers = sa.Table(
     sa.Column("tenant", sa.String(64), nullable=False),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("host", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="created"),
+    sa.Column("memory", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("doc", sa.Text, nullable=False),
     sa.UniqueConstraint("tenant", "name", name="uq_container_name"),
 )
@@ -130,6 +132,7 @@ class SqlStore:
         if self._engine.dialect.name == "sqlite":
             event.listen(self._engine, "connect", _sqlite_pragmas)
         metadata.create_all(self._engine)
+        _add_missing_columns(self._engine)
 
     @classmethod
     def sqlite(cls, path: Path, *, uid_range_start: int) -> SqlStore:
@@ -204,6 +207,8 @@ class SqlStore:
                         tenant=container.tenant,
                         name=container.name,
                         host=container.host,
+                        status=container.state.status.value,
+                        memory=container.memory,
                         doc=_dump(container),
                     )
                 )
@@ -248,7 +253,13 @@ class SqlStore:
             result = conn.execute(
                 containers.update()
                 .where(containers.c.id == container.id, containers.c.tenant == container.tenant)
-                .values(name=container.name, host=container.host, doc=_dump(container))
+                .values(
+                    name=container.name,
+                    host=container.host,
+                    status=container.state.status.value,
+                    memory=container.memory,
+                    doc=_dump(container),
+                )
             )
         if result.rowcount == 0:
             raise NotFound(f"No such container: {container.id}")
@@ -274,6 +285,15 @@ class SqlStore:
                 raise AlreadyExists(
                     f'Conflict. The container name "/{name}" is already in use.'
                 ) from exc
+
+    def reservations(self) -> dict[str, tuple[int, int]]:
+        query = (
+            sa.select(containers.c.host, sa.func.sum(containers.c.memory), sa.func.count())
+            .where(containers.c.status.in_(("running", "paused", "restarting")))
+            .group_by(containers.c.host)
+        )
+        with self._engine.connect() as conn:
+            return {row[0]: (int(row[1] or 0), int(row[2])) for row in conn.execute(query)}
 
     def delete_container(self, *, tenant: str, container_id: str) -> None:
         with self._engine.begin() as conn:
@@ -519,3 +539,26 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring tables made by an older Dockyard up to date (columns are only ever added,
+    each with a server default). Stands in for Alembic until the first release; see ADR 0004.
+    """
+    inspector = sa.inspect(engine)
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                default = column.server_default
+                if not isinstance(default, sa.DefaultClause):
+                    raise Internal(f"column {table.name}.{column.name} needs a server default")
+                kind = column.type.compile(engine.dialect)
+                conn.execute(
+                    sa.text(
+                        f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind} '
+                        f"NOT NULL DEFAULT '{default.arg}'"
+                    )
+                )

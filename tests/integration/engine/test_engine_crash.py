@@ -69,7 +69,8 @@ def host_objects(cloud: TestCloud) -> dict[str, set[str]]:
                 cmdline.startswith(b"/usr/bin/conmon")
                 and str(layout.containers_dir).encode() in cmdline
             ):
-                conmons.add(cmdline.split(b"\0")[2].decode())  # -c <id>
+                argv = cmdline.split(b"\0")
+                conmons.add(argv[argv.index(b"-c") + 1].decode())
     cgroup_root = Path(f"/sys/fs/cgroup/memory{layout.cgroup_root}")
     cgroups = {p.name for p in cgroup_root.glob("*/*")} if cgroup_root.exists() else set()
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True)
@@ -86,6 +87,27 @@ def host_objects(cloud: TestCloud) -> dict[str, set[str]]:
         "veths": veths,
         "bundles": bundles,
     }
+
+
+def settled_objects(cloud: TestCloud, *, timeout: float = 10.0) -> dict[str, set[str]]:
+    """Host objects once background cleanup is done (they stop changing)."""
+    deadline = time.monotonic() + timeout
+    previous = host_objects(cloud)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        current = host_objects(cloud)
+        if current == previous:
+            return current
+        previous = current
+    return previous
+
+
+def wait_objects(cloud: TestCloud, expected: dict[str, set[str]], timeout: float = 10.0) -> None:
+    """Cleanup runs in the background: wait (briefly) until the host matches ``expected``."""
+    deadline = time.monotonic() + timeout
+    while host_objects(cloud) != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert host_objects(cloud) == expected
 
 
 def test_agent_sigkill_readopts_and_records_exits(
@@ -166,7 +188,7 @@ def _slow_image(client: docker.DockerClient) -> str:
 
 def test_agent_killed_mid_create_leaves_nothing(crashy: TestCloud, dc: docker.DockerClient) -> None:
     ref = _slow_image(dc)
-    before = host_objects(crashy)
+    before = settled_objects(crashy)
     errors: list[BaseException] = []
 
     def create() -> None:
@@ -183,23 +205,38 @@ def test_agent_killed_mid_create_leaves_nothing(crashy: TestCloud, dc: docker.Do
     crashy.start()
     assert errors, "the create should have failed when its agent died"
     assert [c for c in dc.containers.list(all=True) if c.image.tags == [ref]] == []
-    after = host_objects(crashy)
-    assert after == before
+    wait_objects(crashy, before)
     # And the image is usable afterwards: the half-unpacked layer was not kept.
     assert dc.containers.run(ref, ["true"], remove=True) == b""
     dc.images.remove(ref)
 
 
+def objects_of(cloud: TestCloud, ids: set[str]) -> dict[str, set[str]]:
+    """The host objects that belong to the containers ``ids``."""
+    found = {}
+    for kind, names in host_objects(cloud).items():
+        found[kind] = {
+            n
+            for n in names
+            if any(i in n or (kind == "veths" and i.startswith(n[2:])) for i in ids)
+        }
+    return found
+
+
 def test_removal_leaves_no_host_objects(crashy: TestCloud, dc: docker.DockerClient) -> None:
-    before = host_objects(crashy)
     containers = [
         dc.containers.run("busybox", ["sleep", "300"], detach=True, ports={"81/tcp": None}),
         dc.containers.run("busybox", ["true"], detach=True),
         dc.containers.create("busybox", ["true"]),
     ]
-    during = host_objects(crashy)
-    assert len(during["bundles"]) == len(before["bundles"]) + 3
-    assert len(during["conmons"]) == len(before["conmons"]) + 1
+    ids = {c.id for c in containers}
+    during = objects_of(crashy, ids)
+    assert len(during["bundles"]) == 3 and len(during["conmons"]) == 1
+    assert len(during["mounts"]) == 3 and len(during["veths"]) == 1
     for container in containers:
         container.remove(force=True)
-    assert host_objects(crashy) == before
+    deadline = time.monotonic() + 10
+    empty = {kind: set() for kind in during}
+    while objects_of(crashy, ids) != empty and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert objects_of(crashy, ids) == empty

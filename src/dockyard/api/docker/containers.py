@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +17,7 @@ from dockyard.api.docker.container_json import (
     parse_create,
 )
 from dockyard.api.docker.context import ApiContext, flag, query_int, tenant_of
-from dockyard.api.docker.filters import parse_filters
+from dockyard.api.docker.filters import name_pattern, parse_filters
 from dockyard.api.errors import json_response
 from dockyard.controller.containers import UpdateRequest
 from dockyard.core.clock import parse_time_filter
@@ -77,7 +76,7 @@ def _time_of_ref(ctx: ApiContext, tenant: str, ref: str) -> int:
 def _match(ctx: ApiContext, c: Container, f: Any, tenant: str) -> bool:  # noqa: PLR0911, PLR0912
     if f.has("id") and not any(c.id.startswith(v) for v in f.get("id")):
         return False
-    if f.has("name") and not any(re.search(v, c.name) for v in f.get("name")):
+    if f.has("name") and not any(name_pattern(v).search(c.name) for v in f.get("name")):
         return False
     if f.has("status") and c.state.status.value not in f.get("status"):
         return False

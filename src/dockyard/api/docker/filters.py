@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 
 from dockyard.core.errors import InvalidArgument
 
-__all__ = ["Filters", "parse_filters"]
+__all__ = ["Filters", "name_pattern", "parse_filters"]
+
+_SAFE_REGEX = re.compile(r"^\^?(?:[A-Za-z0-9_.-]\*?)*\$?$")
+_MAX_PATTERN = 256
 
 
 class Filters:
@@ -61,3 +65,15 @@ def parse_filters(raw: str, allowed: Iterable[str]) -> Filters:
         else:
             raise InvalidArgument(f"invalid filter '{key}'")
     return Filters(values)
+
+
+def name_pattern(pattern: str) -> re.Pattern[str]:
+    """Docker's ``name`` filter is a regular expression; Dockyard accepts the subset that
+    cannot backtrack catastrophically (characters of names, ``.``, ``*`` after one of them,
+    ``^`` and ``$``), so a tenant's filter can never stall the shared controller."""
+    if len(pattern) > _MAX_PATTERN or not _SAFE_REGEX.match(pattern):
+        raise InvalidArgument(
+            f"name filter {pattern!r}: only name characters, '.', '*', '^' and '$' are "
+            "supported in patterns"
+        )
+    return re.compile(pattern)

@@ -28,3 +28,6 @@ class ControllerConfig:
     max_memory: int = 16 * 1024 * MIB
     default_stop_timeout: int = 10
     log_max_size: int = 16 * MIB
+    memory_overcommit: float = 4.0
+    """Placement counts a host's memory this many times over: limits are ceilings, and
+    most containers use a fraction of theirs (the operator's choice; 1.0 = none)."""

@@ -175,7 +175,9 @@ class ContainerService:
         )
         volumes_host = await self._volume_host(tenant.id, mounts)
         container.host = place(
-            self._hosts.view(self._store.reservations()),
+            self._hosts.view(
+                self._store.reservations(), overcommit=self._config.memory_overcommit
+            ),
             PlacementRequest(memory=admitted.resources.memory, pinned_host=volumes_host),
         ).host
         self._store.add_container(container)

@@ -65,15 +65,18 @@ class HostRegistry:
             raise Unavailable("no agent is available")
         return sorted(ready, key=lambda h: h.host.created)[0].host.id
 
-    def view(self, reserved: dict[str, tuple[int, int]]) -> list[HostView]:
-        """Placement's view; ``reserved`` maps host id to (memory, container count)."""
+    def view(
+        self, reserved: dict[str, tuple[int, int]], *, overcommit: float = 1.0
+    ) -> list[HostView]:
+        """Placement's view; ``reserved`` maps host id to (memory, container count);
+        ``overcommit`` scales each host's memory."""
         out = []
         for handle in self._agents.values():
             mem, count = reserved.get(handle.host.id, (0, 0))
             out.append(
                 HostView(
                     id=handle.host.id,
-                    mem_total=handle.info.mem_total if handle.info else 0,
+                    mem_total=int((handle.info.mem_total if handle.info else 0) * overcommit),
                     mem_reserved=mem,
                     containers=count,
                     ready=handle.ready,

@@ -30,8 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import dockyard.wire  # noqa: F401,E402  (before anything imports aiohttp)
-from dockyard.testing.cloud import TestCloud  # noqa: E402
+import dockyard.wire  # noqa: F401  (before anything imports aiohttp)
+from dockyard.testing.cloud import TestCloud
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = shutil.which("docker") or "docker"
@@ -46,13 +46,21 @@ def mem_available() -> int:
 
 def timed_runs(env: dict[str, str], runs: int, warmup: int = 3) -> list[float]:
     for _ in range(warmup):
-        subprocess.run([DOCKER, "run", "--rm", "busybox", "true"], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [DOCKER, "run", "--rm", "busybox", "true"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run([DOCKER, "run", "--rm", "busybox", "true"], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [DOCKER, "run", "--rm", "busybox", "true"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         times.append((time.perf_counter() - started) * 1000)
     return times
 
@@ -87,8 +95,11 @@ def crun_floor(runs: int, work: Path) -> list[float]:
     times = []
     for index in range(runs + 3):
         started = time.perf_counter()
-        subprocess.run(["crun", f"--root={state}", "run", "--bundle", str(bundle),
-                        f"floor{index}"], check=True, capture_output=True)
+        subprocess.run(
+            ["crun", f"--root={state}", "run", "--bundle", str(bundle), f"floor{index}"],
+            check=True,
+            capture_output=True,
+        )
         if index >= 3:
             times.append((time.perf_counter() - started) * 1000)
     return times
@@ -108,8 +119,12 @@ def ensure_docker_engine() -> None:
         policy.chmod(0o755)
     try:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                        "docker.io"], check=True, env=env, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "docker.io"],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
     finally:
         if created:
             policy.unlink()
@@ -126,46 +141,89 @@ def docker_engine(work: Path) -> Iterator[dict[str, str]]:
     sock = work / "docker.sock"
     log = open(work / "dockerd.log", "wb")  # noqa: SIM115
     daemon = subprocess.Popen(
-        ["dockerd", "--data-root", str(work / "docker-data"), "--exec-root",
-         str(work / "docker-exec"), "--host", f"unix://{sock}", "--pidfile",
-         str(work / "docker.pid"), "--bridge", bridge, "--iptables=false",
-         "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
-         "--userland-proxy=false", "--cgroup-parent", "/dybench-docker",
-         "--containerd-namespace", "dybench", "--containerd-plugins-namespace",
-         "dybench-plugins"],
-        stdout=log, stderr=log, start_new_session=True,
+        [
+            "dockerd",
+            "--data-root",
+            str(work / "docker-data"),
+            "--exec-root",
+            str(work / "docker-exec"),
+            "--host",
+            f"unix://{sock}",
+            "--pidfile",
+            str(work / "docker.pid"),
+            "--bridge",
+            bridge,
+            "--iptables=false",
+            "--ip6tables=false",
+            "--ip-forward=false",
+            "--ip-masq=false",
+            "--userland-proxy=false",
+            "--cgroup-parent",
+            "/dybench-docker",
+            "--containerd-namespace",
+            "dybench",
+            "--containerd-plugins-namespace",
+            "dybench-plugins",
+        ],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
-    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}",
-           "DOCKER_CONFIG": str(work / "docker-config")}
+    env = {
+        **os.environ,
+        "DOCKER_HOST": f"unix://{sock}",
+        "DOCKER_CONFIG": str(work / "docker-config"),
+    }
     try:
         deadline = time.monotonic() + 60
-        while subprocess.run([DOCKER, "version"], env=env, capture_output=True).returncode:
+        while subprocess.run(
+            [DOCKER, "version"], env=env, capture_output=True, check=False
+        ).returncode:
             if time.monotonic() > deadline or daemon.poll() is not None:
                 raise RuntimeError(f"dockerd did not start: see {work / 'dockerd.log'}")
             time.sleep(0.5)
         yield env
     finally:
-        subprocess.run([DOCKER, "rm", "-f", *subprocess.run(
-            [DOCKER, "ps", "-aq"], env=env, capture_output=True, text=True).stdout.split()],
-            env=env, capture_output=True)
+        subprocess.run(
+            [
+                DOCKER,
+                "rm",
+                "-f",
+                *subprocess.run(
+                    [DOCKER, "ps", "-aq"], env=env, capture_output=True, text=True, check=False
+                ).stdout.split(),
+            ],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
         daemon.terminate()
         try:
             daemon.wait(timeout=30)
         except subprocess.TimeoutExpired:
             daemon.kill()
         log.close()
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
-        subprocess.run(["umount", "-R", str(work / "docker-data")], capture_output=True)
-        subprocess.run(["umount", "-R", str(work / "docker-exec")], capture_output=True)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+        subprocess.run(
+            ["umount", "-R", str(work / "docker-data")], capture_output=True, check=False
+        )
+        subprocess.run(
+            ["umount", "-R", str(work / "docker-exec")], capture_output=True, check=False
+        )
 
 
 def copy_busybox(dockyard_env: dict[str, str], docker_env: dict[str, str], work: Path) -> None:
     """Give the Docker engine the very image Dockyard runs (saved by Dockyard)."""
     archive = work / "busybox.tar"
-    subprocess.run([DOCKER, "save", "-o", str(archive), "busybox:latest"], env=dockyard_env,
-                   check=True)
-    subprocess.run([DOCKER, "load", "-i", str(archive)], env=docker_env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [DOCKER, "save", "-o", str(archive), "busybox:latest"], env=dockyard_env, check=True
+    )
+    subprocess.run(
+        [DOCKER, "load", "-i", str(archive)],
+        env=docker_env,
+        check=True,
+        capture_output=True,
+    )
 
 
 # idle containers ------------------------------------------------------------------------
@@ -175,8 +233,13 @@ def idle_containers(env: dict[str, str], count: int) -> dict[str, float]:
     before = mem_available()
     started = time.perf_counter()
     for _ in range(count):
-        result = subprocess.run([DOCKER, "run", "-d", "busybox", "sleep", "36000"], env=env,
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [DOCKER, "run", "-d", "busybox", "sleep", "36000"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if result.returncode:
             raise RuntimeError(f"docker run -d failed: {result.stderr.strip()}")
     elapsed = time.perf_counter() - started
@@ -191,11 +254,16 @@ def idle_containers(env: dict[str, str], count: int) -> dict[str, float]:
 
 
 def remove_all(env: dict[str, str]) -> None:
-    ids = subprocess.run([DOCKER, "ps", "-aq"], env=env, capture_output=True, text=True,
-                         check=True).stdout.split()
+    ids = subprocess.run(
+        [DOCKER, "ps", "-aq"], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     for start in range(0, len(ids), 50):
-        subprocess.run([DOCKER, "rm", "-f", *ids[start:start + 50]], env=env,
-                       capture_output=True)
+        subprocess.run(
+            [DOCKER, "rm", "-f", *ids[start : start + 50]],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
 
 
 # report ---------------------------------------------------------------------------------
@@ -204,9 +272,11 @@ def remove_all(env: dict[str, str]) -> None:
 def machine() -> str:
     cpus = os.cpu_count()
     mem = int(Path("/proc/meminfo").read_text().split()[1]) // (1 << 20)
-    crun = subprocess.run(["crun", "--version"], capture_output=True, text=True).stdout
-    return (f"{platform.node()}: {cpus} CPUs, {mem} GiB, kernel {platform.release()}, "
-            f"{crun.splitlines()[0]}")
+    crun = subprocess.run(["crun", "--version"], capture_output=True, text=True, check=False).stdout
+    return (
+        f"{platform.node()}: {cpus} CPUs, {mem} GiB, kernel {platform.release()}, "
+        f"{crun.splitlines()[0]}"
+    )
 
 
 def write_report(results: dict[str, object], command: str) -> None:

@@ -124,6 +124,7 @@ class ContainerManager:
         self._pending: dict[str, list[_PendingAttach]] = {}
         self._bridges: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self._releasing: dict[str, asyncio.Task[None]] = {}
         self._nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         if self._nofile == resource.RLIM_INFINITY:
             self._nofile = 1 << 20
@@ -241,6 +242,7 @@ class ContainerManager:
     async def _start_locked(self, record: AgentRecord) -> None:
         req = record.request
         paths = self.paths(record.id)
+        await self._settle(record.id)
         if self._runtime.exists(record.id):  # left over if the agent died mid-cleanup
             await self._runtime.delete(record.id, force=True)
         self._exit_event(record.id).clear()
@@ -358,6 +360,10 @@ class ContainerManager:
             code = _read_exit_code(paths.exit_file)
             if code is None:
                 return
+            # conmon writes the exit file before it has drained the container's last
+            # output into the log; it exits once it has. Reporting the exit earlier would
+            # let `docker run` read the logs short of their end.
+            await _wait_for_monitor(paths)
             await self._finish(record, code=code, when=_mtime_ns(paths.exit_file))
 
     async def _finish(self, record: AgentRecord, *, code: int, when: int, error: str = "") -> None:
@@ -368,6 +374,7 @@ class ContainerManager:
         is read before the cgroup goes.
         """
         record.oom_killed = self._cgroup(record).oom_killed()
+        self._network.unpublish(container_id=record.id)  # its ports are free on return
         record.status = "exited"
         record.exit_code = code
         record.finished_at = when or now_ns()
@@ -379,7 +386,15 @@ class ContainerManager:
             self.events.emit("oom", record.status_message())
         self.events.emit("exit", record.status_message())
         self._exit_event(record.id).set()
-        await self._release_runtime(record)
+        # Cleanup runs on its own so a removal right after the exit need not wait for it;
+        # the next start of this container does (see _settle).
+        self._releasing[record.id] = self._spawn(self._release_runtime(record))
+
+    async def _settle(self, container_id: str) -> None:
+        """Wait for the cleanup of the container's previous run, if one is under way."""
+        task = self._releasing.pop(container_id, None)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
 
     async def _release_runtime(self, record: AgentRecord) -> None:
         """Free what a run held: crun's state, the cgroup, the network attachment."""
@@ -492,14 +507,16 @@ class ContainerManager:
 
     async def _dispose(self, record: AgentRecord) -> None:
         """Remove everything a deleted container left on the host."""
+        await self._settle(record.id)
         await self._release_runtime(record)
         await self._discard_bundle(self.paths(record.id))
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_log_task_failure)
+        return task
 
     async def drain(self) -> None:
         """Wait for background cleanups (tests, shutdown)."""
@@ -703,6 +720,36 @@ def _mtime_ns(path: Path) -> int:
         return os.stat(path).st_mtime_ns
     except OSError:
         return 0
+
+
+async def _wait_for_monitor(paths: BundlePaths, timeout: float = 5.0) -> None:
+    """Wait until the container's conmon has exited (at most ``timeout`` seconds)."""
+    if not _conmon_alive(paths):
+        return
+    try:
+        pid = int(paths.conmon_pidfile.read_text().strip())
+        fd = os.pidfd_open(pid)
+    except (OSError, ValueError):
+        return  # gone already
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] = loop.create_future()
+
+    def exited() -> None:
+        if not gone.done():
+            gone.set_result(None)
+
+    loop.add_reader(fd, exited)
+    try:
+        await asyncio.wait_for(gone, timeout)
+    except TimeoutError:
+        logging.getLogger("dockyard.agent").warning(
+            "conmon of %s still runs %.0f s after the container exited",
+            paths.container_id,
+            timeout,
+        )
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
 
 
 def _conmon_alive(paths: BundlePaths) -> bool:

@@ -211,6 +211,21 @@ class HostNetwork:
         self._attached[container_id] = att
         return ports_dict(bound)
 
+    def unpublish(self, *, container_id: str) -> None:
+        """Release the container's host ports now: close their reservations and remove
+        their DNAT elements (sub-millisecond; the veth is left to :meth:`detach`).
+
+        Called as soon as a container stops, so a port is free again the moment a stop or
+        removal returns. Idempotent.
+        """
+        att = self._attached.get(container_id)
+        if att is None:
+            return
+        _close_all(att.sockets)
+        att.sockets.clear()
+        self._delete_elements(att.elements)
+        att.elements = []
+
     async def detach(self, *, container_id: str) -> None:
         """Unpublish the container's ports and delete its host veth if it still exists.
 
@@ -218,11 +233,10 @@ class HostNetwork:
         looked for; elements left by an earlier agent are removed by :meth:`cleanup`.
         """
         check_container_id(container_id)
+        self.unpublish(container_id=container_id)
         att = self._attached.pop(container_id, None)
         if att is None:
             att = _Attachment(veth=veth_name(self._prefix, container_id))
-        _close_all(att.sockets)
-        self._delete_elements(att.elements)
         await self._links.delete(att.veth)
 
     async def restore(

@@ -14,6 +14,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 __all__ = ["LogEntry", "follow_entries", "parse_line", "read_entries"]
 
@@ -121,6 +122,44 @@ def read_entries(
         yield from keep
 
 
+class _Follower:
+    """Reads a log file as it grows, through an open handle.
+
+    Holding the file open means a container removed while a client still follows its
+    logs (``docker run --rm`` does exactly that) is read to the end. If the path comes to
+    name another file (rotated or truncated), reading moves to it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._handle: BinaryIO | None = None
+
+    def read(self) -> bytes:
+        """Whatever is new; b"" if nothing is."""
+        if self._handle is None:
+            try:
+                self._handle = open(self._path, "rb")  # noqa: SIM115  (closed in close())
+            except FileNotFoundError:
+                return b""
+        chunk = self._handle.read()
+        if chunk:
+            return chunk
+        try:
+            current = os.stat(self._path)
+        except FileNotFoundError:
+            return b""  # removed: what we hold is all there is
+        held = os.fstat(self._handle.fileno())
+        if current.st_ino != held.st_ino or current.st_size < self._handle.tell():
+            self.close()
+            return self.read()
+        return b""
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
 async def follow_entries(
     path: Path,
     *,
@@ -130,52 +169,47 @@ async def follow_entries(
     finished: Callable[[], bool],
 ) -> AsyncIterator[LogEntry]:
     """Like :func:`read_entries`, then keep yielding new lines until ``finished()`` is true
-    and the file has been read to its end. Copes with the file being truncated or replaced.
+    and the file has been read to its end. Copes with the file being truncated, replaced
+    or deleted while it is followed.
     """
     joiner = _Joiner()
     # Until the existing content is read, entries wait here so ``tail`` can keep the last.
     backlog: collections.deque[LogEntry] | None = collections.deque(
         maxlen=tail if tail >= 0 else None
     )
-    position, inode, buffer = 0, 0, b""
-    while True:
-        done = finished()
-        try:
-            stat = os.stat(path)
-        except FileNotFoundError:
-            stat = None
-        if stat is not None and (stat.st_ino != inode or stat.st_size < position):
-            position, inode, buffer = 0, stat.st_ino, b""
-        ready: list[LogEntry] = []
-        grew = stat is not None and stat.st_size > position
-        if grew:
-            with open(path, "rb") as handle:
-                handle.seek(position)
-                chunk = handle.read()
-            position += len(chunk)
-            *lines, buffer = (buffer + chunk).split(b"\n")
-            for line in lines:
-                ready += _selected(joiner.feed(line), since, 0)
-        elif done:
-            ready += _selected_all(joiner.flush(), since, 0)
-        for entry in ready:
-            if until and entry.time >= until:
-                for kept in backlog or ():
-                    yield kept
-                return
+    follower = _Follower(path)
+    buffer = b""
+    try:
+        while True:
+            done = finished()
+            chunk = follower.read()
+            ready: list[LogEntry] = []
+            if chunk:
+                *lines, buffer = (buffer + chunk).split(b"\n")
+                for line in lines:
+                    ready += _selected(joiner.feed(line), since, 0)
+            elif done:
+                ready += _selected_all(joiner.flush(), since, 0)
+            for entry in ready:
+                if until and entry.time >= until:
+                    for kept in backlog or ():
+                        yield kept
+                    return
+                if backlog is not None:
+                    backlog.append(entry)
+                else:
+                    yield entry
+            if chunk:
+                continue
             if backlog is not None:
-                backlog.append(entry)
-            else:
-                yield entry
-        if grew:
-            continue
-        if backlog is not None:
-            for entry in backlog:
-                yield entry
-            backlog = None
-        if done:
-            return
-        await asyncio.sleep(_FOLLOW_POLL)
+                for entry in backlog:
+                    yield entry
+                backlog = None
+            if done:
+                return
+            await asyncio.sleep(_FOLLOW_POLL)
+    finally:
+        follower.close()
 
 
 def _selected(entry: LogEntry | None, since: int, until: int) -> list[LogEntry]:

@@ -98,7 +98,7 @@ async def run(layout: Layout, controller: str) -> None:
         log.info("agent stopped; containers keep running under conmon")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dockyard-agent")
     layout_arguments(parser)
     parser.add_argument(
@@ -106,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="controller's internal address, unix:///path or http://host:port",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging("agent")
     layout = layout_from(args)
     try:

@@ -61,7 +61,7 @@ async def run(config: ControllerConfig, agents: list[str], *, seed: bool) -> Non
         log.info("controller stopped")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dockyard-controller")
     layout_arguments(parser)
     parser.add_argument(
@@ -77,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="give the default tenant busybox:latest if it has none",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging("controller")
     layout = layout_from(args)
     config = ControllerConfig(

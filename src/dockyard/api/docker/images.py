@@ -59,7 +59,7 @@ def image_summary(image: Image, config: dict[str, Any], containers: int) -> dict
     }
 
 
-def image_inspect(image: Image, config: dict[str, Any]) -> dict[str, Any]:
+def image_inspect_json(image: Image, config: dict[str, Any]) -> dict[str, Any]:
     return {
         "Id": image.id,
         "RepoTags": list(image.repo_tags),
@@ -159,12 +159,12 @@ async def image_create(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get(f"/images/{_NAME}/json")
-async def image_inspect_handler(request: web.Request) -> web.Response:
+async def image_inspect(request: web.Request) -> web.Response:
     ctx = ApiContext.of(request)
     image = ctx.controller.images.resolve(
         tenant=tenant_of(request).id, ref=request.match_info["name"]
     )
-    return json_response(image_inspect(image, ctx.controller.images.config(image)))
+    return json_response(image_inspect_json(image, ctx.controller.images.config(image)))
 
 
 @routes.get(f"/images/{_NAME}/history")

@@ -74,6 +74,7 @@ def test_host_network_methods() -> None:
         "detach",
         "restore",
         "cleanup",
+        "unpublish",
         "teardown",
         "close",
     }

@@ -26,7 +26,7 @@ from dockyard.core.errors import (
     Unavailable,
 )
 from dockyard.core.protocol import NetworkSpec
-from dockyard.network.links import HostLinks, configure_eth0
+from dockyard.network.links import HostLinks
 from dockyard.network.names import (
     check_bridge_name,
     check_container_id,
@@ -45,6 +45,7 @@ from dockyard.network.ports import (
     check_mapping,
     ports_dict,
 )
+from dockyard.network.rtnl import Rtnl, configure_eth0, create_veth
 from dockyard.network.rules import (
     PUBLISH_MAPS,
     Element,
@@ -106,6 +107,7 @@ class HostNetwork:
         self._prefix = check_veth_prefix(veth_prefix)
         self._nft = Nft()
         self._links = HostLinks()
+        self._rtnl = Rtnl()
         self._bridges: dict[str, int] = {}
         self._attached: dict[str, _Attachment] = {}
         self._ports = PortAllocator()
@@ -188,19 +190,14 @@ class HostNetwork:
                 att.sockets.append(sock)
                 bound.append(taken)
             bridge = await self._bridge_index(spec)
-            peer_index = await self._links.add(
-                ifname=att.veth,
-                kind="veth",
-                master=bridge,
-                state="up",
-                peer={"ifname": "eth0", "net_ns_pid": pid, "address": mac_for(iface.ip)},
-            )
+            # The two hot steps go through our own small rtnetlink client (rtnl.py).
+            create_veth(self._rtnl, pid=pid, veth=att.veth, master=bridge, mac=mac_for(iface.ip))
             att.veth_created = True
             # With br_netfilter, a DNAT back to the sender's own address is bridged back
             # out of the port it came in on, which a bridge refuses unless the port is in
             # hairpin mode (Docker sets it too when it runs without its userland proxy).
             _write_sysctl(Path("/sys/class/net") / att.veth / "brport" / "hairpin_mode", "1")
-            await configure_eth0(pid, iface, index=peer_index)
+            configure_eth0(pid=pid, ip=iface.ip, prefixlen=iface.prefixlen, gateway=iface.gateway)
             elements = publish_elements(bound, container_ip=iface.ip, owner=container_id)
             if elements:
                 self._nft.cmd(render_add(self._table, elements))
@@ -313,6 +310,7 @@ class HostNetwork:
             _close_all(att.sockets)
         self._attached.clear()
         self._links.close()
+        self._rtnl.close()
         self._nft.close()
 
     # internals

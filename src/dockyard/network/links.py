@@ -16,10 +16,9 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from dockyard.core.errors import AlreadyExists, FailedPrecondition, Unavailable
-from dockyard.network.names import ContainerInterface, random_mac
-from dockyard.network.netns import socket_in_netns
+from dockyard.network.names import random_mac
 
-__all__ = ["LOOPBACK_IFINDEX", "HostLinks", "configure_eth0", "netlink_errors"]
+__all__ = ["LOOPBACK_IFINDEX", "HostLinks", "netlink_errors"]
 
 LOOPBACK_IFINDEX = 1  # the kernel gives lo index 1 in every netns
 
@@ -33,29 +32,6 @@ def netlink_errors(what: str) -> Iterator[None]:
         raise Unavailable(f"{what}: {exc.args[-1]} (netlink error {exc.code})") from exc
     except OSError as exc:
         raise Unavailable(f"{what}: {exc}") from exc
-
-
-async def configure_eth0(pid: int, iface: ContainerInterface, *, index: int | None = None) -> None:
-    """In ``pid``'s netns: address eth0, bring eth0 and lo up, add the default route.
-
-    ``index`` is eth0's ifindex in that netns if known (saves a lookup). The netlink
-    socket is made inside the netns by setns (no helper process). Raises
-    ``FailedPrecondition`` if the process is gone, ``Unavailable`` on netlink errors.
-    """
-    sock = socket_in_netns(pid)
-    inner = AsyncIPRoute(use_socket=sock, groups=0)
-    try:
-        with netlink_errors(f"configure eth0 in the netns of pid {pid}"):
-            if index is None:
-                index = (await inner.link("get", ifname="eth0"))[0]["index"]
-            await inner.addr("add", index=index, address=iface.ip, prefixlen=iface.prefixlen)
-            # Up before the route: the kernel refuses a gateway behind a down link.
-            await inner.link("set", index=index, state="up")
-            await inner.link("set", index=LOOPBACK_IFINDEX, state="up")
-            await inner.route("add", gateway=iface.gateway, oif=index)
-    finally:
-        inner.close()
-        sock.close()
 
 
 class HostLinks:

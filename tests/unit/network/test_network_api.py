@@ -11,7 +11,8 @@ PUBLIC = {
     "dockyard.network.host": ["HostNetwork"],
     "dockyard.network.nft": ["DEFAULT_LIBRARY", "Nft"],
     "dockyard.network.netns": ["CLONE_NEWNET", "socket_in_netns"],
-    "dockyard.network.links": ["LOOPBACK_IFINDEX", "HostLinks", "configure_eth0", "netlink_errors"],
+    "dockyard.network.links": ["LOOPBACK_IFINDEX", "HostLinks", "netlink_errors"],
+    "dockyard.network.rtnl": ["Rtnl", "configure_eth0", "create_veth"],
     "dockyard.network.names": [
         "IFNAMSIZ",
         "ContainerInterface",

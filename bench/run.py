@@ -105,6 +105,44 @@ def crun_floor(runs: int, work: Path) -> list[float]:
     return times
 
 
+def monitor_floor(count: int, work: Path) -> dict[str, float]:
+    """``count`` idle containers through conmon + crun directly (our runtime driver, no
+    controller, agent, user namespace or network): the floor for the idle benchmark."""
+    import asyncio
+
+    from dockyard.runtime.base import CreateOptions
+    from dockyard.runtime.conmon import ConmonRuntime
+    from dockyard.runtime.paths import BundlePaths
+
+    rootfs = work / "crun-bundle" / "rootfs"
+    base = json.loads((work / "crun-bundle" / "config.json").read_text())
+    base["process"]["args"] = ["/bin/busybox", "sleep", "36000"]
+    base["root"] = {"path": str(rootfs), "readonly": True}
+
+    async def run() -> float:
+        runtime = ConmonRuntime(state_root=work / "floor-state")
+        started = time.perf_counter()
+        for index in range(count):
+            bundle = work / "floor" / f"c{index}"
+            bundle.mkdir(parents=True)
+            config = dict(base, linux=dict(base["linux"], cgroupsPath=f"/dybench-crun/f{index}"))
+            (bundle / "config.json").write_text(json.dumps(config))
+            paths = BundlePaths(bundle, work / "floor-exits")
+            await runtime.create(paths, CreateOptions())
+            await runtime.start(paths.container_id)
+        elapsed = time.perf_counter() - started
+        for index in range(count):
+            await runtime.delete(f"c{index}", force=True)
+        return elapsed
+
+    elapsed = asyncio.run(run())
+    return {
+        "containers": count,
+        "start_all_s": round(elapsed, 2),
+        "per_container_ms": round(elapsed / count * 1000, 1),
+    }
+
+
 # the side-by-side Docker engine -------------------------------------------------------
 
 
@@ -253,6 +291,24 @@ def idle_containers(env: dict[str, str], count: int) -> dict[str, float]:
     }
 
 
+def idle_containers_api(env: dict[str, str], count: int) -> dict[str, float]:
+    """The same through the Engine API (docker-py), without the CLI's own start-up."""
+    import docker
+
+    client = docker.APIClient(base_url=env["DOCKER_HOST"], version="1.41")
+    started = time.perf_counter()
+    for _ in range(count):
+        container = client.create_container("busybox", ["sleep", "36000"])
+        client.start(container["Id"])
+    elapsed = time.perf_counter() - started
+    client.close()
+    return {
+        "containers": count,
+        "start_all_s": round(elapsed, 2),
+        "per_container_ms": round(elapsed / count * 1000, 1),
+    }
+
+
 def remove_all(env: dict[str, str]) -> None:
     ids = subprocess.run(
         [DOCKER, "ps", "-aq"], env=env, capture_output=True, text=True, check=True
@@ -308,6 +364,8 @@ def main() -> int:
         work = Path(tmp)
         results["crun_run_true"] = summary(crun_floor(args.runs, work))
         print("crun floor", results["crun_run_true"], flush=True)
+        results["conmon_crun_idle"] = monitor_floor(args.idle, work)
+        print("conmon+crun idle floor", results["conmon_crun_idle"], flush=True)
         cloud = TestCloud.launch(work / "dockyard")
         try:
             env = cloud.env()
@@ -323,6 +381,9 @@ def main() -> int:
                 results["dockyard_share_of_docker"] = round(ours / docker_median, 3)
             results["dockyard_idle"] = idle_containers(env, args.idle)
             print("idle", results["dockyard_idle"], flush=True)
+            remove_all(env)
+            results["dockyard_idle_api"] = idle_containers_api(env, args.idle)
+            print("idle (API)", results["dockyard_idle_api"], flush=True)
             remove_all(env)
         finally:
             cloud.purge()

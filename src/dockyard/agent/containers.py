@@ -58,6 +58,7 @@ from dockyard.wire.hijack import HijackedStream
 __all__ = ["AgentSettings", "ContainerManager", "parse_signal"]
 
 _ATTACH_READY_TIMEOUT = 5.0
+_MAX_PREPARED = 64  # created-but-not-started containers whose runtime is made ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,7 @@ class ContainerManager:
         self._bridges: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._releasing: dict[str, asyncio.Task[None]] = {}
+        self._prepared: dict[str, asyncio.Task[int]] = {}
         self._nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         if self._nofile == resource.RLIM_INFINITY:
             self._nofile = 1 << 20
@@ -192,6 +194,8 @@ class ContainerManager:
                 raise
             record.phase = ""
             self._save(record)
+            if len(self._prepared) < _MAX_PREPARED:
+                self._prepared[req.id] = self._spawn_pid(self._create_runtime(record))
         return record.status_message()
 
     async def _prepare(self, record: AgentRecord, paths: BundlePaths) -> None:
@@ -239,12 +243,43 @@ class ContainerManager:
             await self._start_locked(record)
             return record.status_message()
 
+    async def _create_runtime(self, record: AgentRecord) -> int:
+        """Write config.json and have conmon run ``crun create``: the process exists,
+        stopped before exec, until :meth:`_start_locked` releases it."""
+        req = record.request
+        paths = self.paths(record.id)
+        self._write_config(record, paths)
+        return await self._runtime.create(
+            paths,
+            CreateOptions(
+                stdin=req.process.open_stdin,
+                terminal=req.process.tty,
+                leave_stdin_open=req.process.open_stdin and not req.process.stdin_once,
+                log_size_max=req.log_max_size,
+            ),
+        )
+
+    async def _unprepare(self, container_id: str) -> None:
+        """Drop a runtime container made ahead of start (its config may be stale)."""
+        task = self._prepared.pop(container_id, None)
+        if task is None:
+            return
+        with contextlib.suppress(Exception):
+            await task
+        with contextlib.suppress(DockyardError):
+            await self._runtime.delete(container_id, force=True)
+
     async def _start_locked(self, record: AgentRecord) -> None:
         req = record.request
         paths = self.paths(record.id)
-        await self._settle(record.id)
-        if self._runtime.exists(record.id):  # left over if the agent died mid-cleanup
-            await self._runtime.delete(record.id, force=True)
+        # A first start finds the runtime container made right after create (creating
+        # it takes most of a start; doing it early overlaps it with the client's next
+        # requests). Later starts create it now.
+        prepared = self._prepared.pop(record.id, None)
+        if prepared is None:
+            await self._settle(record.id)
+            if self._runtime.exists(record.id):  # left over if the agent died mid-cleanup
+                await self._runtime.delete(record.id, force=True)
         self._exit_event(record.id).clear()
         record.phase = "starting"
         record.error = ""
@@ -252,23 +287,14 @@ class ContainerManager:
         pid = 0
         try:
             await self._ensure_bridge(req)
-            self._write_config(record, paths)
-            pid = await self._runtime.create(
-                paths,
-                CreateOptions(
-                    stdin=req.process.open_stdin,
-                    terminal=req.process.tty,
-                    leave_stdin_open=req.process.open_stdin and not req.process.stdin_once,
-                    log_size_max=req.log_max_size,
-                ),
-            )
+            pid = await (prepared if prepared is not None else self._create_runtime(record))
             record.ports = await self._network.attach(
                 container_id=record.id, pid=pid, spec=req.network
             )
             await self._release_pending(record, paths)
             await self._runtime.start(record.id)
         except BaseException as exc:
-            if pid:
+            if pid or prepared is not None:
                 with contextlib.suppress(DockyardError):
                     await self._runtime.delete(record.id, force=True)
                 with contextlib.suppress(DockyardError):
@@ -472,6 +498,7 @@ class ContainerManager:
     async def update(self, container_id: str, resources: Resources) -> ContainerStatus:
         async with self._lock(container_id):
             record = self._get(container_id)
+            await self._unprepare(container_id)  # made with the old limits
             record.request = replace(record.request, resources=resources)
             if record.status in ("running", "paused"):
                 config = build_config_resources(resources)
@@ -495,6 +522,7 @@ class ContainerManager:
                 return
             for pending in self._pending.pop(container_id, []):
                 pending.client.close()
+            await self._unprepare(container_id)
             # From here the container is gone for callers; its files go in the background.
             # The phase survives a crash: recovery finishes the job.
             record.phase = "deleting"
@@ -510,6 +538,12 @@ class ContainerManager:
         await self._settle(record.id)
         await self._release_runtime(record)
         await self._discard_bundle(self.paths(record.id))
+
+    def _spawn_pid(self, coro: Coroutine[Any, Any, int]) -> asyncio.Task[int]:
+        task = asyncio.get_running_loop().create_task(coro)
+        # Its outcome is read by start (or dropped by delete); never log it twice.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return task
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -614,6 +648,9 @@ class ContainerManager:
             self._save(record)
             return
         if record.status not in ("running", "paused"):
+            if self._runtime.exists(record.id):  # made ahead of a start that never came
+                with contextlib.suppress(DockyardError):
+                    await self._runtime.delete(record.id, force=True)
             return
         code = _read_exit_code(paths.exit_file)
         if code is not None:

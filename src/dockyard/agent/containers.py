@@ -185,8 +185,9 @@ class ContainerManager:
         async with self._lock(req.id):
             self._records[req.id] = record
             try:
+                # No record is saved until the bundle is ready: after a crash, a bundle
+                # without one is a half-done create, which recovery removes.
                 paths.bundle.mkdir(mode=0o711, parents=True)
-                self._save(record)
                 await self._prepare(record, paths)
             except BaseException:
                 self._records.pop(req.id, None)

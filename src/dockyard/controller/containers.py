@@ -36,6 +36,7 @@ from dockyard.core.errors import (
     InvalidArgument,
     NotFound,
     NotModified,
+    Unavailable,
 )
 from dockyard.core.ids import new_id, random_name, validate_name
 from dockyard.core.models import Container, ContainerConfig, HostConfig, PortBinding, Status
@@ -192,7 +193,7 @@ class ContainerService:
         container = Container(
             id=container_id,
             tenant=tenant.id,
-            name=name or self._free_name(tenant.id),
+            name=name or random_name(),
             created=now_ns(),
             image=config.image,
             image_id=image.id,
@@ -210,7 +211,7 @@ class ContainerService:
             self._hosts.view(self._store.reservations(), overcommit=self._config.memory_overcommit),
             PlacementRequest(memory=admitted.resources.memory, pinned_host=volumes_host),
         ).host
-        self._add(container)
+        self._add_named(container, chosen=bool(name))
         created_volumes: list[str] = []
         try:
             for mount in mounts:
@@ -264,16 +265,20 @@ class ContainerService:
         self._put(container)
         return CreateResult(container=container, warnings=admitted.warnings)
 
-    def _free_name(self, tenant: str) -> str:
-        for _ in range(64):
-            candidate = random_name()
+    def _add_named(self, container: Container, *, chosen: bool) -> None:
+        """Store a new record; a generated name that is taken is replaced and tried again
+        (the store's uniqueness check is the only one that cannot race)."""
+        for attempt in range(16):
             try:
-                self._store.get_container(tenant=tenant, ref=candidate)
-            except NotFound:
-                return candidate
-            except InvalidArgument:
-                continue
-        return f"{random_name()}_{new_id()[:6]}"
+                self._add(container)
+            except AlreadyExists:
+                if chosen:
+                    raise
+                suffix = f"_{new_id()[:6]}" if attempt >= 8 else ""
+                container.name = random_name() + suffix
+            else:
+                return
+        raise Unavailable("could not find a free name for the container")
 
     def _volume_exists(self, tenant: str, name: str) -> bool:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import fnmatch
 import functools
@@ -77,6 +78,7 @@ class ImageService:
         self._spool = spool_dir
         spool_dir.mkdir(parents=True, exist_ok=True)
         self._lock = asyncio.Lock()
+        self._tags: dict[tuple[str, str], Image] = {}
 
     @property
     def content(self) -> ContentStore:
@@ -104,7 +106,7 @@ class ImageService:
                     return image
         elif reference is not None:
             with contextlib.suppress(NotFound):
-                return self._store.image_by_tag(tenant=tenant, tag=reference.tagged())
+                return self._by_tag(tenant, reference.tagged())
         if bare and set(bare) <= _HEX and (ref.startswith("sha256:") or ":" not in ref):
             found = self._store.find_images(tenant=tenant, id_prefix=f"sha256:{bare}")
             if len(found) == 1:
@@ -112,6 +114,19 @@ class ImageService:
         if reference is not None and not reference.digest and ":" not in ref.rsplit("/", 1)[-1]:
             raise NotFound(f"No such image: {reference.tagged()}")
         raise NotFound(f"No such image: {ref}")
+
+    def _by_tag(self, tenant: str, tag: str) -> Image:
+        """The image tagged ``tag``, from a cache this service clears on every change of
+        the tenant's images (it is their only writer). Callers get a copy."""
+        key = (tenant, tag)
+        image = self._tags.get(key)
+        if image is None:
+            image = self._store.image_by_tag(tenant=tenant, tag=tag)
+            self._tags[key] = image
+        return dataclasses.replace(image)
+
+    def _changed(self, tenant: str) -> None:
+        self._tags = {k: v for k, v in self._tags.items() if k[0] != tenant}
 
     def list_images(self, *, tenant: str) -> list[Image]:
         return self._store.list_images(tenant=tenant)
@@ -151,6 +166,7 @@ class ImageService:
             image.repo_digests = existing.repo_digests
         image.repo_tags = tuple(dict.fromkeys((*image.repo_tags, *extra_tags)))
         self._store.put_image(image)
+        self._changed(image.tenant)
         return image
 
     async def _spool_body(self, body: AsyncIterator[bytes]) -> BinaryIO:
@@ -223,6 +239,7 @@ class ImageService:
         if name not in image.repo_tags:
             image.repo_tags = (*image.repo_tags, name)
             self._store.put_image(image)
+            self._changed(image.tenant)
         return image
 
     # removal -----------------------------------------------------------------------------
@@ -275,6 +292,7 @@ class ImageService:
             report.untagged.extend(image.repo_tags)
             report.untagged.extend(image.repo_digests)
             self._store.delete_image(tenant=tenant, image_id=image.id)
+            self._changed(tenant)
             report.deleted.append(image.id)
             await asyncio.to_thread(self._collect, image)
             return report
@@ -295,6 +313,7 @@ class ImageService:
     def _untag(self, image: Image, tag: str) -> None:
         image.repo_tags = tuple(t for t in image.repo_tags if t != tag)
         self._store.put_image(image)
+        self._changed(image.tenant)
 
     def _collect(self, image: Image) -> None:
         """Delete blobs of ``image`` that no tenant's image references any more."""

@@ -28,6 +28,7 @@ class NetworkService:
         self._store = store
         self._layout = layout
         self._subnet = subnet
+        self._cache: dict[tuple[str, str], Network] = {}
 
     def ensure_default(self) -> Network:
         try:
@@ -53,7 +54,14 @@ class NetworkService:
         return self._store.list_networks(tenant=tenant)
 
     def get(self, *, tenant: str, ref: str) -> Network:
-        return self._store.get_network(tenant=tenant, ref=ref)
+        """A network by id, name or prefix (cached: networks do not change yet; creating
+        and removing them, in the tenant networks issue, will clear the cache)."""
+        key = (tenant, ref)
+        network = self._cache.get(key)
+        if network is None:
+            network = self._store.get_network(tenant=tenant, ref=ref)
+            self._cache[key] = network
+        return network
 
     def resolve_mode(self, *, tenant: str, mode: str) -> Network | None:
         """The network for Docker's ``NetworkMode``; None for ``none``."""
@@ -78,7 +86,7 @@ class NetworkService:
         """How the agent should plumb ``container`` (its address is already reserved)."""
         if not container.network:
             return NetworkSpec(mode="none")
-        network = self._store.get_network(tenant=container.tenant, ref=container.network)
+        network = self.get(tenant=container.tenant, ref=container.network)
         prefix = ipaddress.ip_network(network.subnet).prefixlen
         return NetworkSpec(
             mode="bridge",

@@ -560,6 +560,7 @@ class ContainerService:
         state = container.state
         if (status.started_at, status.finished_at) < (state.started_at, state.finished_at):
             return container
+        before = (replace(state), dict(container.ports), container.has_been_started)
         was_active = state.status in _ACTIVE
         state.status = {
             "running": Status.RUNNING,
@@ -579,6 +580,8 @@ class ContainerService:
         }
         if state.status in _ACTIVE:
             container.has_been_started = True
+        if (state, container.ports, container.has_been_started) == before:
+            return container  # a report of what we already know (the start's own event)
         self._put(container)
         if was_active and state.status == Status.EXITED:
             self._exited(container)

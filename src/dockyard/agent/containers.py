@@ -392,6 +392,10 @@ class ContainerManager:
             # let `docker run` read the logs short of their end.
             await _wait_for_monitor(paths)
             await self._finish(record, code=code, when=_mtime_ns(paths.exit_file))
+        if record.request.auto_remove:
+            # --rm: the container goes right after its exit is reported, whether or not
+            # the controller is there to ask (as Docker's daemon does it).
+            await self.delete(container_id, force=True)
 
     async def _finish(self, record: AgentRecord, *, code: int, when: int, error: str = "") -> None:
         """Record an exit, report it, then free the runtime state, cgroup and network.

@@ -252,6 +252,7 @@ class ContainerService:
                 shm_size=host_config.shm_size,
                 oom_score_adj=max(0, host_config.oom_score_adj),
                 log_max_size=self._config.log_max_size,
+                auto_remove=host_config.auto_remove,
             )
             await self._hosts.client(container.host).create(request)
         except BaseException:
@@ -461,8 +462,19 @@ class ContainerService:
     async def _remove_locked(self, container: Container, *, volumes: bool) -> None:
         with contextlib.suppress(NotFound):
             await self._hosts.client(container.host).delete(container.id, force=True)
+        await self._remove_record(container, volumes=volumes)
+
+    async def _remove_record(self, container: Container, *, volumes: bool) -> None:
+        """Forget a container whose agent no longer has it: record, address, and with
+        ``volumes`` its anonymous volumes; then wake ``wait(removed)``."""
         self._networks.release(container_id=container.id)
         self._delete(container)
+        self._restarts.forget(container.id)
+        watch = self._watch(container.id)
+        watch.removed = True
+        watch.notify()
+        self._watches.pop(container.id, None)
+        self._locks.pop(container.id, None)
         if volumes:
             for name in container.anonymous_volumes:
                 with contextlib.suppress(NotFound, Conflict):
@@ -471,12 +483,6 @@ class ContainerService:
                         name=name,
                         users=self.volume_users(tenant=container.tenant, name=name),
                     )
-        self._restarts.forget(container.id)
-        watch = self._watch(container.id)
-        watch.removed = True
-        watch.notify()
-        self._watches.pop(container.id, None)
-        self._locks.pop(container.id, None)
 
     async def rename(self, *, tenant: str, ref: str, name: str) -> None:
         container = self.get(tenant=tenant, ref=ref)
@@ -599,7 +605,9 @@ class ContainerService:
             self._put(container)
             self._restarts.schedule(container.id, delay, lambda: self._restart_later(container))
         elif container.host_config.auto_remove:
-            self._spawn(self._auto_remove(container))
+            # The agent deletes a --rm container itself once it has reported the exit;
+            # here only the record, its address and its anonymous volumes go.
+            self._spawn(self._forget(container))
 
     async def _restart_later(self, container: Container) -> None:
         async with self._lock(container.id):
@@ -621,6 +629,15 @@ class ContainerService:
                 self._watch(current.id).notify()
                 return
             self._apply(self._reload(current), status)
+
+    async def _forget(self, container: Container) -> None:
+        """Drop the record of a container its agent has deleted (or will: --rm)."""
+        async with self._lock(container.id):
+            try:
+                current = self._reload(container)
+            except NotFound:
+                return
+            await self._remove_record(current, volumes=True)
 
     async def _auto_remove(self, container: Container) -> None:
         with contextlib.suppress(NotFound):
@@ -661,6 +678,11 @@ class ContainerService:
                     await self._remove_locked(container, volumes=True)
                 continue
             if status is None:
+                if container.host_config.auto_remove:
+                    # --rm: its agent removed it after the exit, while we were away.
+                    async with self._lock(container.id):
+                        await self._remove_record(container, volumes=True)
+                    continue
                 container.state.status = Status.DEAD
                 container.state.error = "the container is missing on its host"
                 self._put(container)

@@ -137,6 +137,8 @@ class CreateRequest:
     oom_score_adj: int = 0
     log_max_size: int = 0
     log_max_files: int = 1
+    auto_remove: bool = False
+    """``--rm``: the agent deletes the container as soon as it has reported its exit."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -242,3 +242,18 @@ def test_removal_leaves_no_host_objects(crashy: TestCloud, dc: docker.DockerClie
     while objects_of(crashy, ids) != empty and time.monotonic() < deadline:
         time.sleep(0.1)
     assert objects_of(crashy, ids) == empty
+
+
+def test_rm_container_exiting_while_controller_is_down_is_removed(
+    crashy: TestCloud, dc: docker.DockerClient
+) -> None:
+    container = dc.containers.run(
+        "busybox", ["sh", "-c", "sleep 1"], detach=True, auto_remove=True, name="rm-while-down"
+    )
+    crashy.kill("controller")
+    time.sleep(1.5)  # it exits, and its agent removes it, while no controller runs
+    crashy.start()
+    with pytest.raises(docker.errors.NotFound):
+        dc.containers.get(container.id)
+    again = dc.containers.create("busybox", ["true"], name="rm-while-down")  # name is free
+    again.remove()

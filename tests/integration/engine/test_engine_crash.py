@@ -229,8 +229,13 @@ def test_removal_leaves_no_host_objects(crashy: TestCloud, dc: docker.DockerClie
         dc.containers.run("busybox", ["true"], detach=True),
         dc.containers.create("busybox", ["true"]),
     ]
+    containers[1].wait()  # exited (its conmon ends with it)
     ids = {c.id for c in containers}
+    deadline = time.monotonic() + 5
     during = objects_of(crashy, ids)
+    while len(during["conmons"]) != 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        during = objects_of(crashy, ids)
     # The running one and the created one (its runtime is made ahead of start) have a
     # conmon; the exited one has none left.
     assert len(during["bundles"]) == 3 and len(during["conmons"]) == 2

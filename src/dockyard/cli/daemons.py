@@ -40,7 +40,7 @@ def daemons(layout: Layout, *, bridge_subnet: str, uid_range_start: int) -> list
         "--instance",
         layout.instance,
     )
-    internal = f"unix://{layout.run_dir / 'controller.sock'}"
+    internal = f"unix://{layout.controller_socket}"
     return [
         Daemon(
             "agent",

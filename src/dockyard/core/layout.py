@@ -54,6 +54,11 @@ class Layout:
         return self.run_dir / "docker.sock"
 
     @property
+    def controller_socket(self) -> Path:
+        """The controller's internal API, for agents."""
+        return self.run_dir / "controller.sock"
+
+    @property
     def controller_pidfile(self) -> Path:
         return self.run_dir / "controller.pid"
 
@@ -89,10 +94,6 @@ class Layout:
     @property
     def exits_dir(self) -> Path:
         return self.run_dir / "exits"
-
-    @property
-    def attach_dir(self) -> Path:
-        return self.run_dir / "attach"
 
     @property
     def log_dir(self) -> Path:

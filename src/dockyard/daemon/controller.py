@@ -19,7 +19,6 @@ from dockyard.controller.config import (
     DEFAULT_UID_RANGE_START,
     ControllerConfig,
 )
-from dockyard.core.layout import Layout
 from dockyard.daemon.common import (
     AlreadyRunning,
     layout_arguments,
@@ -34,17 +33,11 @@ from dockyard.store.sql import SqlStore
 log = logging.getLogger("dockyard.controller")
 
 
-def internal_socket(layout: Layout) -> str:
-    return str(layout.run_dir / "controller.sock")
-
-
 async def run(config: ControllerConfig, agents: list[str], *, seed: bool) -> None:
     layout = config.layout
     store = SqlStore.sqlite(layout.database, uid_range_start=config.uid_range_start)
     controller = Controller(config, store)
-    internal = await serve_unix(
-        make_internal_app(controller), layout.run_dir / "controller.sock", mode=0o600
-    )
+    internal = await serve_unix(make_internal_app(controller), layout.controller_socket, mode=0o600)
     try:
         await controller.start(agents)
         if seed:

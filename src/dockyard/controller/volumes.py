@@ -78,14 +78,11 @@ class VolumeService:
         self._store.add_volume(volume)
         return volume
 
-    async def remove(
-        self, *, tenant: str, name: str, users: list[str], force: bool = False
-    ) -> None:
+    async def remove(self, *, tenant: str, name: str, users: list[str]) -> None:
         """Delete a volume and its data; Conflict while ``users`` (container ids) hold it."""
         volume = self._store.get_volume(tenant=tenant, name=name)
         if users:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
-        del force  # Docker's force only hides "no such volume"; the caller handles that
         await self._agent_for(volume.host).remove_volume(tenant, name)
         self._store.delete_volume(tenant=tenant, name=name)
 

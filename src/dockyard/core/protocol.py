@@ -29,7 +29,6 @@ __all__ = [
     "StopRequest",
     "TopResult",
     "VolumeRequest",
-    "VolumeStatus",
 ]
 
 PROTOCOL_VERSION = 1
@@ -136,7 +135,6 @@ class CreateRequest:
     shm_size: int = 0
     oom_score_adj: int = 0
     log_max_size: int = 0
-    log_max_files: int = 1
     auto_remove: bool = False
     """``--rm``: the agent deletes the container as soon as it has reported its exit."""
 
@@ -214,15 +212,6 @@ class VolumeRequest:
 
 
 @dataclass(slots=True)
-class VolumeStatus:
-    name: str
-    tenant: str
-    mountpoint: str
-    size: int = -1
-    ref_count: int = 0
-
-
-@dataclass(slots=True)
 class AgentInfo:
     """Facts about the agent's host, for /info, scheduling and health."""
 
@@ -242,4 +231,3 @@ class AgentInfo:
     storage_driver: str
     root_dir: str
     protocol_version: int = 1
-    layers_size: int = 0

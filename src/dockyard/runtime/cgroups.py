@@ -75,14 +75,6 @@ class Cgroup:
                     found.extend(int(x) for x in text.split())
         return sorted(set(found))
 
-    def memory_usage(self) -> int:
-        text = self._read("memory", "memory.current" if self._v2 else "memory.usage_in_bytes")
-        return int(text) if text.strip().isdigit() else 0
-
-    def memory_limit(self) -> int:
-        text = self._read("memory", "memory.max" if self._v2 else "memory.limit_in_bytes").strip()
-        return int(text) if text.isdigit() else 0
-
     def read(self, controller: str, name: str) -> str:
         """Raw content of a control file ("" if absent), for tests and stats."""
         return self._read(controller, name)

@@ -43,7 +43,6 @@ from dockyard.core.protocol import (
     StopRequest,
     TopResult,
     VolumeRequest,
-    VolumeStatus,
 )
 from dockyard.core.serde import from_data, to_data
 
@@ -172,7 +171,6 @@ RECORDS: list[Any] = [
     ContainerSize(size_rw=1, size_root_fs=2),
     TopResult(titles=["PID", "CMD"], processes=[["1", "sleep 1"]]),
     VolumeRequest(name="v", tenant="t", uid_base=5, options={"size": "1g"}),
-    VolumeStatus(name="v", tenant="t", mountpoint="/m"),
     AgentInfo(
         id="h1",
         boot_id="b",

@@ -33,6 +33,7 @@ from dockyard.agent.bundle import bundle_spec, write_etc_files
 from dockyard.agent.events import EventLog
 from dockyard.agent.records import AgentRecord, load_record, save_record
 from dockyard.core.clock import now_ns
+from dockyard.core.disk import tree_size
 from dockyard.core.errors import (
     AlreadyExists,
     Conflict,
@@ -52,7 +53,7 @@ from dockyard.runtime.paths import BundlePaths
 from dockyard.runtime.safepath import makedirs_in_root, open_in_root, read_in_root
 from dockyard.runtime.spec import build_config
 from dockyard.runtime.users import resolve_user
-from dockyard.volumes.local import LocalVolumes, directory_size
+from dockyard.volumes.local import LocalVolumes
 from dockyard.wire.hijack import HijackedStream
 
 __all__ = ["AgentSettings", "ContainerManager", "parse_signal"]
@@ -566,7 +567,7 @@ class ContainerManager:
 
     async def size(self, container_id: str) -> ContainerSize:
         record = self._get(container_id)
-        upper = await asyncio.to_thread(directory_size, self.paths(container_id).upper)
+        upper = await asyncio.to_thread(tree_size, self.paths(container_id).upper)
         layers = sum(self._layers.size(d) for d in dict.fromkeys(record.request.layers))
         return ContainerSize(size_rw=upper, size_root_fs=upper + layers)
 

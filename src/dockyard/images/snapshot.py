@@ -154,28 +154,6 @@ class Snapshotter:
                         with contextlib.suppress(OSError):
                             entry.rmdir()
 
-    def rw_size(self, upper: Path) -> int:
-        """Bytes of the files in ``upper`` (hard links counted once), as ``docker ps -s``."""
-        total = 0
-        seen: set[tuple[int, int]] = set()
-        stack = [str(upper)]
-        while stack:
-            try:
-                entries = list(os.scandir(stack.pop()))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            for entry in entries:
-                info = entry.stat(follow_symlinks=False)
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                    continue
-                if info.st_nlink > 1:
-                    if (info.st_dev, info.st_ino) in seen:
-                        continue
-                    seen.add((info.st_dev, info.st_ino))
-                total += info.st_size
-        return total
-
     def _ensure_idmaps(
         self, layers: Sequence[str], uid_base: int, uid_size: int, made: list[Path]
     ) -> None:

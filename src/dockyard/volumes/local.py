@@ -10,28 +10,11 @@ import os
 import shutil
 from pathlib import Path
 
+from dockyard.core.disk import tree_size
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.core.ids import validate_name
 
-__all__ = ["LocalVolumes", "directory_size"]
-
-
-def directory_size(path: Path) -> int:
-    """Bytes allocated to regular files under ``path`` (hard links counted once)."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-            total += st.st_blocks * 512
-    return total
+__all__ = ["LocalVolumes"]
 
 
 class LocalVolumes:
@@ -71,7 +54,7 @@ class LocalVolumes:
         shutil.rmtree(self._dir(tenant, name), ignore_errors=True)
 
     def size(self, *, tenant: str, name: str) -> int:
-        return directory_size(self.path(tenant=tenant, name=name))
+        return tree_size(self.path(tenant=tenant, name=name))
 
     def list_volumes(self) -> list[tuple[str, str]]:
         found = []

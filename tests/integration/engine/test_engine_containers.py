@@ -227,6 +227,37 @@ def test_list_filters(client: docker.DockerClient, cleanup: list[str]) -> None:
     assert info.value.status_code == 400
 
 
+def test_list_filters_by_order_volume_and_expose(api: docker.APIClient, cleanup: list[str]) -> None:
+    first = api.create_container("busybox", ["true"], labels={"suite": "order"})["Id"]
+    cleanup.append(first)
+    middle = api.create_container(
+        "busybox",
+        ["true"],
+        labels={"suite": "order"},
+        ports=[8080],
+        host_config=api.create_host_config(binds={"order-vol": {"bind": "/data", "mode": "rw"}}),
+    )["Id"]
+    cleanup.append(middle)
+    last = api.create_container("busybox", ["true"], labels={"suite": "order"})["Id"]
+    cleanup.append(last)
+
+    def listed(**filters: str) -> list[str]:
+        rows = api.containers(all=True, filters={"label": "suite=order", **filters})
+        return [row["Id"] for row in rows]
+
+    assert listed() == [last, middle, first]
+    assert listed(before=middle) == [first]
+    assert listed(since=middle[:12]) == [last]
+    assert listed(volume="order-vol") == [middle]
+    assert listed(volume="/data") == [middle]
+    assert listed(expose="8080") == [middle]
+    assert listed(expose="8080/udp") == []
+    with pytest.raises(docker.errors.NotFound):
+        listed(before="no-such-container")
+    api.remove_container(middle, v=True)
+    api.remove_volume("order-vol")
+
+
 def test_list_size_and_limit(api: docker.APIClient, cleanup: list[str]) -> None:
     cid = api.create_container("busybox", ["sh", "-c", "head -c 100000 /dev/zero > /big"])["Id"]
     cleanup.append(cid)

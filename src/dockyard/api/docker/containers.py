@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -59,68 +60,77 @@ def _network(ctx: ApiContext, container: Container) -> dict[str, str]:
 
 
 def _volumes(ctx: ApiContext, container: Container) -> dict[str, Any]:
-    wanted = {m.source for m in container.mounts if m.type == "volume"}
-    if not wanted:
-        return {}
-    volumes = ctx.controller.volumes.list_volumes(tenant=container.tenant)
-    return {v.name: v for v in volumes if v.name in wanted}
+    found: dict[str, Any] = {}
+    for mount in container.mounts:
+        if mount.type == "volume" and mount.source not in found:
+            with contextlib.suppress(NotFound):
+                found[mount.source] = ctx.controller.volumes.get(
+                    tenant=container.tenant, name=mount.source
+                )
+    return found
 
 
 # list / create / inspect ----------------------------------------------------------------
 
 
-def _time_of_ref(ctx: ApiContext, tenant: str, ref: str) -> int:
-    return ctx.controller.containers.get(tenant=tenant, ref=ref).created
-
-
-def _match(ctx: ApiContext, c: Container, f: Any, tenant: str) -> bool:  # noqa: PLR0911, PLR0912
-    if f.has("id") and not any(c.id.startswith(v) for v in f.get("id")):
-        return False
-    if f.has("name") and not any(name_pattern(v).search(c.name) for v in f.get("name")):
-        return False
-    if f.has("status") and c.state.status.value not in f.get("status"):
-        return False
+def _matcher(ctx: ApiContext, f: Any, tenant: str) -> Callable[[Container], bool]:
+    """The list filters as one predicate; references are resolved once, not per container."""
+    checks: list[Callable[[Container], bool]] = []
+    if f.has("id"):
+        ids = f.get("id")
+        checks.append(lambda c: any(c.id.startswith(v) for v in ids))
+    if f.has("name"):
+        patterns = [name_pattern(v) for v in f.get("name")]
+        checks.append(lambda c: any(p.search(c.name) for p in patterns))
+    if f.has("status"):
+        statuses = set(f.get("status"))
+        checks.append(lambda c: c.state.status.value in statuses)
     if f.has("label"):
-        for item in f.get("label"):
-            key, sep, value = item.partition("=")
-            if key not in c.config.labels or (sep and c.config.labels[key] != value):
-                return False
+        labels = [item.partition("=") for item in f.get("label")]
+        checks.append(
+            lambda c: all(
+                key in c.config.labels and (not sep or c.config.labels[key] == value)
+                for key, sep, value in labels
+            )
+        )
     if f.has("exited"):
-        if c.state.status != Status.EXITED:
-            return False
-        if str(c.state.exit_code) not in f.get("exited"):
-            return False
+        codes = set(f.get("exited"))
+        checks.append(lambda c: c.state.status == Status.EXITED and str(c.state.exit_code) in codes)
     if f.has("ancestor"):
-        ids = set()
-        for ref in f.get("ancestor"):
+        refs = set(f.get("ancestor"))
+        images = set()
+        for ref in refs:
             with contextlib.suppress(NotFound):
-                ids.add(ctx.controller.images.resolve(tenant=tenant, ref=ref).id)
-        if c.image_id not in ids and c.image not in f.get("ancestor"):
-            return False
-    if f.has("before") and c.created >= _time_of_ref(ctx, tenant, f.one("before")):
-        return False
-    if f.has("since") and c.created <= _time_of_ref(ctx, tenant, f.one("since")):
-        return False
+                images.add(ctx.controller.images.resolve(tenant=tenant, ref=ref).id)
+        checks.append(lambda c: c.image_id in images or c.image in refs)
+    if f.has("before"):
+        before = ctx.controller.containers.get(tenant=tenant, ref=f.one("before")).created
+        checks.append(lambda c: c.created < before)
+    if f.has("since"):
+        since = ctx.controller.containers.get(tenant=tenant, ref=f.one("since")).created
+        checks.append(lambda c: c.created > since)
     if f.has("volume"):
-        names = {m.source for m in c.mounts} | {m.target for m in c.mounts}
-        if not names & set(f.get("volume")):
-            return False
-    if f.has("network") and c.network not in f.get("network"):
-        return False
+        volumes = set(f.get("volume"))
+        checks.append(lambda c: any(m.source in volumes or m.target in volumes for m in c.mounts))
+    if f.has("network"):
+        networks = set(f.get("network"))
+        checks.append(lambda c: c.network in networks)
     if f.has("publish"):
-        published = {k for k in c.ports} | {
-            f"{b.host_port}/{k.split('/')[1]}" for k, v in c.ports.items() for b in v
-        }
-        wanted = {p if "/" in p else f"{p}/tcp" for p in f.get("publish")}
-        if not wanted & published:
-            return False
+        published = {p if "/" in p else f"{p}/tcp" for p in f.get("publish")}
+        checks.append(lambda c: bool(published & _published(c)))
     if f.has("expose"):
-        wanted = {p if "/" in p else f"{p}/tcp" for p in f.get("expose")}
-        if not wanted & set(c.config.exposed_ports):
-            return False
-    if f.has("is-task") and f.bool("is-task"):
-        return False
-    return not f.has("health")
+        exposed = {p if "/" in p else f"{p}/tcp" for p in f.get("expose")}
+        checks.append(lambda c: bool(exposed & set(c.config.exposed_ports)))
+    if (f.has("is-task") and f.bool("is-task")) or f.has("health"):
+        return lambda c: False  # no swarm tasks, no health checks (yet)
+    return lambda c: all(check(c) for check in checks)
+
+
+def _published(c: Container) -> set[str]:
+    """``8080/tcp`` for the container port and ``80/tcp`` for each host port bound to it."""
+    return set(c.ports) | {
+        f"{b.host_port}/{key.split('/')[1]}" for key, bindings in c.ports.items() for b in bindings
+    }
 
 
 @routes.get("/containers/json")
@@ -134,6 +144,7 @@ async def container_list(request: web.Request) -> web.Response:
     show_all = flag(request, "all")
     limit = query_int(request, "limit", -1)
     with_size = flag(request, "size")
+    match = _matcher(ctx, f, tenant.id)
     containers = ctx.controller.containers.list_containers(tenant=tenant.id)
     containers.sort(key=lambda c: c.created, reverse=True)
     if limit > 0:
@@ -143,7 +154,7 @@ async def container_list(request: web.Request) -> web.Response:
         active = c.state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
         if not show_all and not active and not f.has("status"):
             continue
-        if not _match(ctx, c, f, tenant.id):
+        if not match(c):
             continue
         size = None
         if with_size:

@@ -29,11 +29,7 @@ _NAME = "{name:.+}"
 
 
 def _body_stream(request: web.Request) -> AsyncIterator[bytes]:
-    async def chunks() -> AsyncIterator[bytes]:
-        async for chunk in request.content.iter_chunked(1 << 20):
-            yield chunk
-
-    return chunks()
+    return request.content.iter_chunked(1 << 20)
 
 
 def _users(ctx: ApiContext, tenant: str) -> dict[str, list[tuple[str, bool]]]:

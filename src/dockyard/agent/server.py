@@ -35,24 +35,13 @@ from dockyard.runtime.logs import LogEntry, follow_entries, read_entries
 from dockyard.volumes.local import LocalVolumes
 from dockyard.wire.framing import frame, stream_number
 from dockyard.wire.hijack import hijack
+from dockyard.wire.status import http_status
 
 __all__ = ["make_app"]
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("dockyard.agent")
-
-_STATUS = {
-    "not_found": 404,
-    "already_exists": 409,
-    "conflict": 409,
-    "invalid_argument": 400,
-    "failed_precondition": 412,
-    "permission_denied": 403,
-    "quota_exceeded": 403,
-    "not_modified": 304,
-    "unavailable": 503,
-}
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -94,7 +83,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except DockyardError as exc:
         error = exc.to_wire()
-        status = _STATUS.get(exc.kind, 500)
+        status = http_status(exc)
     except (web.HTTPException, ConnectionResetError):
         raise
     except Exception as exc:  # the one place unexpected errors become protocol errors

@@ -14,24 +14,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from dockyard.core.errors import DockyardError
+from dockyard.wire.status import http_status
 
-__all__ = ["STATUS_BY_KIND", "docker_errors", "error_response", "json_response"]
+__all__ = ["docker_errors", "error_response", "json_response"]
 
 log = logging.getLogger("dockyard.api")
 _SLOW = 5.0  # seconds; slower non-streaming requests are logged as warnings
-
-STATUS_BY_KIND: dict[str, int] = {
-    "not_found": 404,
-    "already_exists": 409,
-    "conflict": 409,
-    "invalid_argument": 400,
-    "failed_precondition": 412,
-    "permission_denied": 403,
-    "quota_exceeded": 403,
-    "not_modified": 304,
-    "unavailable": 503,
-    "internal": 500,
-}
 
 
 def error_response(status: int, message: str) -> web.Response:
@@ -58,7 +46,7 @@ async def docker_errors(
     try:
         return await handler(request)
     except DockyardError as exc:
-        return error_response(STATUS_BY_KIND.get(exc.kind, 500), exc.message)
+        return error_response(http_status(exc), exc.message)
     except web.HTTPException as exc:
         if exc.status >= 400:
             return error_response(

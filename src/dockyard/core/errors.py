@@ -14,7 +14,7 @@
     ├── Unavailable          a dependency (agent, runtime, kernel) failed or is away
     └── Internal             a bug: an invariant did not hold
 
-Errors carry no HTTP status: `dockyard.api.errors` maps each kind to one. Across the agent
+Errors carry no HTTP status: `dockyard.wire.status` maps each kind to one. Across the agent
 protocol they travel as ``{"kind": "...", "message": "..."}`` and are rebuilt with
 :func:`from_wire`, so no side ever matches on message text.
 """

@@ -35,6 +35,7 @@ from dockyard.runtime.logs import LogEntry, follow_entries, read_entries
 from dockyard.volumes.local import LocalVolumes
 from dockyard.wire.framing import frame, stream_number
 from dockyard.wire.hijack import hijack
+from dockyard.wire.query import flag, query_int
 from dockyard.wire.status import http_status
 
 __all__ = ["make_app"]
@@ -58,23 +59,6 @@ async def _body(request: web.Request, cls: type[T]) -> T:
     except ValueError as exc:
         raise InvalidArgument(f"invalid JSON body: {exc}") from exc
     return from_data(cls, data)
-
-
-def _flag(request: web.Request, name: str, default: bool = False) -> bool:
-    value = request.query.get(name)
-    if value is None:
-        return default
-    return value.lower() in ("1", "true", "yes")
-
-
-def _int(request: web.Request, name: str, default: int = 0) -> int:
-    value = request.query.get(name, "")
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidArgument(f"invalid value for {name}: {value!r}") from None
 
 
 @web.middleware
@@ -155,7 +139,7 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
 
     @routes.delete("/v1/containers/{id}")
     async def delete(request: web.Request) -> web.Response:
-        await manager.delete(request.match_info["id"], force=_flag(request, "force"))
+        await manager.delete(request.match_info["id"], force=flag(request, "force"))
         return _json({})
 
     @routes.get("/v1/containers/{id}/size")
@@ -177,12 +161,12 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
         cid = request.match_info["id"]
         record = manager.record(cid)
         tty = record.request.process.tty
-        want = {"stdout": _flag(request, "stdout"), "stderr": _flag(request, "stderr")}
-        timestamps = _flag(request, "timestamps")
+        want = {"stdout": flag(request, "stdout"), "stderr": flag(request, "stderr")}
+        timestamps = flag(request, "timestamps")
         since, until, tail = (
-            _int(request, "since"),
-            _int(request, "until"),
-            _int(request, "tail", -1),
+            query_int(request, "since"),
+            query_int(request, "until"),
+            query_int(request, "tail", -1),
         )
         path = manager.paths(cid).log_file
         response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"})
@@ -194,7 +178,7 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
                 data = format_rfc3339(entry.time).encode() + b" " + data
             return data if tty else frame(stream_number(entry.stream), data)
 
-        if _flag(request, "follow"):
+        if flag(request, "follow"):
             async for entry in follow_entries(
                 path,
                 since=since,
@@ -218,9 +202,9 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
         cid = request.match_info["id"]
         manager.record(cid)  # NotFound before hijacking
         options = AttachOptions(
-            stdin=_flag(request, "stdin"),
-            stdout=_flag(request, "stdout"),
-            stderr=_flag(request, "stderr"),
+            stdin=flag(request, "stdin"),
+            stdout=flag(request, "stdout"),
+            stderr=flag(request, "stderr"),
             tty=False,
         )
         stream = await hijack(request, content_type="application/vnd.docker.raw-stream")
@@ -235,7 +219,7 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         boot = request.query.get("boot", "")
-        after = _int(request, "after")
+        after = query_int(request, "after")
         try:
             async for event in manager.events.follow(boot_id=boot, after=after):
                 await response.write(json.dumps(to_data(event)).encode() + b"\n")

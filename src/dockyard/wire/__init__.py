@@ -1,7 +1,8 @@
 """HTTP plumbing shared by the Docker API server and the agent server.
 
-Docker's stream framing, connection hijacking and the HTTP status of each error kind are
-protocol mechanics, not domain logic: they live here, below both servers, importing only ``dockyard.core`` and aiohttp.
+Docker's stream framing, connection hijacking, query values and the HTTP status of each
+error kind are protocol mechanics, not domain logic: they live here, below both servers,
+importing only ``dockyard.core`` and aiohttp.
 """
 
 import os as _os

@@ -17,7 +17,7 @@ from dockyard.api.docker.container_json import (
     mounts_json,
     parse_create,
 )
-from dockyard.api.docker.context import ApiContext, flag, query_int, tenant_of
+from dockyard.api.docker.context import ApiContext, tenant_of
 from dockyard.api.docker.filters import name_pattern, parse_filters
 from dockyard.api.errors import json_response
 from dockyard.controller.containers import UpdateRequest
@@ -25,6 +25,7 @@ from dockyard.core.clock import parse_time_filter
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.core.models import Container, HostConfig, RestartPolicy, Status
 from dockyard.wire.hijack import hijack
+from dockyard.wire.query import flag, query_int
 
 __all__ = ["routes"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dockyard.api.docker.context import ApiContext, flag, tenant_of
+from dockyard.api.docker.context import ApiContext, tenant_of
 from dockyard.api.docker.filters import parse_filters
 from dockyard.api.errors import json_response
 from dockyard.controller.images import (
@@ -21,6 +21,7 @@ from dockyard.controller.images import (
 from dockyard.core.clock import format_rfc3339, parse_time_filter
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.core.models import Image, Status
+from dockyard.wire.query import flag
 
 __all__ = ["routes"]
 

@@ -7,12 +7,13 @@ from typing import Any
 from aiohttp import web
 
 from dockyard.api.docker.body import get_str, get_str_map, read_json
-from dockyard.api.docker.context import ApiContext, flag, tenant_of
+from dockyard.api.docker.context import ApiContext, tenant_of
 from dockyard.api.docker.filters import parse_filters
 from dockyard.api.errors import json_response
 from dockyard.core.clock import format_rfc3339
 from dockyard.core.errors import NotFound
 from dockyard.core.models import Volume
+from dockyard.wire.query import flag
 
 __all__ = ["routes", "volume_json"]
 

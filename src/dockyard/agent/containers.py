@@ -51,7 +51,7 @@ from dockyard.runtime.base import CreateOptions, Runtime
 from dockyard.runtime.cgroups import Cgroup
 from dockyard.runtime.paths import BundlePaths
 from dockyard.runtime.safepath import makedirs_in_root, open_in_root, read_in_root
-from dockyard.runtime.spec import build_config
+from dockyard.runtime.spec import build_config, linux_resources
 from dockyard.runtime.users import resolve_user
 from dockyard.volumes.local import LocalVolumes
 from dockyard.wire.hijack import HijackedStream
@@ -507,8 +507,7 @@ class ContainerManager:
             await self._unprepare(container_id)  # made with the old limits
             record.request = replace(record.request, resources=resources)
             if record.status in ("running", "paused"):
-                config = build_config_resources(resources)
-                await self._runtime.update(container_id, config)
+                await self._runtime.update(container_id, linux_resources(resources))
             self._save(record)
             return record.status_message()
 
@@ -688,28 +687,6 @@ class ContainerManager:
         for record in list(self._records.values()):
             if record.status in ("running", "paused") and self.paths(record.id).exit_file.exists():
                 self._schedule_exit(record.id)
-
-
-def build_config_resources(resources: Resources) -> dict[str, Any]:
-    """The ``linux.resources`` subset ``crun update`` accepts."""
-    out: dict[str, Any] = {}
-    if resources.memory:
-        out["memory"] = {"limit": resources.memory}
-        if resources.memory_swap:
-            out["memory"]["swap"] = resources.memory_swap
-    cpu: dict[str, Any] = {}
-    if resources.cpu_shares:
-        cpu["shares"] = resources.cpu_shares
-    if resources.cpu_quota:
-        cpu["quota"] = resources.cpu_quota
-        cpu["period"] = resources.cpu_period or 100_000
-    if resources.cpuset_cpus:
-        cpu["cpus"] = resources.cpuset_cpus
-    if cpu:
-        out["cpu"] = cpu
-    if resources.pids_limit:
-        out["pids"] = {"limit": resources.pids_limit}
-    return out
 
 
 async def _copy_up(rootfs: Path, target: str, data: Path) -> None:

@@ -118,7 +118,6 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(run(layout, args.controller))
     except AlreadyRunning:
         log.info("an agent already runs for %s", layout.state_dir)
-        return 0
     return 0
 
 

@@ -15,7 +15,14 @@ from typing import Any
 from dockyard.core.protocol import Resources
 from dockyard.runtime.seccomp_bpf import ANNOTATION as SECCOMP_ANNOTATION
 
-__all__ = ["MASKED_PATHS", "READONLY_PATHS", "BundleSpec", "Mount", "build_config"]
+__all__ = [
+    "MASKED_PATHS",
+    "READONLY_PATHS",
+    "BundleSpec",
+    "Mount",
+    "build_config",
+    "linux_resources",
+]
 
 MASKED_PATHS = (
     "/proc/asound",
@@ -138,18 +145,23 @@ def _base_mounts(spec: BundleSpec) -> list[dict[str, Any]]:
 
 
 def _resources(spec: BundleSpec) -> dict[str, Any]:
-    res = spec.resources
     devices: list[dict[str, Any]] = [{"allow": False, "access": "rwm"}]
     devices += [
         {"allow": True, "type": kind, "major": major, "access": "rwm"}
         | ({} if minor is None else {"minor": minor})
         for kind, major, minor in _ALLOWED_DEVICES
     ]
-    out: dict[str, Any] = {"devices": devices}
+    limits = linux_resources(spec.resources, memory_swap_supported=spec.memory_swap_supported)
+    return {"devices": devices, **limits}
+
+
+def linux_resources(res: Resources, *, memory_swap_supported: bool = True) -> dict[str, Any]:
+    """The limits in ``linux.resources``: the spec's at create, ``crun update``'s input."""
+    out: dict[str, Any] = {}
     memory: dict[str, Any] = {}
     if res.memory:
         memory["limit"] = res.memory
-        if spec.memory_swap_supported:
+        if memory_swap_supported:
             # Docker: MemorySwap 0 means twice the limit, -1 unlimited; this host has no
             # swap, so "limit" is the honest ceiling either way.
             swap = res.memory_swap

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import docker
 import pytest
 from docker.types import Mount
 
 from dockyard.testing.cloud import TestCloud
+
+MIB = 1024 * 1024
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
@@ -308,15 +311,19 @@ def test_top(client: docker.DockerClient, cleanup: list[str]) -> None:
 def test_update_limits(client: docker.DockerClient, cleanup: list[str], cloud: TestCloud) -> None:
     container = client.containers.run("busybox", ["sleep", "30"], detach=True, mem_limit="64m")
     cleanup.append(container.id)
+    (cgroup,) = Path(f"/sys/fs/cgroup/memory{cloud.layout.cgroup_root}").glob(f"*/{container.id}")
+
+    def limits() -> tuple[int, int]:
+        memory = int((cgroup / "memory.limit_in_bytes").read_text())
+        return memory, int((cgroup / "memory.memsw.limit_in_bytes").read_text())
+
+    assert limits() == (64 * MIB, 128 * MIB)  # Docker: no --memory-swap is twice the limit
     container.update(mem_limit="96m", memswap_limit="96m")
     container.reload()
-    assert container.attrs["HostConfig"]["Memory"] == 96 * 1024 * 1024
-    cgroup = f"/sys/fs/cgroup/memory{cloud.layout.cgroup_root}"
-    limits = [
-        p.read_text().strip()
-        for p in __import__("pathlib").Path(cgroup).glob(f"*/{container.id}/memory.limit_in_bytes")
-    ]
-    assert limits == [str(96 * 1024 * 1024)]
+    assert container.attrs["HostConfig"]["Memory"] == 96 * MIB
+    assert limits() == (96 * MIB, 96 * MIB)
+    container.update(mem_limit="80m")  # Docker: MemorySwap 0 on update keeps the old one
+    assert limits() == (80 * MIB, 96 * MIB)
 
 
 def test_restart_policy_on_failure_with_backoff(

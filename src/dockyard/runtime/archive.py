@@ -55,6 +55,7 @@ class ArchiveProcess:
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
+                "-S",  # stdlib and dockyard only: no site-packages to scan
                 "-m",
                 "dockyard.runtime.archive_child",
                 json.dumps(to_data(request)),
@@ -130,8 +131,18 @@ class ArchiveProcess:
                 self._process.kill()
 
     async def close(self) -> None:
-        """Kill the child if it still runs and reap it."""
+        """Kill the child if it still runs and reap it.
+
+        asyncio's ``wait()`` returns only once every pipe has seen its end, and a reader
+        nobody consumed is paused and never does: what the dead child left in its pipes is
+        read and dropped first.
+        """
         self.kill()
+        for pipe in (self._process.stdout, self._process.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    while await pipe.read(_CHUNK):
+                        pass
         await self._process.wait()
 
     async def _failure(self) -> Unavailable:

@@ -355,7 +355,18 @@ def _lstat_kind(dest: int, path: str, *, follow: bool = False) -> EntryKind | No
     return EntryKind.SYMLINK if stat.S_ISLNK(mode) else EntryKind.FILE
 
 
-def _open_destination(path: str) -> int:
+def _in_volume(path: str, binds: tuple[Bind, ...]) -> bool:
+    """Whether ``path`` (resolved) lies in one of the bound volumes (resolved too)."""
+    real = os.path.realpath(path)
+    for bind in binds:
+        if bind.directory:
+            target = os.path.realpath(bind.target)
+            if real == target or real.startswith(target.rstrip("/") + "/"):
+                return True
+    return False
+
+
+def _open_destination(path: str, binds: tuple[Bind, ...]) -> int:
     abs_path = container_path(path)
     try:
         st = os.stat(abs_path)
@@ -366,12 +377,8 @@ def _open_destination(path: str) -> int:
     dest = os.open(abs_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     if os.fstatvfs(dest).f_flag & os.ST_RDONLY:
         os.close(dest)
-        on_root = os.stat("/").st_dev == st.st_dev
-        raise PermissionDenied(
-            "container rootfs is marked read-only"
-            if on_root
-            else "mounted volume is marked read-only"
-        )
+        what = "mounted volume" if _in_volume(abs_path, binds) else "container rootfs"
+        raise PermissionDenied(f"{what} is marked read-only")
     return dest
 
 
@@ -475,7 +482,7 @@ class _Extractor:
 
 
 def _put(request: ArchiveRequest, answer: _Answer, spool: int) -> None:
-    dest = _open_destination(request.path)
+    dest = _open_destination(request.path, request.binds)
     try:
         rules = UploadRules(
             keep_ids=request.keep_ids,

@@ -32,6 +32,7 @@ from dockyard.agent.blobs import ControllerBlobs
 from dockyard.agent.bundle import bundle_spec, write_etc_files
 from dockyard.agent.events import EventLog
 from dockyard.agent.records import AgentRecord, load_record, save_record
+from dockyard.agent.rootfs import RootfsUsers
 from dockyard.core.clock import now_ns
 from dockyard.core.disk import tree_size
 from dockyard.core.errors import (
@@ -128,6 +129,7 @@ class ContainerManager:
         self._background: set[asyncio.Task[None]] = set()
         self._releasing: dict[str, asyncio.Task[None]] = {}
         self._prepared: dict[str, asyncio.Task[int]] = {}
+        self.rootfs_users = RootfsUsers()  # docker cp and export at work in a rootfs
         self._nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         if self._nofile == resource.RLIM_INFINITY:
             self._nofile = 1 << 20
@@ -540,6 +542,7 @@ class ContainerManager:
 
     async def _dispose(self, record: AgentRecord) -> None:
         """Remove everything a deleted container left on the host."""
+        await self.rootfs_users.evict(record.id)  # copies in flight end before the unmount
         await self._settle(record.id)
         await self._release_runtime(record)
         await self._discard_bundle(self.paths(record.id))

@@ -19,6 +19,8 @@ from aiohttp import web
 from dockyard.agent.attach import AttachOptions
 from dockyard.agent.containers import ContainerManager
 from dockyard.agent.events import ResyncNeeded
+from dockyard.agent.files import ContainerFiles
+from dockyard.agent.files_http import add_file_routes
 from dockyard.agent.top import top
 from dockyard.core.clock import format_rfc3339
 from dockyard.core.errors import DockyardError, InvalidArgument
@@ -80,7 +82,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def make_app(  # noqa: PLR0915  (one route table, one handler per route)
-    *, manager: ContainerManager, volumes: LocalVolumes, info: Callable[[], AgentInfo]
+    *,
+    manager: ContainerManager,
+    volumes: LocalVolumes,
+    info: Callable[[], AgentInfo],
+    files: ContainerFiles | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=64 * 1024 * 1024)
     routes = web.RouteTableDef()
@@ -254,5 +260,7 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
         )
         return _json({})
 
+    if files is not None:
+        add_file_routes(routes, files)  # archive, export, changes (agent/files_http.py)
     app.add_routes(routes)
     return app

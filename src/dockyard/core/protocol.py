@@ -21,8 +21,10 @@ __all__ = [
     "ContainerSize",
     "ContainerStatus",
     "CreateRequest",
+    "FileChange",
     "MountSpec",
     "NetworkSpec",
+    "PathStat",
     "PortMapping",
     "ProcessSpec",
     "Resources",
@@ -201,6 +203,30 @@ class ContainerSize:
 class TopResult:
     titles: list[str]
     processes: list[list[str]]
+
+
+@dataclass(slots=True)
+class PathStat:
+    """A path in a container as ``docker cp`` sees it (a final symlink not followed).
+
+    ``name`` is the last element of the path as requested; ``mode`` is the Unix
+    ``st_mode``; ``mtime`` in nanoseconds; ``link_target`` is the symlink fully resolved
+    inside the container (empty when not a symlink).
+    """
+
+    name: str
+    size: int
+    mode: int
+    mtime: int
+    link_target: str = ""
+
+
+@dataclass(slots=True)
+class FileChange:
+    """One entry of ``docker diff``: ``kind`` is ``modified``, ``added`` or ``deleted``."""
+
+    path: str
+    kind: str
 
 
 @dataclass(frozen=True, slots=True)

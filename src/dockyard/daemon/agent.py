@@ -14,6 +14,7 @@ import sys
 from dockyard.agent.blobs import ControllerBlobs
 from dockyard.agent.containers import AgentSettings, ContainerManager
 from dockyard.agent.events import EventLog
+from dockyard.agent.files import ContainerFiles
 from dockyard.agent.hostinfo import host_info
 from dockyard.agent.inotify import DirectoryWatch
 from dockyard.agent.server import make_app
@@ -85,7 +86,12 @@ async def run(layout: Layout, controller: str) -> None:
         agent_id=ident, boot_id=events.boot_id, root_dir=layout.agent_dir, crun="/usr/bin/crun"
     )
     runner = await serve_unix(
-        make_app(manager=manager, volumes=volumes, info=lambda: info),
+        make_app(
+            manager=manager,
+            volumes=volumes,
+            info=lambda: info,
+            files=ContainerFiles(manager=manager, volumes=volumes, layers=layers),
+        ),
         layout.agent_socket,
         mode=0o600,
     )

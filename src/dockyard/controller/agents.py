@@ -8,8 +8,9 @@ the caller to copy.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -23,6 +24,8 @@ from dockyard.core.protocol import (
     ContainerSize,
     ContainerStatus,
     CreateRequest,
+    FileChange,
+    PathStat,
     Resources,
     StopRequest,
     TopResult,
@@ -30,7 +33,7 @@ from dockyard.core.protocol import (
 )
 from dockyard.core.serde import from_data, to_data
 
-__all__ = ["AgentClient", "RawStream", "Resync"]
+__all__ = ["AgentClient", "AgentStream", "RawStream", "Resync"]
 
 T = TypeVar("T")
 
@@ -53,6 +56,29 @@ class RawStream:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class AgentStream:
+    """A streamed agent response (a tar), copied without decoding; :meth:`close` it."""
+
+    def __init__(self, response: aiohttp.ClientResponse, address: str) -> None:
+        self._response = response
+        self._address = address
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body chunk by chunk; Unavailable if it breaks off before its end."""
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (aiohttp.ClientError, OSError) as exc:
+            raise Unavailable(f"agent {self._address} stream broke off: {exc}") from exc
+
+    def close(self) -> None:
+        self._response.close()
 
 
 class AgentClient:
@@ -190,6 +216,74 @@ class AgentClient:
         except (aiohttp.ClientError, OSError) as exc:
             raise Unavailable(f"agent {self.address} is unreachable: {exc}") from exc
 
+    async def _open_stream(
+        self, path: str, params: dict[str, str] | None = None
+    ) -> aiohttp.ClientResponse:
+        """A GET whose body the caller streams; its error raised as its kind if it fails."""
+        try:
+            response = await self.session().get(self._base() + path, params=params)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise Unavailable(f"agent {self.address} is unreachable: {exc}") from exc
+        if response.status >= 300:
+            try:
+                payload = await response.read()
+            except (aiohttp.ClientError, OSError) as exc:
+                raise Unavailable(f"agent {self.address} is unreachable: {exc}") from exc
+            finally:
+                response.release()
+            raise _error_of(payload)
+        return response
+
+    async def archive_stat(self, container_id: str, path: str) -> PathStat:
+        return await self._typed(
+            PathStat, "GET", f"/v1/containers/{container_id}/archive/stat", params={"path": path}
+        )
+
+    async def archive(self, container_id: str, path: str) -> tuple[PathStat, AgentStream]:
+        """The stat of ``path`` and a tar of it; close the stream when done."""
+        response = await self._open_stream(f"/v1/containers/{container_id}/archive", {"path": path})
+        try:
+            header = response.headers.get("X-Dockyard-Path-Stat", "")
+            found = from_data(PathStat, json.loads(base64.b64decode(header)))
+        except ValueError as exc:
+            response.close()
+            raise Unavailable(f"agent {self.address} sent no valid path stat") from exc
+        return found, AgentStream(response, self.address)
+
+    async def extract(
+        self,
+        container_id: str,
+        path: str,
+        body: AsyncIterator[bytes],
+        *,
+        copy_uid_gid: bool,
+        no_overwrite_dir_non_dir: bool,
+    ) -> None:
+        """Stream the tar ``body`` to the agent, to be extracted into ``path``."""
+        params = {
+            "path": path,
+            "copy_uid_gid": "1" if copy_uid_gid else "0",
+            "no_overwrite_dir_non_dir": "1" if no_overwrite_dir_non_dir else "0",
+        }
+        try:
+            async with self.session().put(
+                f"{self._base()}/v1/containers/{container_id}/archive", params=params, data=body
+            ) as response:
+                payload = await response.read()
+        except (aiohttp.ClientError, OSError) as exc:
+            raise Unavailable(f"agent {self.address} is unreachable: {exc}") from exc
+        if response.status >= 300:
+            raise _error_of(payload)
+
+    async def export(self, container_id: str) -> AgentStream:
+        """A tar of the container's root filesystem; close the stream when done."""
+        response = await self._open_stream(f"/v1/containers/{container_id}/export")
+        return AgentStream(response, self.address)
+
+    async def changes(self, container_id: str) -> list[FileChange]:
+        data = await self._call("GET", f"/v1/containers/{container_id}/changes")
+        return from_data(list[FileChange], (data or {}).get("changes") or [])
+
     async def attach(self, container_id: str, params: dict[str, str]) -> RawStream:
         """Open a hijacked attach stream on the agent."""
         query = urlencode(params)
@@ -238,3 +332,13 @@ class AgentClient:
                     yield from_data(AgentEvent, data)
         except (aiohttp.ClientError, OSError) as exc:
             raise Unavailable(f"agent {self.address} event stream ended: {exc}") from exc
+
+
+def _error_of(payload: bytes) -> Exception:
+    """The error kind an agent answered with."""
+    try:
+        decoded = json.loads(payload)
+    except ValueError:
+        decoded = None
+    error = decoded.get("error") if isinstance(decoded, dict) else None
+    return from_wire(error or {"kind": "unavailable", "message": payload.decode(errors="replace")})

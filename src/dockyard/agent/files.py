@@ -32,7 +32,11 @@ from dockyard.runtime.archive_rules import container_path
 from dockyard.runtime.rootview import Bind
 from dockyard.volumes.local import LocalVolumes
 
-__all__ = ["RUNTIME_PATHS", "ContainerFiles"]
+__all__ = ["MAX_CHILDREN_PER_TENANT", "RUNTIME_PATHS", "ContainerFiles"]
+
+# Archive children one tenant may have at once on this host (each is a Python process);
+# more wait. Per tenant, so a tenant's stalled downloads only ever hold up its own copies.
+MAX_CHILDREN_PER_TENANT = 8
 
 # Mount points the runtime makes in every container; Docker keeps them in an init layer,
 # so ``docker diff`` never lists them.
@@ -71,8 +75,10 @@ class ContainerFiles:
         self._manager = manager
         self._volumes = volumes
         self._layers = layers
+        self._slots: dict[str, asyncio.Semaphore] = {}
 
-    def _request(self, container_id: str, op: str, **fields: object) -> ArchiveRequest:
+    def _request(self, container_id: str, op: str, **fields: object) -> tuple[str, ArchiveRequest]:
+        """The tenant of the container and the child's request for ``op`` on it."""
         record = self._manager.record(container_id)
         if record.phase in ("creating", "deleting"):
             doing = "created" if record.phase == "creating" else "removed"
@@ -89,7 +95,7 @@ class ContainerFiles:
                 with contextlib.suppress(NotFound):
                     source = self._volumes.path(tenant=req.tenant, name=mount.source)
                     binds.append(Bind(str(source), mount.target, read_only=mount.read_only))
-        return ArchiveRequest(
+        return req.tenant, ArchiveRequest(
             op=op,
             rootfs=str(paths.rootfs),
             uid_base=req.uid_base,
@@ -104,21 +110,23 @@ class ContainerFiles:
     async def _run(
         self, container_id: str, op: str, **fields: object
     ) -> AsyncIterator[ArchiveProcess]:
-        request = self._request(container_id, op, **fields)
+        tenant, request = self._request(container_id, op, **fields)
         job = _Job()
+        slots = self._slots.setdefault(tenant, asyncio.Semaphore(MAX_CHILDREN_PER_TENANT))
         # No await between finding the record and holding its rootfs: a deletion either
         # happened before (NotFound above) or sees this holder and aborts it.
         with self._manager.rootfs_users.hold(container_id, job.abort):
-            child = await ArchiveProcess.start(request)
-            job.attach(child)
-            try:
-                yield child
-            except DockyardError as exc:
-                if job.aborted:
-                    raise NotFound(f"No such container: {container_id}") from exc
-                raise
-            finally:
-                await child.close()
+            async with slots:
+                child = await ArchiveProcess.start(request)
+                job.attach(child)
+                try:
+                    yield child
+                except DockyardError as exc:
+                    if job.aborted:
+                        raise NotFound(f"No such container: {container_id}") from exc
+                    raise
+                finally:
+                    await child.close()
 
     async def stat(self, container_id: str, path: str) -> PathStat:
         """The path as ``docker cp`` sees it; NotFound if it does not exist."""

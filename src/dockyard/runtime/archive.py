@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ from dockyard.runtime.archive_child import MAX_FRAME, ArchiveRequest
 
 __all__ = ["ArchiveProcess"]
 
+log = logging.getLogger("dockyard.runtime")
 _CHUNK = 1 << 20
 _STDERR_LIMIT = 4096
 # The child must run the code this process runs, wherever it was imported from.
@@ -146,10 +148,17 @@ class ArchiveProcess:
         await self._process.wait()
 
     async def _failure(self) -> Unavailable:
+        """The child ended without its answer or mid-stream. What it wrote on stderr (a
+        traceback with host paths, perhaps) goes to the log, not to the tenant."""
         self.kill()
-        code = await self._process.wait()
         assert self._process.stderr is not None
         with contextlib.suppress(OSError, ValueError):
             self._stderr = (await self._process.stderr.read())[-_STDERR_LIMIT:]
-        detail = self._stderr.decode(errors="replace").strip() or f"exit status {code}"
-        return Unavailable(f"archive {self._op} failed: {detail}")
+        code = await self._process.wait()
+        log.warning(
+            "archive %s child failed (status %s): %s",
+            self._op,
+            code,
+            self._stderr.decode(errors="replace").strip(),
+        )
+        return Unavailable(f"archive {self._op} failed (status {code}); see the agent's log")

@@ -8,6 +8,7 @@ Needs root (unshare, pivot_root, mknod, chown).
 from __future__ import annotations
 
 import asyncio
+import bz2
 import gzip
 import io
 import lzma
@@ -246,6 +247,8 @@ def test_copy_uid_gid_keeps_the_archive_ids_shifted_into_the_range(scene: Scene)
 def test_compressed_uploads_are_accepted(scene: Scene) -> None:
     scene.put(gzip.compress(tar_of(entry("gz", data=b"g"))))
     scene.put(lzma.compress(tar_of(entry("xz", data=b"x"))))
+    scene.put(bz2.compress(tar_of(entry("bz2", data=b"b"))))
+    assert (scene.rootfs / "tmp" / "bz2").read_bytes() == b"b"
     assert (scene.rootfs / "tmp" / "gz").read_bytes() == b"g"
     assert (scene.rootfs / "tmp" / "xz").read_bytes() == b"x"
 

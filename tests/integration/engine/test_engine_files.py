@@ -197,6 +197,20 @@ def test_copy_into_an_exited_container_and_start_it_again(
     assert container.logs().decode() == "none\nfrom cp\n"
 
 
+def test_a_paused_container_can_be_copied_from_and_to(
+    client: docker.DockerClient, cleanup: list[str]
+) -> None:
+    container = run_detached(client, cleanup, "echo paused > /state; touch /ready; sleep 300")
+    ready(container)
+    container.pause()
+    try:
+        assert container.put_archive("/tmp", tar_of(entry("while-paused", data=b"p"))) is True
+        stream, _ = container.get_archive("/state")
+        assert untar(stream).extractfile("state").read() == b"paused\n"  # type: ignore[union-attr]
+    finally:
+        container.unpause()
+
+
 def test_symlinks_in_the_container_pointing_out_never_reach_the_host(
     client: docker.DockerClient, cleanup: list[str], canary: Path
 ) -> None:

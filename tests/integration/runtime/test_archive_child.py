@@ -185,6 +185,11 @@ def test_get_names_and_ids_follow_docker(scene: Scene) -> None:
     _, tar = scene.get("/escape")
     (link,) = tar.getmembers()
     assert link.issym() and link.linkname == "/"
+    head, tar = scene.get("/")  # Docker names the root's entries "/", "/bin", ...
+    assert head["stat"]["name"] == "/"
+    first, *_ = tar.getmembers()
+    assert first.isdir() and first.name == ""  # written "/", read back by Python as ""
+    assert {"/etc/passwd", "/data/in-volume"} <= set(tar.getnames())
 
 
 def test_device_nodes_are_archived_as_entries_never_read(scene: Scene) -> None:

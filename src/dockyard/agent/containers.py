@@ -31,6 +31,7 @@ from dockyard.agent.attach import AttachOptions, connect, pump
 from dockyard.agent.blobs import ControllerBlobs
 from dockyard.agent.bundle import bundle_spec, write_etc_files
 from dockyard.agent.events import EventLog
+from dockyard.agent.execs import remove_execs, resize_terminal
 from dockyard.agent.records import AgentRecord, load_record, save_record
 from dockyard.core.clock import now_ns
 from dockyard.core.disk import tree_size
@@ -432,6 +433,7 @@ class ContainerManager:
         """Free what a run held: crun's state, the cgroup, the network attachment."""
         with contextlib.suppress(DockyardError):
             await self._runtime.delete(record.id, force=True)
+        await remove_execs(self.paths(record.id))  # Docker forgets a stopped container's execs
         await asyncio.to_thread(self._cgroup(record).remove)
         with contextlib.suppress(DockyardError):
             await self._network.detach(container_id=record.id)
@@ -608,6 +610,15 @@ class ContainerManager:
                 with contextlib.suppress(ValueError):
                     self._pending.get(container_id, []).remove(pending)
         await pump(sock, client, options)
+
+    def resize(self, container_id: str, *, height: int, width: int) -> None:
+        """Resize the container's terminal (``docker run -it`` follows the client's)."""
+        record = self._get(container_id)
+        if not record.request.process.tty:
+            raise InvalidArgument(f"container {container_id} has no TTY to resize")
+        if record.status not in ("running", "paused"):
+            raise Conflict(f"Container {container_id} is not running")
+        resize_terminal(self.paths(container_id).ctl_fifo, height=height, width=width)
 
     # recovery ----------------------------------------------------------------------------
 

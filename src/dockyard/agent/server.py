@@ -19,6 +19,7 @@ from aiohttp import web
 from dockyard.agent.attach import AttachOptions
 from dockyard.agent.containers import ContainerManager
 from dockyard.agent.events import ResyncNeeded
+from dockyard.agent.execs import ExecManager
 from dockyard.agent.top import top
 from dockyard.core.clock import format_rfc3339
 from dockyard.core.errors import DockyardError, InvalidArgument
@@ -26,6 +27,7 @@ from dockyard.core.protocol import (
     AgentInfo,
     ContainerListing,
     CreateRequest,
+    ExecRequest,
     Resources,
     StopRequest,
     VolumeRequest,
@@ -80,7 +82,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def make_app(  # noqa: PLR0915  (one route table, one handler per route)
-    *, manager: ContainerManager, volumes: LocalVolumes, info: Callable[[], AgentInfo]
+    *,
+    manager: ContainerManager,
+    execs: ExecManager,
+    volumes: LocalVolumes,
+    info: Callable[[], AgentInfo],
 ) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=64 * 1024 * 1024)
     routes = web.RouteTableDef()
@@ -213,6 +219,56 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
         except (DockyardError, OSError) as exc:
             log.info("attach to %s ended: %s", cid, exc)
         return stream.finish()
+
+    @routes.post("/v1/containers/{id}/resize")
+    async def resize(request: web.Request) -> web.Response:
+        manager.resize(
+            request.match_info["id"], height=query_int(request, "h"), width=query_int(request, "w")
+        )
+        return _json({})
+
+    @routes.post("/v1/containers/{id}/execs")
+    async def exec_create(request: web.Request) -> web.Response:
+        cid = request.match_info["id"]
+        body = await _body(request, ExecRequest)
+        record = manager.record(cid)
+        return _json(execs.create(manager.paths(cid), body, status=record.status), 201)
+
+    @routes.get("/v1/containers/{id}/execs/{exec}")
+    async def exec_inspect(request: web.Request) -> web.Response:
+        cid = request.match_info["id"]
+        status = manager.record(cid).status
+        return _json(execs.status(manager.paths(cid), request.match_info["exec"], status=status))
+
+    @routes.post("/v1/containers/{id}/execs/{exec}/start")
+    async def exec_start(request: web.Request) -> web.StreamResponse:
+        cid, exec_id = request.match_info["id"], request.match_info["exec"]
+        record = manager.record(cid)
+        detach = flag(request, "detach")
+        started = await execs.launch(
+            manager.paths(cid), exec_id, status=record.status, attach=not detach
+        )
+        if detach:
+            await execs.detach(started)
+            return _json({})
+        stream = await hijack(request, content_type="application/vnd.docker.raw-stream")
+        try:
+            await execs.attach(started, stream)
+        except (DockyardError, OSError) as exc:
+            log.info("exec %s in %s ended: %s", exec_id, cid, exc)
+        return stream.finish()
+
+    @routes.post("/v1/containers/{id}/execs/{exec}/resize")
+    async def exec_resize(request: web.Request) -> web.Response:
+        cid = request.match_info["id"]
+        manager.record(cid)
+        execs.resize(
+            manager.paths(cid),
+            request.match_info["exec"],
+            height=query_int(request, "h"),
+            width=query_int(request, "w"),
+        )
+        return _json({})
 
     @routes.get("/v1/events")
     async def events(request: web.Request) -> web.StreamResponse:

@@ -23,6 +23,8 @@ from dockyard.core.protocol import (
     ContainerSize,
     ContainerStatus,
     CreateRequest,
+    ExecRequest,
+    ExecStatus,
     Resources,
     StopRequest,
     TopResult,
@@ -163,6 +165,37 @@ class AgentClient:
             TopResult, "GET", f"/v1/containers/{container_id}/top", params={"ps_args": ps_args}
         )
 
+    async def resize(self, container_id: str, *, height: int, width: int) -> None:
+        await self._call(
+            "POST",
+            f"/v1/containers/{container_id}/resize",
+            params={"h": str(height), "w": str(width)},
+        )
+
+    async def exec_create(self, container_id: str, request: ExecRequest) -> ExecStatus:
+        return await self._typed(
+            ExecStatus, "POST", f"/v1/containers/{container_id}/execs", body=request
+        )
+
+    async def exec_inspect(self, container_id: str, exec_id: str) -> ExecStatus:
+        return await self._typed(
+            ExecStatus, "GET", f"/v1/containers/{container_id}/execs/{exec_id}"
+        )
+
+    async def exec_start_detached(self, container_id: str, exec_id: str) -> None:
+        await self._call(
+            "POST", f"/v1/containers/{container_id}/execs/{exec_id}/start", params={"detach": "1"}
+        )
+
+    async def exec_resize(
+        self, container_id: str, exec_id: str, *, height: int, width: int
+    ) -> None:
+        await self._call(
+            "POST",
+            f"/v1/containers/{container_id}/execs/{exec_id}/resize",
+            params={"h": str(height), "w": str(width)},
+        )
+
     async def create_volume(self, request: VolumeRequest) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("POST", "/v1/volumes", body=request)
         return result
@@ -192,6 +225,13 @@ class AgentClient:
 
     async def attach(self, container_id: str, params: dict[str, str]) -> RawStream:
         """Open a hijacked attach stream on the agent."""
+        return await self._hijack(f"/v1/containers/{container_id}/attach", params)
+
+    async def exec_start(self, container_id: str, exec_id: str) -> RawStream:
+        """Start an exec attached: a hijacked stream carrying its stdio."""
+        return await self._hijack(f"/v1/containers/{container_id}/execs/{exec_id}/start", {})
+
+    async def _hijack(self, path: str, params: dict[str, str]) -> RawStream:
         query = urlencode(params)
         try:
             if self.address.startswith("unix://"):
@@ -202,7 +242,7 @@ class AgentClient:
                 host, _, port = self.address.removeprefix("http://").partition(":")
                 reader, writer = await asyncio.open_connection(host, int(port or 80))
             writer.write(
-                f"POST /v1/containers/{container_id}/attach?{query} HTTP/1.1\r\n"
+                f"POST {path}?{query} HTTP/1.1\r\n"
                 "Host: agent\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
                 "Content-Length: 0\r\n\r\n".encode()
             )

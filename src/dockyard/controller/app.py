@@ -13,6 +13,7 @@ import logging
 
 from dockyard.controller.config import ControllerConfig
 from dockyard.controller.containers import ContainerService
+from dockyard.controller.execs import ExecService
 from dockyard.controller.hosts import HostRegistry
 from dockyard.controller.images import ImageService
 from dockyard.controller.networks import NetworkService
@@ -53,6 +54,7 @@ class Controller:
             networks=self.networks,
             volumes=self.volumes,
         )
+        self.execs = ExecService(store=store, hosts=self.hosts, containers=self.containers)
         self._followers: list[AgentFollower] = []
         self._default_tenant: Tenant | None = None
 

@@ -536,6 +536,11 @@ class ContainerService:
     async def attach(self, container: Container, params: dict[str, str]) -> RawStream:
         return await self._hosts.client(container.host).attach(container.id, params)
 
+    async def resize(self, *, tenant: str, ref: str, height: int, width: int) -> None:
+        """Resize the container's terminal; InvalidArgument without a TTY."""
+        container = self.get(tenant=tenant, ref=ref)
+        await self._hosts.client(container.host).resize(container.id, height=height, width=width)
+
     async def prune(
         self, *, tenant: str, until: int = 0, labels: tuple[str, ...] = ()
     ) -> tuple[list[str], int]:

@@ -16,6 +16,7 @@ __all__ = [
     "Container",
     "ContainerConfig",
     "ContainerState",
+    "ExecInstance",
     "Healthcheck",
     "Host",
     "HostConfig",
@@ -237,6 +238,17 @@ class Image:
     parent: str = ""
     comment: str = ""
     loaded_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExecInstance:
+    """Where an exec runs: a container of a tenant. Its request and state live with the
+    container, on the container's agent; the store only answers "whose, and where"."""
+
+    id: str
+    tenant: str
+    container_id: str
+    created: int
 
 
 @dataclass(slots=True)

@@ -21,6 +21,8 @@ __all__ = [
     "ContainerSize",
     "ContainerStatus",
     "CreateRequest",
+    "ExecRequest",
+    "ExecStatus",
     "MountSpec",
     "NetworkSpec",
     "PortMapping",
@@ -231,3 +233,33 @@ class AgentInfo:
     storage_driver: str
     root_dir: str
     protocol_version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ExecRequest:
+    """A process to run in a running container (``docker exec``). ``user`` and ``cwd``
+    empty mean the container's own; ``env`` entries override the container's by name."""
+
+    id: str
+    args: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    cwd: str = ""
+    user: str = ""
+    tty: bool = False
+    attach_stdin: bool = False
+    attach_stdout: bool = False
+    attach_stderr: bool = False
+    console_height: int = 0
+    console_width: int = 0
+
+
+@dataclass(slots=True)
+class ExecStatus:
+    """What an agent knows of an exec: its request and how far it has got. ``exit_code``
+    is None until it has run and exited."""
+
+    request: ExecRequest
+    container_id: str
+    running: bool = False
+    pid: int = 0
+    exit_code: int | None = None

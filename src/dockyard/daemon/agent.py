@@ -14,6 +14,7 @@ import sys
 from dockyard.agent.blobs import ControllerBlobs
 from dockyard.agent.containers import AgentSettings, ContainerManager
 from dockyard.agent.events import EventLog
+from dockyard.agent.execs import ExecManager
 from dockyard.agent.hostinfo import host_info
 from dockyard.agent.inotify import DirectoryWatch
 from dockyard.agent.server import make_app
@@ -64,11 +65,12 @@ async def run(layout: Layout, controller: str) -> None:
     await network.start()
     layers = LayerStore(layout.layers_dir)
     volumes = LocalVolumes(layout.volumes_dir)
+    runtime = ConmonRuntime(state_root=layout.run_dir / "crun")
     manager = ContainerManager(
         settings=AgentSettings(
             layout=layout, seccomp=profile, seccomp_program=encoded_program(profile)
         ),
-        runtime=ConmonRuntime(state_root=layout.run_dir / "crun"),
+        runtime=runtime,
         layers=layers,
         snapshotter=Snapshotter(layers, layout.idmapped_dir),
         network=network,
@@ -85,7 +87,9 @@ async def run(layout: Layout, controller: str) -> None:
         agent_id=ident, boot_id=events.boot_id, root_dir=layout.agent_dir, crun="/usr/bin/crun"
     )
     runner = await serve_unix(
-        make_app(manager=manager, volumes=volumes, info=lambda: info),
+        make_app(
+            manager=manager, execs=ExecManager(runtime=runtime), volumes=volumes, info=lambda: info
+        ),
         layout.agent_socket,
         mode=0o600,
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Final, Protocol
 
-from dockyard.core.models import Container, Host, Image, Network, Volume
+from dockyard.core.models import Container, ExecInstance, Host, Image, Network, Volume
 from dockyard.core.tenancy import Tenant
 
 __all__ = ["ALL_TENANTS", "Store"]
@@ -56,7 +56,16 @@ class Store(Protocol):
         System scope, for placement; costs one aggregate query, not a load of every record.
         """
 
-    def delete_container(self, *, tenant: str, container_id: str) -> None: ...
+    def delete_container(self, *, tenant: str, container_id: str) -> None:
+        """Remove the container and its execs."""
+
+    # execs
+    def add_exec(self, instance: ExecInstance) -> None: ...
+
+    def get_exec(self, *, tenant: str, exec_id: str) -> ExecInstance:
+        """The tenant's exec with this full id (Docker takes no prefixes); NotFound else."""
+
+    def delete_exec(self, *, tenant: str, exec_id: str) -> None: ...
 
     # images
     def put_image(self, image: Image) -> None:

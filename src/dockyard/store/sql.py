@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from dockyard.core.clock import now_ns
 from dockyard.core.errors import AlreadyExists, Internal, InvalidArgument, NotFound, Unavailable
 from dockyard.core.ids import new_id
-from dockyard.core.models import Container, Host, Image, Network, Volume
+from dockyard.core.models import Container, ExecInstance, Host, Image, Network, Volume
 from dockyard.core.serde import from_data, to_data
 from dockyard.core.tenancy import UID_RANGE_SIZE, Tenant
 from dockyard.store.base import ALL_TENANTS
@@ -64,6 +64,15 @@ containers = sa.Table(
     sa.Column("memory", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("doc", sa.Text, nullable=False),
     sa.UniqueConstraint("tenant", "name", name="uq_container_name"),
+)
+
+execs = sa.Table(
+    "execs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("container_id", sa.String(64), nullable=False, index=True),
+    sa.Column("created", sa.BigInteger, nullable=False),
 )
 
 images = sa.Table(
@@ -314,11 +323,43 @@ class SqlStore:
 
     def delete_container(self, *, tenant: str, container_id: str) -> None:
         with self._tx() as conn:
-            conn.execute(
+            deleted = conn.execute(
                 containers.delete().where(
                     containers.c.id == container_id, containers.c.tenant == tenant
                 )
             )
+            if deleted.rowcount:
+                conn.execute(execs.delete().where(execs.c.container_id == container_id))
+
+    # execs -----------------------------------------------------------------------------
+
+    def add_exec(self, instance: ExecInstance) -> None:
+        with self._tx() as conn:
+            try:
+                conn.execute(
+                    execs.insert().values(
+                        id=instance.id,
+                        tenant=instance.tenant,
+                        container_id=instance.container_id,
+                        created=instance.created,
+                    )
+                )
+            except IntegrityError as exc:
+                raise AlreadyExists(f"exec {instance.id} already exists") from exc
+
+    def get_exec(self, *, tenant: str, exec_id: str) -> ExecInstance:
+        query = sa.select(execs).where(execs.c.id == exec_id, execs.c.tenant == tenant)
+        with self._tx() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFound(f"No such exec instance: {exec_id}")
+        return ExecInstance(
+            id=row.id, tenant=row.tenant, container_id=row.container_id, created=int(row.created)
+        )
+
+    def delete_exec(self, *, tenant: str, exec_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute(execs.delete().where(execs.c.id == exec_id, execs.c.tenant == tenant))
 
     # images ----------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from dockyard.core.models import (
     Container,
     ContainerConfig,
     ContainerState,
+    ExecInstance,
     Healthcheck,
     Host,
     HostConfig,
@@ -70,6 +71,7 @@ __all__ = [
     "check_containers_of_other_tenants_are_invisible",
     "check_delete_container",
     "check_exact_name_wins_over_prefix",
+    "check_execs",
     "check_hosts",
     "check_image_tags_move_between_images",
     "check_images",
@@ -699,6 +701,33 @@ def check_addresses_concurrently(make_store: StoreFactory) -> None:
         assert net.gateway not in every
 
 
+def check_execs(make_store: StoreFactory) -> None:
+    """Execs are found by full id within their tenant only, and go with their container."""
+    with _opened(make_store) as store:
+        web = _container(tenant=TENANT_A, name="web", cid=_hex_id("a1"))
+        store.add_container(web)
+        first = ExecInstance(id=_hex_id("e1"), tenant=TENANT_A, container_id=web.id, created=1)
+        second = ExecInstance(id=_hex_id("e2"), tenant=TENANT_A, container_id=web.id, created=2)
+        store.add_exec(first)
+        store.add_exec(second)
+        assert store.get_exec(tenant=TENANT_A, exec_id=first.id) == first
+        _raises(NotFound, lambda: store.get_exec(tenant=TENANT_B, exec_id=first.id), "B's view")
+        _raises(NotFound, lambda: store.get_exec(tenant=TENANT_A, exec_id=first.id[:12]), "prefix")
+        _raises(AlreadyExists, lambda: store.add_exec(first), "add_exec(same id)")
+
+        store.delete_exec(tenant=TENANT_B, exec_id=first.id)
+        assert store.get_exec(tenant=TENANT_A, exec_id=first.id) == first, "B deleted A's exec"
+        store.delete_exec(tenant=TENANT_A, exec_id=first.id)
+        _raises(NotFound, lambda: store.get_exec(tenant=TENANT_A, exec_id=first.id), "deleted")
+
+        store.delete_container(tenant=TENANT_A, container_id=web.id)
+        _raises(
+            NotFound,
+            lambda: store.get_exec(tenant=TENANT_A, exec_id=second.id),
+            "exec of a deleted container",
+        )
+
+
 CHECKS: tuple[Check, ...] = (
     check_tenants_get_disjoint_uid_ranges,
     check_hosts,
@@ -713,6 +742,7 @@ CHECKS: tuple[Check, ...] = (
     check_rename_container,
     check_list_and_put_containers,
     check_delete_container,
+    check_execs,
     check_images,
     check_image_tags_move_between_images,
     check_images_of_other_tenants_are_invisible,

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from dockyard.api.docker import containers, images, networks, system, volumes
+from dockyard.api.docker import containers, execs, images, networks, system, volumes
 from dockyard.api.docker.context import CONTEXT_KEY, TENANT_KEY, ApiContext
 from dockyard.api.docker.system import MAX_API_VERSION, MIN_API_VERSION
 from dockyard.api.errors import docker_errors, error_response
@@ -64,7 +64,14 @@ def make_docker_app(controller: Controller) -> web.Application:
         client_max_size=0,
     )
     app[CONTEXT_KEY] = ApiContext(controller)
-    for table in (system.routes, containers.routes, images.routes, volumes.routes, networks.routes):
+    for table in (
+        system.routes,
+        containers.routes,
+        execs.routes,
+        images.routes,
+        volumes.routes,
+        networks.routes,
+    ):
         for route in table:
             assert isinstance(route, web.RouteDef)
             app.router.add_route(route.method, route.path, route.handler)

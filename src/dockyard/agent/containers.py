@@ -31,7 +31,8 @@ from dockyard.agent.attach import AttachOptions, connect, pump
 from dockyard.agent.blobs import ControllerBlobs
 from dockyard.agent.bundle import bundle_spec, write_etc_files
 from dockyard.agent.events import EventLog
-from dockyard.agent.execs import remove_execs, resize_terminal
+from dockyard.agent.execs import ExecManager, remove_execs, resize_terminal
+from dockyard.agent.health import MAX_OUTPUT, HealthChecker, timed_probe
 from dockyard.agent.records import AgentRecord, load_record, save_record
 from dockyard.core.clock import now_ns
 from dockyard.core.disk import tree_size
@@ -44,7 +45,15 @@ from dockyard.core.errors import (
     Unavailable,
 )
 from dockyard.core.layout import Layout
-from dockyard.core.protocol import ContainerSize, ContainerStatus, CreateRequest, Resources
+from dockyard.core.protocol import (
+    ContainerSize,
+    ContainerStatus,
+    CreateRequest,
+    HealthcheckSpec,
+    HealthResult,
+    HealthState,
+    Resources,
+)
 from dockyard.images.layers import LayerStore
 from dockyard.images.snapshot import Snapshotter
 from dockyard.network.host import HostNetwork
@@ -111,6 +120,7 @@ class ContainerManager:
         volumes: LocalVolumes,
         blobs: ControllerBlobs,
         events: EventLog,
+        execs: ExecManager,
     ) -> None:
         self._settings = settings
         self._layout = settings.layout
@@ -121,6 +131,10 @@ class ContainerManager:
         self._volumes = volumes
         self._blobs = blobs
         self.events = events
+        self._execs = execs
+        self._health = HealthChecker(
+            probe=self._probe, report=self._health_report, active=self._probe_now
+        )
         self._records: dict[str, AgentRecord] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._exited: dict[str, asyncio.Event] = {}
@@ -316,8 +330,10 @@ class ContainerManager:
         record.oom_killed = False
         record.started_at = now_ns()
         record.finished_at = 0
+        record.health = None if req.healthcheck is None else HealthState()
         self._save(record)
         self.events.emit("start", record.status_message())
+        self._watch_health(record)
         if paths.exit_file.exists():  # exited before we were watching for it
             self._schedule_exit(record.id)
 
@@ -407,6 +423,7 @@ class ContainerManager:
         is read before the cgroup goes.
         """
         record.oom_killed = self._cgroup(record).oom_killed()
+        self._health.stop(record.id)
         self._network.unpublish(container_id=record.id)  # its ports are free on return
         record.status = "exited"
         record.exit_code = code
@@ -620,6 +637,32 @@ class ContainerManager:
             raise Conflict(f"Container {container_id} is not running")
         resize_terminal(self.paths(container_id).ctl_fifo, height=height, width=width)
 
+    # health ------------------------------------------------------------------------------
+
+    def _watch_health(self, record: AgentRecord) -> None:
+        spec = record.request.healthcheck
+        if spec is not None:
+            self._health.watch(record.id, spec, started_at=record.started_at)
+
+    def _probe_now(self, container_id: str) -> bool:
+        record = self._records.get(container_id)
+        return record is not None and record.status == "running" and not record.phase
+
+    async def _probe(self, container_id: str, spec: HealthcheckSpec) -> HealthResult:
+        paths = self.paths(container_id)
+        return await timed_probe(
+            lambda: self._execs.run_captured(paths, spec.args, limit=MAX_OUTPUT),
+            timeout=spec.timeout / 1e9,
+        )
+
+    def _health_report(self, container_id: str, state: HealthState) -> None:
+        record = self._records.get(container_id)
+        if record is None or record.status != "running":
+            return
+        record.health = state
+        self._save(record)
+        self.events.emit("health", record.status_message())
+
     # recovery ----------------------------------------------------------------------------
 
     async def recover(self) -> None:
@@ -692,6 +735,7 @@ class ContainerManager:
             ports=record.ports,
         )
         self._save(record)
+        self._watch_health(record)
 
     def process_pending_exits(self) -> None:
         """Pick up exit files written before the watch started (called after recovery)."""

@@ -20,12 +20,13 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.agent.attach import AttachOptions, connect, pump
 from dockyard.core.errors import Conflict, DockyardError, InvalidArgument, NotFound
-from dockyard.core.ids import is_full_id
+from dockyard.core.ids import is_full_id, new_id
 from dockyard.core.protocol import ExecRequest, ExecStatus
 from dockyard.core.serde import from_data, to_data
 from dockyard.runtime.base import ExecOptions, ExecProcess, Runtime
@@ -38,6 +39,7 @@ from dockyard.wire.hijack import HijackedStream
 
 __all__ = ["ExecManager", "StartedExec", "remove_execs", "resize_terminal"]
 
+_PACKET = 8192 + 1  # conmon's attach packets: one byte naming the pipe, then data
 _MAX_FINISHED = 64  # finished execs kept per container; older ones are forgotten
 _EXIT_REPORT_TIMEOUT = 5.0  # how long an attached start waits for the exit code
 _NOT_FOUND_CODE, _CANNOT_RUN_CODE = 127, 126  # Docker's codes for an exec that never ran
@@ -191,8 +193,7 @@ class ExecManager:
         try:
             await process.run()
         except DockyardError as exc:
-            code = _NOT_FOUND_CODE if "executable file not found" in str(exc) else _CANNOT_RUN_CODE
-            _write_exit(paths, code)
+            _write_exit(paths, _never_ran_code(exc))
             process.close()
             raise
 
@@ -254,6 +255,28 @@ class ExecManager:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    # captured runs (health probes) ------------------------------------------------------
+
+    async def run_captured(
+        self, bundle: BundlePaths, args: tuple[str, ...], *, limit: int
+    ) -> tuple[int, bytes]:
+        """Run ``args`` in the container as an exec of its own; its exit code and the first
+        ``limit`` bytes of its output (stdout and stderr together). Cancelling it kills
+        the process. Leaves no exec behind."""
+        paths = self._paths(bundle, new_id())
+        paths.directory.mkdir(parents=True)
+        try:
+            base = json.loads(bundle.config.read_text())["process"]
+            process_spec = exec_process(base, args=args, env=(), cwd="", user=None, terminal=False)
+            _write_json(paths.process, process_spec)
+            process = await self._runtime.exec(bundle.container_id, paths, ExecOptions(attach=True))
+            try:
+                return await _captured(paths, process, limit=limit)
+            finally:
+                process.close()
+        finally:
+            await asyncio.to_thread(shutil.rmtree, paths.directory, True)
+
     # resize ------------------------------------------------------------------------------
 
     def resize(self, bundle: BundlePaths, exec_id: str, *, height: int, width: int) -> None:
@@ -264,6 +287,33 @@ class ExecManager:
         if not paths.pidfile.exists() or paths.exit_file.exists():
             raise Conflict(f"Exec {exec_id} is not running")
         resize_terminal(paths.ctl_fifo, height=height, width=width)
+
+
+async def _captured(paths: ExecPaths, process: ExecProcess, *, limit: int) -> tuple[int, bytes]:
+    sock = await connect(paths.attach_socket)
+    pid = 0
+    try:
+        try:
+            pid = await process.run()
+        except DockyardError as exc:
+            return _never_ran_code(exc), str(exc).encode()
+        loop = asyncio.get_running_loop()
+        output = bytearray()
+        while True:
+            packet = await loop.sock_recv(sock, _PACKET)
+            if not packet:
+                break
+            if len(output) < limit:
+                output += packet[1:]  # the first byte names the pipe
+        exit_code = await process.wait()
+        return (-1 if exit_code is None else exit_code), bytes(output[:limit])
+    except asyncio.CancelledError:
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        raise
+    finally:
+        sock.close()
 
 
 def resize_terminal(ctl_fifo: Path, *, height: int, width: int) -> None:
@@ -283,6 +333,10 @@ def resize_terminal(ctl_fifo: Path, *, height: int, width: int) -> None:
 async def remove_execs(bundle: BundlePaths) -> None:
     """Forget every exec of the container (it stopped: Docker drops them then)."""
     await asyncio.to_thread(shutil.rmtree, bundle.execs_dir, True)
+
+
+def _never_ran_code(exc: DockyardError) -> int:
+    return _NOT_FOUND_CODE if "executable file not found" in str(exc) else _CANNOT_RUN_CODE
 
 
 async def _tell(client: HijackedStream, request: ExecRequest, error: Exception | None) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from dockyard.controller.admission import admit
 from dockyard.controller.agents import RawStream
 from dockyard.controller.config import ControllerConfig
+from dockyard.controller.healthcheck import healthcheck_spec
 from dockyard.controller.hosts import HostRegistry
 from dockyard.controller.images import ImageService
 from dockyard.controller.merge import build_process, merge_config
@@ -186,6 +187,7 @@ class ContainerService:
         if not merged.hostname:
             merged.hostname = container_id[:12]
         process = build_process(merged, host_config)
+        healthcheck = healthcheck_spec(merged.healthcheck, shell=merged.shell)
         network = self._networks.resolve_mode(tenant=tenant.id, mode=host_config.network_mode)
         mounts, anonymous = plan_mounts(merged, host_config)
         if name:
@@ -253,6 +255,7 @@ class ContainerService:
                 oom_score_adj=max(0, host_config.oom_score_adj),
                 log_max_size=self._config.log_max_size,
                 auto_remove=host_config.auto_remove,
+                healthcheck=healthcheck,
             )
             await self._hosts.client(container.host).create(request)
         except BaseException:
@@ -584,6 +587,7 @@ class ContainerService:
         state.finished_at = status.finished_at
         state.exit_code = status.exit_code
         state.oom_killed = status.oom_killed
+        state.health = status.health
         state.error = status.error or ("" if state.status in _ACTIVE else state.error)
         container.ports = {
             key: tuple(PortBinding(host_ip=h, host_port=str(p)) for h, p in pairs)

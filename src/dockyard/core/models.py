@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from dockyard.core.protocol import MountSpec
+from dockyard.core.protocol import HealthState, MountSpec
 
 __all__ = [
     "Container",
@@ -179,6 +179,7 @@ class ContainerState:
     error: str = ""
     started_at: int = 0
     finished_at: int = 0
+    health: HealthState | None = None  # while running with a healthcheck
 
 
 @dataclass(slots=True)

@@ -23,6 +23,9 @@ __all__ = [
     "CreateRequest",
     "ExecRequest",
     "ExecStatus",
+    "HealthResult",
+    "HealthState",
+    "HealthcheckSpec",
     "MountSpec",
     "NetworkSpec",
     "PortMapping",
@@ -112,6 +115,38 @@ class NetworkSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthcheckSpec:
+    """A container's health probe with Docker's defaults applied: ``args`` run in the
+    container (``CMD-SHELL`` already turned into ``/bin/sh -c``); durations in ns."""
+
+    args: tuple[str, ...]
+    interval: int
+    timeout: int
+    start_period: int
+    retries: int
+
+
+@dataclass(frozen=True, slots=True)
+class HealthResult:
+    """One probe: when it ran (ns), its exit code (-1: timed out or could not run) and
+    the start of its output."""
+
+    start: int
+    end: int
+    exit_code: int
+    output: str
+
+
+@dataclass(slots=True)
+class HealthState:
+    """``status``: ``starting``, ``healthy`` or ``unhealthy``; the newest probes last."""
+
+    status: str = "starting"
+    failing_streak: int = 0
+    log: list[HealthResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class CreateRequest:
     """Prepare a container: layers present, rootfs and bundle ready, nothing running yet."""
 
@@ -139,6 +174,7 @@ class CreateRequest:
     log_max_size: int = 0
     auto_remove: bool = False
     """``--rm``: the agent deletes the container as soon as it has reported its exit."""
+    healthcheck: HealthcheckSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,11 +202,13 @@ class ContainerStatus:
     finished_at: int = 0
     error: str = ""
     ports: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    health: HealthState | None = None
 
 
 @dataclass(slots=True)
 class AgentEvent:
-    """A change an agent observed: ``start``, ``exit``, ``oom``, ``pause``, ``unpause``.
+    """A change an agent observed: ``start``, ``exit``, ``oom``, ``pause``, ``unpause``,
+    ``health`` (a probe ran; ``container.health`` holds the result).
 
     ``seq`` increases by one per event within one ``boot_id`` (one agent process life). A
     controller that sees a new boot id or a gap resynchronises with a full state listing.

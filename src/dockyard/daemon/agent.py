@@ -66,6 +66,7 @@ async def run(layout: Layout, controller: str) -> None:
     layers = LayerStore(layout.layers_dir)
     volumes = LocalVolumes(layout.volumes_dir)
     runtime = ConmonRuntime(state_root=layout.run_dir / "crun")
+    execs = ExecManager(runtime=runtime)
     manager = ContainerManager(
         settings=AgentSettings(
             layout=layout, seccomp=profile, seccomp_program=encoded_program(profile)
@@ -77,6 +78,7 @@ async def run(layout: Layout, controller: str) -> None:
         volumes=volumes,
         blobs=ControllerBlobs(controller),
         events=events,
+        execs=execs,
     )
     watch = DirectoryWatch(layout.exits_dir, manager.exit_file_written)
     watch.start()
@@ -87,9 +89,7 @@ async def run(layout: Layout, controller: str) -> None:
         agent_id=ident, boot_id=events.boot_id, root_dir=layout.agent_dir, crun="/usr/bin/crun"
     )
     runner = await serve_unix(
-        make_app(
-            manager=manager, execs=ExecManager(runtime=runtime), volumes=volumes, info=lambda: info
-        ),
+        make_app(manager=manager, execs=execs, volumes=volumes, info=lambda: info),
         layout.agent_socket,
         mode=0o600,
     )

@@ -122,8 +122,14 @@ def _matcher(ctx: ApiContext, f: Any, tenant: str) -> Callable[[Container], bool
     if f.has("expose"):
         exposed = {p if "/" in p else f"{p}/tcp" for p in f.get("expose")}
         checks.append(lambda c: bool(exposed & set(c.config.exposed_ports)))
-    if (f.has("is-task") and f.bool("is-task")) or f.has("health"):
-        return lambda c: False  # no swarm tasks, no health checks (yet)
+    if f.has("health"):
+        wanted = set(f.get("health"))
+        unknown = wanted - {"starting", "healthy", "unhealthy", "none"}
+        if unknown:
+            raise InvalidArgument(f"Unrecognised filter value for health: {sorted(unknown)[0]}")
+        checks.append(lambda c: (c.state.health.status if c.state.health else "none") in wanted)
+    if f.has("is-task") and f.bool("is-task"):
+        return lambda c: False  # no swarm tasks
     return lambda c: all(check(c) for check in checks)
 
 

@@ -17,15 +17,21 @@ __all__ = [
     "PROTOCOL_VERSION",
     "AgentEvent",
     "AgentInfo",
+    "BlkioEntry",
+    "BlkioStats",
     "ContainerListing",
     "ContainerSize",
+    "ContainerStats",
     "ContainerStatus",
+    "CpuStats",
     "CreateRequest",
     "ExecRequest",
     "ExecStatus",
     "HealthResult",
     "HealthState",
     "HealthcheckSpec",
+    "InterfaceStats",
+    "MemoryStats",
     "MountSpec",
     "NetworkSpec",
     "PortMapping",
@@ -301,3 +307,96 @@ class ExecStatus:
     running: bool = False
     pid: int = 0
     exit_code: int | None = None
+
+
+# stats -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CpuStats:
+    """CPU time of a container's cgroup and of its host, in ns (``GET .../stats``).
+
+    ``percpu_usage`` is empty on cgroup v2 (the kernel keeps no per-CPU account there).
+    ``system_usage`` is the host's busy plus idle time over all CPUs (/proc/stat), so
+    ``Δusage / Δsystem_usage * online_cpus`` is the share of the host the container used.
+    """
+
+    usage: int = 0
+    percpu_usage: list[int] = field(default_factory=list)
+    kernel_usage: int = 0
+    user_usage: int = 0
+    system_usage: int = 0
+    online_cpus: int = 0
+    periods: int = 0
+    throttled_periods: int = 0
+    throttled_time: int = 0
+
+
+@dataclass(slots=True)
+class MemoryStats:
+    """Memory of a container's cgroup in bytes. ``limit`` is the cgroup's limit, or the
+    host's memory when that is lower (no limit). ``stats`` is ``memory.stat`` as the kernel
+    names it (v1 and v2 keys differ). ``max_usage`` and ``failcnt`` are 0 where the kernel
+    does not keep them (v2 without ``memory.peak``)."""
+
+    usage: int = 0
+    max_usage: int = 0
+    failcnt: int = 0
+    limit: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BlkioEntry:
+    """One line of a blkio counter: device, operation (``Read``, ``Write``, ``Total``...)."""
+
+    major: int
+    minor: int
+    op: str
+    value: int
+
+
+@dataclass(slots=True)
+class BlkioStats:
+    """Block I/O counters; a list is None where the host's cgroup does not keep it."""
+
+    io_service_bytes_recursive: list[BlkioEntry] | None = None
+    io_serviced_recursive: list[BlkioEntry] | None = None
+    io_queue_recursive: list[BlkioEntry] | None = None
+    io_service_time_recursive: list[BlkioEntry] | None = None
+    io_wait_time_recursive: list[BlkioEntry] | None = None
+    io_merged_recursive: list[BlkioEntry] | None = None
+    io_time_recursive: list[BlkioEntry] | None = None
+    sectors_recursive: list[BlkioEntry] | None = None
+
+
+@dataclass(slots=True)
+class InterfaceStats:
+    """Counters of one network interface in the container's namespace."""
+
+    rx_bytes: int = 0
+    rx_packets: int = 0
+    rx_errors: int = 0
+    rx_dropped: int = 0
+    tx_bytes: int = 0
+    tx_packets: int = 0
+    tx_errors: int = 0
+    tx_dropped: int = 0
+
+
+@dataclass(slots=True)
+class ContainerStats:
+    """One sample of a container's resource use, read when asked (``read``: ns since the
+    epoch). A container that is not running has ``running`` false and every counter zero.
+    ``pids_limit`` 0 means no limit; ``networks`` is keyed by interface name, loopback
+    left out."""
+
+    id: str
+    read: int
+    running: bool = False
+    cpu: CpuStats = field(default_factory=CpuStats)
+    memory: MemoryStats = field(default_factory=MemoryStats)
+    pids_current: int = 0
+    pids_limit: int = 0
+    blkio: BlkioStats = field(default_factory=BlkioStats)
+    networks: dict[str, InterfaceStats] = field(default_factory=dict)

@@ -589,6 +589,10 @@ class ContainerManager:
         layers = sum(self._layers.size(d) for d in dict.fromkeys(record.request.layers))
         return ContainerSize(size_rw=upper, size_root_fs=upper + layers)
 
+    def cgroup(self, container_id: str) -> Cgroup:
+        """The container's cgroup (it exists while the container runs)."""
+        return self._cgroup(self._get(container_id))
+
     def pids(self, container_id: str) -> list[int]:
         record = self._get(container_id)
         if record.status not in ("running", "paused"):

@@ -20,6 +20,7 @@ from dockyard.agent.attach import AttachOptions
 from dockyard.agent.containers import ContainerManager
 from dockyard.agent.events import ResyncNeeded
 from dockyard.agent.execs import ExecManager
+from dockyard.agent.stats import sample
 from dockyard.agent.top import top
 from dockyard.core.clock import format_rfc3339
 from dockyard.core.errors import DockyardError, InvalidArgument
@@ -156,6 +157,17 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
     async def top_(request: web.Request) -> web.Response:
         pids = manager.pids(request.match_info["id"])
         return _json(await top(pids, request.query.get("ps_args", "")))
+
+    @routes.get("/v1/containers/{id}/stats")
+    async def stats(request: web.Request) -> web.Response:
+        cid = request.match_info["id"]
+        record = manager.record(cid)
+        running = record.status in ("running", "paused") and record.pid > 0
+        return _json(
+            await asyncio.to_thread(
+                sample, cid, cgroup=manager.cgroup(cid), pid=record.pid, running=running
+            )
+        )
 
     @routes.post("/v1/containers/{id}/wait")
     async def wait(request: web.Request) -> web.Response:

@@ -21,6 +21,7 @@ from dockyard.core.protocol import (
     AgentInfo,
     ContainerListing,
     ContainerSize,
+    ContainerStats,
     ContainerStatus,
     CreateRequest,
     ExecRequest,
@@ -195,6 +196,9 @@ class AgentClient:
             f"/v1/containers/{container_id}/execs/{exec_id}/resize",
             params={"h": str(height), "w": str(width)},
         )
+
+    async def stats(self, container_id: str) -> ContainerStats:
+        return await self._typed(ContainerStats, "GET", f"/v1/containers/{container_id}/stats")
 
     async def create_volume(self, request: VolumeRequest) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("POST", "/v1/volumes", body=request)

@@ -43,6 +43,7 @@ from dockyard.core.ids import new_id, random_name, validate_name
 from dockyard.core.models import Container, ContainerConfig, HostConfig, PortBinding, Status
 from dockyard.core.protocol import (
     ContainerSize,
+    ContainerStats,
     ContainerStatus,
     CreateRequest,
     MountSpec,
@@ -532,6 +533,10 @@ class ContainerService:
         if container.state.status not in _ACTIVE:
             raise Conflict(f"Container {container.id} is not running")
         return await self._hosts.client(container.host).top(container.id, ps_args)
+
+    async def stats(self, container: Container) -> ContainerStats:
+        """One resource-use sample from the container's agent (zero when not running)."""
+        return await self._hosts.client(container.host).stats(container.id)
 
     def logs(self, container: Container, params: dict[str, str]) -> AsyncIterator[bytes]:
         return self._hosts.client(container.host).logs(container.id, params)

@@ -63,7 +63,7 @@ async def docker_errors(
         return error_response(500, "internal server error")
     finally:
         elapsed = time.perf_counter() - started
-        streaming = request.path.endswith(("/attach", "/wait", "/logs", "/events"))
+        streaming = request.path.endswith(("/attach", "/wait", "/logs", "/events", "/stats"))
         if (elapsed > _SLOW and not streaming) or log.isEnabledFor(logging.DEBUG):
             log.log(
                 logging.DEBUG if streaming or elapsed <= _SLOW else logging.WARNING,

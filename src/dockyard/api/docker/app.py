@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from dockyard.api.docker import containers, execs, images, networks, system, volumes
+from dockyard.api.docker import containers, execs, images, networks, stats, system, volumes
 from dockyard.api.docker.context import CONTEXT_KEY, TENANT_KEY, ApiContext
 from dockyard.api.docker.system import MAX_API_VERSION, MIN_API_VERSION
 from dockyard.api.errors import docker_errors, error_response
@@ -68,6 +68,7 @@ def make_docker_app(controller: Controller) -> web.Application:
         system.routes,
         containers.routes,
         execs.routes,
+        stats.routes,
         images.routes,
         volumes.routes,
         networks.routes,

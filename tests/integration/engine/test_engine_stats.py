@@ -205,6 +205,21 @@ def test_counters_follow_what_the_container_does(
     assert freed["pids_stats"]["current"] <= after["pids_stats"]["current"] - 3
 
 
+def test_paused_container_has_stats(api: docker.APIClient, target: tuple[Any, Shell]) -> None:
+    container, _ = target
+    api.pause(container.id)
+    try:
+        first, second = _one_shot(api, container.id), _one_shot(api, container.id)
+    finally:
+        api.unpause(container.id)
+    assert first["read"] != ZERO_TIME and first["pids_stats"]["current"] >= 2
+    # Frozen: no CPU time passes in the container.
+    assert (
+        second["cpu_stats"]["cpu_usage"]["total_usage"]
+        == first["cpu_stats"]["cpu_usage"]["total_usage"]
+    )
+
+
 def test_network_none_has_no_networks(client: docker.DockerClient, cleanup: list[str]) -> None:
     container = client.containers.run("busybox", ["sleep", "600"], network_mode="none", detach=True)
     cleanup.append(container.id)

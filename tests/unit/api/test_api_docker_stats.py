@@ -349,3 +349,25 @@ def test_a_client_that_goes_ends_the_stream() -> None:
         assert doc["id"] == CID
 
     run([running(1)], scenario)
+
+
+def test_a_client_that_goes_before_the_answer_leaves_the_server_healthy(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario(client: TestClient[Any, Any], containers: FakeContainers) -> None:
+        server = client.server
+        for query in ("stream=0", "stream=1"):
+            _reader, writer = await asyncio.open_connection(server.host, server.port)
+            writer.write(f"GET /containers/web/stats?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            await writer.drain()
+            writer.close()  # gone before the (second) sample
+            await asyncio.sleep(0.1)
+        calls = containers.calls
+        await asyncio.sleep(0.1)
+        assert containers.calls == calls
+        doc = await (await client.get("/containers/web/stats?stream=0&one-shot=1")).json()
+        assert doc["id"] == CID
+
+    with caplog.at_level("WARNING"):
+        run([running(1)], scenario)
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

@@ -170,12 +170,12 @@ async def container_stats(request: web.Request) -> web.StreamResponse:
         return json_response(stats_json(second, first, name=container.name))
 
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
-    await response.prepare(request)
     loop = asyncio.get_running_loop()
     due = loop.time()
     previous: ContainerStats | None = None
     current = first
     try:
+        await response.prepare(request)
         while True:
             await response.write(_encode(stats_json(current, previous, name=container.name)))
             previous = current

@@ -9,7 +9,7 @@ import click
 import pytest
 
 import dockyard.wire  # noqa: F401  (before aiohttp)
-from dockyard.api.docker import containers, images, networks, stats, system, volumes
+from dockyard.api.docker.app import ROUTE_TABLES
 from dockyard.cli.main import main as cli
 from dockyard.daemon.agent import build_parser as agent_parser
 from dockyard.daemon.controller import build_parser as controller_parser
@@ -19,14 +19,7 @@ DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 def _routes() -> list[tuple[str, str]]:
     found = []
-    for table in (
-        system.routes,
-        containers.routes,
-        stats.routes,
-        images.routes,
-        volumes.routes,
-        networks.routes,
-    ):
+    for table in ROUTE_TABLES:
         for route in table:
             path = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path)  # type: ignore[union-attr]
             found.append((route.method, path))  # type: ignore[union-attr]

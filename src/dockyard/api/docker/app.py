@@ -18,7 +18,7 @@ from dockyard.api.docker.system import MAX_API_VERSION, MIN_API_VERSION
 from dockyard.api.errors import docker_errors, error_response
 from dockyard.controller.app import Controller
 
-__all__ = ["make_docker_app"]
+__all__ = ["ROUTE_TABLES", "make_docker_app"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _VERSION_PREFIX = r"/v{version:[0-9]+\.[0-9]+}"
@@ -58,21 +58,25 @@ def _tenant_middleware(controller: Controller) -> Callable[..., Awaitable[web.St
     return resolve_tenant
 
 
+ROUTE_TABLES = (
+    system.routes,
+    containers.routes,
+    execs.routes,
+    stats.routes,
+    images.routes,
+    volumes.routes,
+    networks.routes,
+)
+"""Every Docker API handler, by module (the docs test checks each is documented)."""
+
+
 def make_docker_app(controller: Controller) -> web.Application:
     app = web.Application(
         middlewares=[docker_errors, _api_version, _tenant_middleware(controller)],
         client_max_size=0,
     )
     app[CONTEXT_KEY] = ApiContext(controller)
-    for table in (
-        system.routes,
-        containers.routes,
-        execs.routes,
-        stats.routes,
-        images.routes,
-        volumes.routes,
-        networks.routes,
-    ):
+    for table in ROUTE_TABLES:
         for route in table:
             assert isinstance(route, web.RouteDef)
             app.router.add_route(route.method, route.path, route.handler)

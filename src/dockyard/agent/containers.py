@@ -271,7 +271,10 @@ class ContainerManager:
             CreateOptions(
                 stdin=req.process.open_stdin,
                 terminal=req.process.tty,
-                leave_stdin_open=req.process.open_stdin and not req.process.stdin_once,
+                # Docker closes stdin after the first attach only without a TTY: detaching
+                # from `docker run -it` must not end the shell.
+                leave_stdin_open=req.process.open_stdin
+                and (req.process.tty or not req.process.stdin_once),
                 log_size_max=req.log_max_size,
             ),
         )

@@ -34,6 +34,7 @@ from dockyard.runtime.paths import BundlePaths, ExecPaths
 from dockyard.runtime.safepath import read_in_root
 from dockyard.runtime.spec import exec_process
 from dockyard.runtime.users import resolve_user
+from dockyard.wire.detach import parse_detach_keys
 from dockyard.wire.framing import STDOUT, frame
 from dockyard.wire.hijack import HijackedStream
 
@@ -209,6 +210,7 @@ class ExecManager:
             stdout=request.attach_stdout,
             stderr=request.attach_stderr,
             tty=request.tty,
+            detach_keys=parse_detach_keys(request.detach_keys),
         )
         try:
             sock = await connect(paths.attach_socket)

@@ -36,6 +36,7 @@ from dockyard.core.protocol import (
 from dockyard.core.serde import from_data, to_data
 from dockyard.runtime.logs import LogEntry, follow_entries, read_entries
 from dockyard.volumes.local import LocalVolumes
+from dockyard.wire.detach import parse_detach_keys
 from dockyard.wire.framing import frame, stream_number
 from dockyard.wire.hijack import hijack
 from dockyard.wire.query import flag, query_int
@@ -224,6 +225,7 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
             stdout=flag(request, "stdout"),
             stderr=flag(request, "stderr"),
             tty=False,
+            detach_keys=parse_detach_keys(request.query.get("detachKeys", "")),
         )
         stream = await hijack(request, content_type="application/vnd.docker.raw-stream")
         try:

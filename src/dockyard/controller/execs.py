@@ -39,6 +39,7 @@ class ExecConfig:
     attach_stderr: bool = False
     privileged: bool = False
     console_size: tuple[int, int] = (0, 0)
+    detach_keys: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class ExecService:
             attach_stderr=config.attach_stderr,
             console_height=config.console_size[0],
             console_width=config.console_size[1],
+            detach_keys=config.detach_keys,
         )
         await self._hosts.client(container.host).exec_create(container.id, request)
         self._store.add_exec(

@@ -295,6 +295,7 @@ class ExecRequest:
     attach_stderr: bool = False
     console_height: int = 0
     console_width: int = 0
+    detach_keys: str = ""  # Docker's syntax; empty: ctrl-p,ctrl-q
 
 
 @dataclass(slots=True)

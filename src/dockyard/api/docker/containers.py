@@ -24,6 +24,7 @@ from dockyard.controller.containers import UpdateRequest
 from dockyard.core.clock import parse_time_filter
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.core.models import Container, HostConfig, RestartPolicy, Status
+from dockyard.wire.detach import parse_detach_keys
 from dockyard.wire.hijack import hijack
 from dockyard.wire.query import flag, query_int
 
@@ -431,6 +432,9 @@ async def container_attach(request: web.Request) -> web.StreamResponse:
         key: "1" if flag(request, key) else "0"
         for key in ("stdin", "stdout", "stderr", "logs", "stream")
     }
+    detach_keys = request.query.get("detachKeys", "")
+    parse_detach_keys(detach_keys)  # 400 before the hijack
+    params["detachKeys"] = detach_keys
     agent = await ctx.controller.containers.attach(c, params)
     client = await hijack(request, content_type="application/vnd.docker.raw-stream")
     await relay(client, agent)

@@ -12,6 +12,7 @@ from dockyard.api.docker.streams import relay
 from dockyard.api.errors import json_response
 from dockyard.controller.execs import ExecConfig
 from dockyard.core.errors import InvalidArgument
+from dockyard.wire.detach import parse_detach_keys
 from dockyard.wire.hijack import hijack
 from dockyard.wire.query import query_int
 
@@ -40,6 +41,7 @@ async def container_exec(request: web.Request) -> web.Response:
             attach_stderr=get_bool(body, "AttachStderr"),
             privileged=get_bool(body, "Privileged"),
             console_size=_console_size(body),
+            detach_keys=_detach_keys(get_str(body, "DetachKeys")),
         ),
     )
     return json_response({"Id": exec_id}, status=201)
@@ -81,7 +83,7 @@ async def exec_inspect(request: web.Request) -> web.Response:
         {
             "CanRemove": False,
             "ContainerID": view.container.id,
-            "DetachKeys": "",
+            "DetachKeys": req.detach_keys,
             "ExitCode": status.exit_code,
             "ID": req.id,
             "OpenStderr": req.attach_stderr,
@@ -98,6 +100,11 @@ async def exec_inspect(request: web.Request) -> web.Response:
             "Pid": status.pid,
         }
     )
+
+
+def _detach_keys(text: str) -> str:
+    parse_detach_keys(text)  # refuse a malformed sequence now, not at start
+    return text
 
 
 def _console_size(body: dict[str, Any]) -> tuple[int, int]:

@@ -54,6 +54,7 @@ from dockyard.core.protocol import (
     HealthState,
     Resources,
 )
+from dockyard.core.signals import parse_signal
 from dockyard.images.layers import LayerStore
 from dockyard.images.snapshot import Snapshotter
 from dockyard.network.host import HostNetwork
@@ -66,7 +67,7 @@ from dockyard.runtime.users import resolve_user
 from dockyard.volumes.local import LocalVolumes
 from dockyard.wire.hijack import HijackedStream
 
-__all__ = ["AgentSettings", "ContainerManager", "parse_signal"]
+__all__ = ["AgentSettings", "ContainerManager"]
 
 _ATTACH_READY_TIMEOUT = 5.0
 _MAX_PREPARED = 64  # created-but-not-started containers whose runtime is made ahead
@@ -79,21 +80,6 @@ class AgentSettings:
     host_resolv: Path = Path("/etc/resolv.conf")
     seccomp: dict[str, Any] | None = None
     seccomp_program: str = ""
-
-
-def parse_signal(value: str | int) -> int:
-    """Docker accepts ``9``, ``KILL`` and ``SIGKILL``; anything else is InvalidArgument."""
-    if isinstance(value, int) or value.isdecimal():
-        number = int(value)
-        if 0 < number < signals.NSIG:
-            return number
-        raise InvalidArgument(f"invalid signal: {value}")
-    name = value.upper()
-    name = name if name.startswith("SIG") else f"SIG{name}"
-    try:
-        return int(signals.Signals[name])
-    except KeyError:
-        raise InvalidArgument(f"invalid signal: {value}") from None
 
 
 class _PendingAttach:

@@ -731,6 +731,8 @@ def check_execs(make_store: StoreFactory) -> None:
             lambda: store.get_exec(tenant=TENANT_A, exec_id=second.id),
             "exec of a deleted container",
         )
+
+
 # events ------------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from dockyard.api.docker import containers, execs, images, networks, stats, system, volumes
+from dockyard.api.docker import containers, events, execs, images, networks, stats, system, volumes
 from dockyard.api.docker.context import CONTEXT_KEY, TENANT_KEY, ApiContext
 from dockyard.api.docker.system import MAX_API_VERSION, MIN_API_VERSION
 from dockyard.api.errors import docker_errors, error_response
@@ -60,6 +60,7 @@ def _tenant_middleware(controller: Controller) -> Callable[..., Awaitable[web.St
 
 ROUTE_TABLES = (
     system.routes,
+    events.routes,
     containers.routes,
     execs.routes,
     stats.routes,
@@ -76,6 +77,11 @@ def make_docker_app(controller: Controller) -> web.Application:
         client_max_size=0,
     )
     app[CONTEXT_KEY] = ApiContext(controller)
+
+    async def end_event_streams(_app: web.Application) -> None:
+        controller.events.end_streams()  # or the server waits for them to end on their own
+
+    app.on_shutdown.append(end_event_streams)
     for table in ROUTE_TABLES:
         for route in table:
             assert isinstance(route, web.RouteDef)

@@ -40,7 +40,7 @@ from dockyard.core.events import Event
 from dockyard.core.models import Container, Network
 from dockyard.store.base import ALL_TENANTS, Store
 
-__all__ = ["EventLog"]
+__all__ = ["EventLog", "EventStream"]
 
 log = logging.getLogger("dockyard.controller")
 
@@ -72,6 +72,25 @@ class _Subscriber:
     def reset(self) -> None:
         self.overflowed = False
         self.buffer.clear()
+
+
+class EventStream:
+    """A subscription to a tenant's events (:meth:`EventLog.follow`): an async iterator
+    that must be closed with :meth:`aclose`, whether it was iterated or not."""
+
+    def __init__(self, events: AsyncGenerator[Event, None], unsubscribe: Callable[[], None]):
+        self._events = events
+        self._unsubscribe = unsubscribe
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self._events.__anext__()
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+        self._unsubscribe()
 
 
 class EventLog:
@@ -282,20 +301,40 @@ class EventLog:
                         break
         return page
 
-    async def follow(
+    def follow(
         self, *, tenant: str, since: int = 0, until: int = 0, replay: bool = True
-    ) -> AsyncGenerator[Event, None]:
-        """The tenant's events with ``since <= time`` and, when ``until`` is not 0,
-        ``time <= until``, in ``seq`` order.
+    ) -> EventStream:
+        """Subscribe now to the tenant's events with ``since <= time`` and, when ``until``
+        is not 0, ``time <= until``; iterate the stream for them, in ``seq`` order.
 
         With ``replay``, the events already recorded come first; without, only those
-        recorded from now on. The stream ends once ``until`` has passed (on the
+        recorded from this call on. The stream ends once ``until`` has passed (on the
         controller's clock) or when the log shuts down; otherwise it waits for more.
+        Close it when done (iterated or not).
         """
         subscriber = _Subscriber()
         self._subscribers.setdefault(tenant, set()).add(subscriber)
-        last = 0 if replay else self._seq
-        catch_up = replay
+        stream = self._stream(
+            subscriber,
+            tenant=tenant,
+            since=since,
+            until=until,
+            after=0 if replay else self._seq,
+        )
+        return EventStream(stream, lambda: self._unsubscribe(tenant, subscriber))
+
+    def _unsubscribe(self, tenant: str, subscriber: _Subscriber) -> None:
+        subscribers = self._subscribers.get(tenant)
+        if subscribers is not None:
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del self._subscribers[tenant]
+
+    async def _stream(
+        self, subscriber: _Subscriber, *, tenant: str, since: int, until: int, after: int
+    ) -> AsyncGenerator[Event, None]:
+        last = after
+        catch_up = after == 0
         try:
             while not self._ended:
                 if catch_up or subscriber.overflowed:
@@ -334,11 +373,7 @@ class EventLog:
                 except TimeoutError:
                     return
         finally:
-            subscribers = self._subscribers.get(tenant)
-            if subscribers is not None:
-                subscribers.discard(subscriber)
-                if not subscribers:
-                    del self._subscribers[tenant]
+            self._unsubscribe(tenant, subscriber)
 
     def subscribers(self, tenant: str) -> int:
         """How many streams follow the tenant's events (``/info``'s NEventsListener)."""

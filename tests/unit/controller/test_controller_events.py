@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 from dockyard.controller import events as events_module
-from dockyard.controller.events import EventLog
+from dockyard.controller.events import EventLog, EventStream
 from dockyard.core.events import Event
 from dockyard.core.models import Container, ContainerConfig, HostConfig, Network
 from dockyard.store import ALL_TENANTS, SqlStore
@@ -67,7 +67,7 @@ def record(log: EventLog, clock: Clock, tenant: str = A, action: str = "start") 
     )
 
 
-async def take(stream: AsyncGenerator[Event, None], count: int) -> list[int]:
+async def take(stream: EventStream, count: int) -> list[int]:
     return [(await anext(stream)).seq for _ in range(count)]
 
 
@@ -263,6 +263,23 @@ def test_without_replay_only_new_events_come(store: SqlStore, clock: Clock) -> N
         record(log, clock)
         assert (await waiting).seq == 2
         await stream.aclose()
+        assert log.subscribers(A) == 0
+        await log.close()
+
+    run(scenario)
+
+
+def test_a_stream_is_subscribed_before_it_is_first_read(store: SqlStore, clock: Clock) -> None:
+    async def scenario() -> None:
+        log = make_log(store, clock)
+        record(log, clock)
+        stream = log.follow(tenant=A, replay=False)
+        assert log.subscribers(A) == 1
+        record(log, clock)  # before anyone reads: the API sends headers in between
+        assert await take(stream, 1) == [2]
+        await stream.aclose()
+        unread = log.follow(tenant=A)
+        await unread.aclose()
         assert log.subscribers(A) == 0
         await log.close()
 

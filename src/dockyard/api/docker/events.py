@@ -26,6 +26,7 @@ from aiohttp import web
 
 from dockyard.api.docker.context import ApiContext, tenant_of
 from dockyard.api.docker.filters import Filters, parse_filters
+from dockyard.controller.events import EventStream
 from dockyard.core.clock import parse_time_filter
 from dockyard.core.errors import InvalidArgument
 from dockyard.core.events import Event
@@ -154,8 +155,18 @@ async def system_events(request: web.Request) -> web.StreamResponse:
     stream = ctx.controller.events.follow(
         tenant=tenant, since=since, until=until, replay=bool(since_raw or until_raw)
     )
+    try:
+        return await _send(request, stream, match)
+    finally:
+        await stream.aclose()
+
+
+async def _send(
+    request: web.Request, stream: EventStream, match: Callable[[Event], bool]
+) -> web.StreamResponse:
+    # Headers go out at once (the stream is subscribed already): clients wait for them.
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
-    await response.prepare(request)  # headers now: clients wait for them before streaming
+    await response.prepare(request)
 
     async def pump() -> None:
         async for event in stream:
@@ -172,7 +183,6 @@ async def system_events(request: web.Request) -> web.StreamResponse:
         for task in (sending, gone):
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await task
-        await stream.aclose()
     with contextlib.suppress(ConnectionError):
         await response.write_eof()
     return response

@@ -250,6 +250,24 @@ def test_restart_policy_restarts_are_die_then_start(
     assert {e["Actor"]["Attributes"]["exitCode"] for e in events if e["Action"] == "die"} == {"1"}
 
 
+def test_an_oom_kill_is_oom_then_die(
+    client: docker.DockerClient, api: docker.APIClient, cleanup: list[str]
+) -> None:
+    t0 = time.time()
+    container = client.containers.run(
+        "busybox",
+        ["dd", "if=/dev/zero", "of=/dev/null", "bs=300M", "count=1"],
+        detach=True,
+        mem_limit="64m",
+        memswap_limit="64m",
+    )
+    cleanup.append(container.id)
+    assert container.wait(timeout=60)["StatusCode"] == 137
+    events = replay(api, t0, time.time(), container=container.id)
+    assert actions(events) == ["create", "start", "oom", "die"]
+    assert events[3]["Actor"]["Attributes"]["exitCode"] == "137"
+
+
 def test_volume_events(client: docker.DockerClient, api: docker.APIClient) -> None:
     volume_name = name("ev-vol")
     t0 = time.time()

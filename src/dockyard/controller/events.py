@@ -320,6 +320,7 @@ class EventLog:
             since=since,
             until=until,
             after=0 if replay else self._seq,
+            replay=replay,
         )
         return EventStream(stream, lambda: self._unsubscribe(tenant, subscriber))
 
@@ -331,10 +332,17 @@ class EventLog:
                 del self._subscribers[tenant]
 
     async def _stream(
-        self, subscriber: _Subscriber, *, tenant: str, since: int, until: int, after: int
+        self,
+        subscriber: _Subscriber,
+        *,
+        tenant: str,
+        since: int,
+        until: int,
+        after: int,
+        replay: bool,
     ) -> AsyncGenerator[Event, None]:
         last = after
-        catch_up = after == 0
+        catch_up = replay
         try:
             while not self._ended:
                 if catch_up or subscriber.overflowed:

@@ -422,3 +422,7 @@ def test_counts_are_kept_per_tenant(store: SqlStore, clock: Clock) -> None:
         record(log, clock, tenant=tenant)
     assert seqs(store.list_events(tenant=A)) == [7, 9]
     assert seqs(store.list_events(tenant=B)) == [8, 10]
+
+
+def test_public_surface() -> None:
+    assert set(events_module.__all__) == {"EventLog", "EventStream"}

@@ -214,9 +214,17 @@ class FakeContainers:
         return answer
 
 
+class NoEventStreams:
+    """The app ends open event streams at shutdown; these tests open none."""
+
+    def end_streams(self) -> None:
+        return None
+
+
 @dataclass
 class FakeController:
     containers: FakeContainers
+    events: NoEventStreams = field(default_factory=NoEventStreams)
 
     def default_tenant(self) -> Tenant:
         return Tenant(id="t1", name="default", uid_base=100000)

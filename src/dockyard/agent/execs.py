@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,8 +61,12 @@ class ExecManager:
     """Every exec on this host. Callers pass the container's bundle paths and state,
     which the container manager owns."""
 
-    def __init__(self, *, runtime: Runtime) -> None:
+    def __init__(
+        self, *, runtime: Runtime, on_exit: Callable[[ExecStatus], None] = lambda _s: None
+    ) -> None:
+        """``on_exit`` hears of each exec that ran and ended (health probes aside)."""
         self._runtime = runtime
+        self._on_exit = on_exit
         self._starting: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -241,17 +246,23 @@ class ExecManager:
             self._watch(paths, process)
             return
         process.close()
+        self._exited(paths, code)
+
+    def _exited(self, paths: ExecPaths, code: int | None) -> None:
         if code is not None and not paths.exit_file.exists():
             _write_exit(paths, code)
+        with contextlib.suppress(NotFound):  # its container went meanwhile
+            self._on_exit(_status(paths, _read_request(paths)))
 
     def _watch(self, paths: ExecPaths, process: ExecProcess) -> None:
         """Hold the process until it exits (its exit file is the record)."""
 
         async def watch() -> None:
             try:
-                await process.wait()
+                code = await process.wait()
             finally:
                 process.close()
+            self._exited(paths, code)
 
         task = asyncio.create_task(watch())
         self._background.add(task)

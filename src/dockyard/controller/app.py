@@ -61,7 +61,9 @@ class Controller:
             volumes=self.volumes,
             events=self.events,
         )
-        self.execs = ExecService(store=store, hosts=self.hosts, containers=self.containers)
+        self.execs = ExecService(
+            store=store, hosts=self.hosts, containers=self.containers, events=self.events
+        )
         self._followers: list[AgentFollower] = []
         self._default_tenant: Tenant | None = None
 
@@ -85,7 +87,7 @@ class Controller:
                     if attempt == 99:
                         raise
                     await asyncio.sleep(0.1)
-            follower = AgentFollower(handle, self.containers)
+            follower = AgentFollower(handle, self.containers, self.execs)
             follower.start()
             self._followers.append(follower)
         with contextlib.suppress(TimeoutError):

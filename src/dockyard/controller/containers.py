@@ -623,6 +623,7 @@ class ContainerService:
         if (status.started_at, status.finished_at) < (state.started_at, state.finished_at):
             return container
         before = (replace(state), dict(container.ports), container.has_been_started)
+        health_before = state.health.status if state.health is not None else ""
         was_active = state.status in _ACTIVE
         state.status = {
             "running": Status.RUNNING,
@@ -646,6 +647,9 @@ class ContainerService:
         if (state, container.ports, container.has_been_started) == before:
             return container  # a report of what we already know (the start's own event)
         self._put(container)
+        health = state.health.status if state.health is not None else ""
+        if health != health_before and health in ("healthy", "unhealthy"):
+            self._events.container(container, f"health_status: {health}")
         if was_active and state.status not in _ACTIVE:
             self._died(container, oom=state.oom_killed and not before[0].oom_killed)
         if was_active and state.status == Status.EXITED:

@@ -250,6 +250,7 @@ class ExecInstance:
     tenant: str
     container_id: str
     created: int
+    command: str = ""  # as Docker's exec events name it: the arguments, space-separated
 
 
 @dataclass(slots=True)

@@ -214,7 +214,8 @@ class ContainerStatus:
 @dataclass(slots=True)
 class AgentEvent:
     """A change an agent observed: ``start``, ``exit``, ``oom``, ``pause``, ``unpause``,
-    ``health`` (a probe ran; ``container.health`` holds the result).
+    ``health`` (a probe ran; ``container.health`` holds the result), ``exec_die`` (an exec
+    ended; ``exec`` says which and how).
 
     ``seq`` increases by one per event within one ``boot_id`` (one agent process life). A
     controller that sees a new boot id or a gap resynchronises with a full state listing.
@@ -225,6 +226,7 @@ class AgentEvent:
     kind: str
     container: ContainerStatus
     time: int
+    exec: ExecStatus | None = None  # ``exec_die``: the exec that ended
 
 
 @dataclass(slots=True)

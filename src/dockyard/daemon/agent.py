@@ -20,6 +20,7 @@ from dockyard.agent.inotify import DirectoryWatch
 from dockyard.agent.server import make_app
 from dockyard.core.ids import new_id
 from dockyard.core.layout import Layout
+from dockyard.core.protocol import ExecStatus
 from dockyard.daemon.common import (
     AlreadyRunning,
     layout_arguments,
@@ -66,7 +67,11 @@ async def run(layout: Layout, controller: str) -> None:
     layers = LayerStore(layout.layers_dir)
     volumes = LocalVolumes(layout.volumes_dir)
     runtime = ConmonRuntime(state_root=layout.run_dir / "crun")
-    execs = ExecManager(runtime=runtime)
+
+    def exec_ended(ended: ExecStatus) -> None:
+        events.emit("exec_die", manager.status(ended.container_id), exec_status=ended)
+
+    execs = ExecManager(runtime=runtime, on_exit=exec_ended)
     manager = ContainerManager(
         settings=AgentSettings(
             layout=layout, seccomp=profile, seccomp_program=encoded_program(profile)

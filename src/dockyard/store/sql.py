@@ -74,6 +74,7 @@ execs = sa.Table(
     sa.Column("tenant", sa.String(64), nullable=False),
     sa.Column("container_id", sa.String(64), nullable=False, index=True),
     sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("command", sa.Text, nullable=False, server_default=""),
 )
 
 images = sa.Table(
@@ -363,6 +364,7 @@ class SqlStore:
                         tenant=instance.tenant,
                         container_id=instance.container_id,
                         created=instance.created,
+                        command=instance.command,
                     )
                 )
             except IntegrityError as exc:
@@ -375,7 +377,11 @@ class SqlStore:
         if row is None:
             raise NotFound(f"No such exec instance: {exec_id}")
         return ExecInstance(
-            id=row.id, tenant=row.tenant, container_id=row.container_id, created=int(row.created)
+            id=row.id,
+            tenant=row.tenant,
+            container_id=row.container_id,
+            created=int(row.created),
+            command=row.command,
         )
 
     def delete_exec(self, *, tenant: str, exec_id: str) -> None:

@@ -711,7 +711,9 @@ def check_execs(make_store: StoreFactory) -> None:
     with _opened(make_store) as store:
         web = _container(tenant=TENANT_A, name="web", cid=_hex_id("a1"))
         store.add_container(web)
-        first = ExecInstance(id=_hex_id("e1"), tenant=TENANT_A, container_id=web.id, created=1)
+        first = ExecInstance(
+            id=_hex_id("e1"), tenant=TENANT_A, container_id=web.id, created=1, command="sh -c x"
+        )
         second = ExecInstance(id=_hex_id("e2"), tenant=TENANT_A, container_id=web.id, created=2)
         store.add_exec(first)
         store.add_exec(second)

@@ -509,3 +509,77 @@ def test_exits_while_the_controller_is_down_give_die(
     removed_events = replay(rc.api, t0, until, container=removed.id)
     assert actions(removed_events)[-2:] == ["die", "destroy"]
     assert "exitCode" not in removed_events[-2]["Actor"]["Attributes"]  # went with the container
+
+
+# exec and health -------------------------------------------------------------------------
+
+
+def test_exec_events(client: docker.DockerClient, api: docker.APIClient) -> None:
+    container = client.containers.run("busybox", ["sleep", "600"], detach=True)
+    try:
+        since = time.time()
+        attached = api.exec_create(container.id, ["sh", "-c", "exit 2"])["Id"]
+        api.exec_start(attached)
+        detached = api.exec_create(container.id, ["sleep", "0.2"])["Id"]
+        api.exec_start(detached, detach=True)
+
+        def execs() -> list[Event]:
+            return replay(api, since, time.time(), container=container.id)
+
+        wait_for(lambda: actions(execs()).count("exec_die") == 2, "both exec_die events")
+        seen = [(e["Action"], e["Actor"]["Attributes"]) for e in execs()]
+        by_exec = {
+            exec_id: [(a, attrs) for a, attrs in seen if attrs.get("execID") == exec_id]
+            for exec_id in (attached, detached)
+        }
+        assert [a for a, _ in by_exec[attached]] == [
+            "exec_create: sh -c exit 2",
+            "exec_start: sh -c exit 2",
+            "exec_die",
+        ]
+        assert by_exec[attached][-1][1]["exitCode"] == "2"
+        assert [a for a, _ in by_exec[detached]] == [
+            "exec_create: sleep 0.2",
+            "exec_start: sleep 0.2",
+            "exec_die",
+        ]
+        assert by_exec[detached][-1][1]["exitCode"] == "0"
+        assert all(attrs["name"] == container.name for _, attrs in seen)
+        # Docker's event filter matches the action before its ": command".
+        filtered = replay(api, since, time.time(), container=container.id, event="exec_start")
+        assert len(filtered) == 2
+    finally:
+        container.remove(force=True)
+
+
+def test_health_status_events(client: docker.DockerClient, api: docker.APIClient) -> None:
+    since = time.time()
+    container = client.containers.run(
+        "busybox",
+        ["sleep", "600"],
+        detach=True,
+        healthcheck={
+            "Test": ["CMD-SHELL", "test -e /tmp/ok"],
+            "Interval": 200_000_000,
+            "Retries": 1,
+        },
+    )
+    try:
+
+        def health_events() -> list[str]:
+            return [
+                a
+                for a in actions(replay(api, since, time.time(), container=container.id))
+                if a.startswith("health_status")
+            ]
+
+        wait_for(lambda: health_events() == ["health_status: unhealthy"], "unhealthy")
+        container.exec_run(["touch", "/tmp/ok"])
+        wait_for(
+            lambda: health_events() == ["health_status: unhealthy", "health_status: healthy"],
+            "healthy",
+        )
+        time.sleep(0.6)  # more probes, all healthy: no more events (only changes are)
+        assert health_events() == ["health_status: unhealthy", "health_status: healthy"]
+    finally:
+        container.remove(force=True)

@@ -15,6 +15,7 @@ import os
 import socket
 from pathlib import Path
 
+from dockyard.wire.detach import DEFAULT_DETACH_KEYS, EscapeMatcher
 from dockyard.wire.framing import STDERR, STDOUT, frame
 from dockyard.wire.hijack import HijackedStream
 
@@ -25,13 +26,25 @@ _CONMON_STDOUT, _CONMON_STDERR = 2, 3
 
 
 class AttachOptions:
-    __slots__ = ("stderr", "stdin", "stdout", "tty")
+    """Which streams the client wants; ``detach_keys`` end the attach (with a TTY only,
+    as in Docker) and leave the process running."""
 
-    def __init__(self, *, stdin: bool, stdout: bool, stderr: bool, tty: bool) -> None:
+    __slots__ = ("detach_keys", "stderr", "stdin", "stdout", "tty")
+
+    def __init__(
+        self,
+        *,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+        tty: bool,
+        detach_keys: bytes = DEFAULT_DETACH_KEYS,
+    ) -> None:
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
         self.tty = tty
+        self.detach_keys = detach_keys
 
 
 async def connect(path: Path) -> socket.socket:
@@ -75,12 +88,19 @@ async def pump(sock: socket.socket, client: HijackedStream, options: AttachOptio
                 await client.write(data if options.tty else frame(STDERR, data))
 
     async def input_() -> None:
+        escape = EscapeMatcher(options.detach_keys) if options.tty else None
         while True:
             data = await client.read()
             if not data:
                 break
+            detached = False
+            if escape is not None:
+                data, detached = escape.feed(data)
             for start in range(0, len(data), _PACKET - 1):
                 await loop.sock_sendall(sock, data[start : start + _PACKET - 1])
+            if detached:
+                client.close()  # the client detached: end the attach, not the stdin
+                return
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_WR)
 

@@ -31,6 +31,8 @@ from dockyard.agent.attach import AttachOptions, connect, pump
 from dockyard.agent.blobs import ControllerBlobs
 from dockyard.agent.bundle import bundle_spec, write_etc_files
 from dockyard.agent.events import EventLog
+from dockyard.agent.execs import ExecManager, remove_execs, resize_terminal
+from dockyard.agent.health import MAX_OUTPUT, HealthChecker, timed_probe
 from dockyard.agent.records import AgentRecord, load_record, save_record
 from dockyard.agent.rootfs import RootfsUsers
 from dockyard.core.clock import now_ns
@@ -44,7 +46,16 @@ from dockyard.core.errors import (
     Unavailable,
 )
 from dockyard.core.layout import Layout
-from dockyard.core.protocol import ContainerSize, ContainerStatus, CreateRequest, Resources
+from dockyard.core.protocol import (
+    ContainerSize,
+    ContainerStatus,
+    CreateRequest,
+    HealthcheckSpec,
+    HealthResult,
+    HealthState,
+    Resources,
+)
+from dockyard.core.signals import parse_signal
 from dockyard.images.layers import LayerStore
 from dockyard.images.snapshot import Snapshotter
 from dockyard.network.host import HostNetwork
@@ -57,7 +68,7 @@ from dockyard.runtime.users import resolve_user
 from dockyard.volumes.local import LocalVolumes
 from dockyard.wire.hijack import HijackedStream
 
-__all__ = ["AgentSettings", "ContainerManager", "parse_signal"]
+__all__ = ["AgentSettings", "ContainerManager"]
 
 _ATTACH_READY_TIMEOUT = 5.0
 _MAX_PREPARED = 64  # created-but-not-started containers whose runtime is made ahead
@@ -70,21 +81,6 @@ class AgentSettings:
     host_resolv: Path = Path("/etc/resolv.conf")
     seccomp: dict[str, Any] | None = None
     seccomp_program: str = ""
-
-
-def parse_signal(value: str | int) -> int:
-    """Docker accepts ``9``, ``KILL`` and ``SIGKILL``; anything else is InvalidArgument."""
-    if isinstance(value, int) or value.isdecimal():
-        number = int(value)
-        if 0 < number < signals.NSIG:
-            return number
-        raise InvalidArgument(f"invalid signal: {value}")
-    name = value.upper()
-    name = name if name.startswith("SIG") else f"SIG{name}"
-    try:
-        return int(signals.Signals[name])
-    except KeyError:
-        raise InvalidArgument(f"invalid signal: {value}") from None
 
 
 class _PendingAttach:
@@ -111,6 +107,7 @@ class ContainerManager:
         volumes: LocalVolumes,
         blobs: ControllerBlobs,
         events: EventLog,
+        execs: ExecManager,
     ) -> None:
         self._settings = settings
         self._layout = settings.layout
@@ -121,6 +118,10 @@ class ContainerManager:
         self._volumes = volumes
         self._blobs = blobs
         self.events = events
+        self._execs = execs
+        self._health = HealthChecker(
+            probe=self._probe, report=self._health_report, active=self._probe_now
+        )
         self._records: dict[str, AgentRecord] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._exited: dict[str, asyncio.Event] = {}
@@ -258,7 +259,10 @@ class ContainerManager:
             CreateOptions(
                 stdin=req.process.open_stdin,
                 terminal=req.process.tty,
-                leave_stdin_open=req.process.open_stdin and not req.process.stdin_once,
+                # Docker closes stdin after the first attach only without a TTY: detaching
+                # from `docker run -it` must not end the shell.
+                leave_stdin_open=req.process.open_stdin
+                and (req.process.tty or not req.process.stdin_once),
                 log_size_max=req.log_max_size,
             ),
         )
@@ -317,8 +321,10 @@ class ContainerManager:
         record.oom_killed = False
         record.started_at = now_ns()
         record.finished_at = 0
+        record.health = None if req.healthcheck is None else HealthState()
         self._save(record)
         self.events.emit("start", record.status_message())
+        self._watch_health(record)
         if paths.exit_file.exists():  # exited before we were watching for it
             self._schedule_exit(record.id)
 
@@ -408,6 +414,7 @@ class ContainerManager:
         is read before the cgroup goes.
         """
         record.oom_killed = self._cgroup(record).oom_killed()
+        self._health.stop(record.id)
         self._network.unpublish(container_id=record.id)  # its ports are free on return
         record.status = "exited"
         record.exit_code = code
@@ -434,6 +441,7 @@ class ContainerManager:
         """Free what a run held: crun's state, the cgroup, the network attachment."""
         with contextlib.suppress(DockyardError):
             await self._runtime.delete(record.id, force=True)
+        await remove_execs(self.paths(record.id))  # Docker forgets a stopped container's execs
         await asyncio.to_thread(self._cgroup(record).remove)
         with contextlib.suppress(DockyardError):
             await self._network.detach(container_id=record.id)
@@ -573,6 +581,10 @@ class ContainerManager:
         layers = sum(self._layers.size(d) for d in dict.fromkeys(record.request.layers))
         return ContainerSize(size_rw=upper, size_root_fs=upper + layers)
 
+    def cgroup(self, container_id: str) -> Cgroup:
+        """The container's cgroup (it exists while the container runs)."""
+        return self._cgroup(self._get(container_id))
+
     def pids(self, container_id: str) -> list[int]:
         record = self._get(container_id)
         if record.status not in ("running", "paused"):
@@ -611,6 +623,41 @@ class ContainerManager:
                 with contextlib.suppress(ValueError):
                     self._pending.get(container_id, []).remove(pending)
         await pump(sock, client, options)
+
+    def resize(self, container_id: str, *, height: int, width: int) -> None:
+        """Resize the container's terminal (``docker run -it`` follows the client's)."""
+        record = self._get(container_id)
+        if not record.request.process.tty:
+            raise InvalidArgument(f"container {container_id} has no TTY to resize")
+        if record.status not in ("running", "paused"):
+            raise Conflict(f"Container {container_id} is not running")
+        resize_terminal(self.paths(container_id).ctl_fifo, height=height, width=width)
+
+    # health ------------------------------------------------------------------------------
+
+    def _watch_health(self, record: AgentRecord) -> None:
+        spec = record.request.healthcheck
+        if spec is not None:
+            self._health.watch(record.id, spec, started_at=record.started_at)
+
+    def _probe_now(self, container_id: str) -> bool:
+        record = self._records.get(container_id)
+        return record is not None and record.status == "running" and not record.phase
+
+    async def _probe(self, container_id: str, spec: HealthcheckSpec) -> HealthResult:
+        paths = self.paths(container_id)
+        return await timed_probe(
+            lambda: self._execs.run_captured(paths, spec.args, limit=MAX_OUTPUT),
+            timeout=spec.timeout / 1e9,
+        )
+
+    def _health_report(self, container_id: str, state: HealthState) -> None:
+        record = self._records.get(container_id)
+        if record is None or record.status != "running":
+            return
+        record.health = state
+        self._save(record)
+        self.events.emit("health", record.status_message())
 
     # recovery ----------------------------------------------------------------------------
 
@@ -684,6 +731,7 @@ class ContainerManager:
             ports=record.ports,
         )
         self._save(record)
+        self._watch_health(record)
 
     def process_pending_exits(self) -> None:
         """Pick up exit files written before the watch started (called after recovery)."""

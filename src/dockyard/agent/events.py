@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from dockyard.core.clock import now_ns
 from dockyard.core.ids import new_id
-from dockyard.core.protocol import AgentEvent, ContainerStatus
+from dockyard.core.protocol import AgentEvent, ContainerStatus, ExecStatus
 
 __all__ = ["EventLog", "ResyncNeeded"]
 
@@ -40,10 +40,17 @@ class EventLog:
     def seq(self) -> int:
         return self._seq
 
-    def emit(self, kind: str, status: ContainerStatus) -> AgentEvent:
+    def emit(
+        self, kind: str, status: ContainerStatus, *, exec_status: ExecStatus | None = None
+    ) -> AgentEvent:
         self._seq += 1
         event = AgentEvent(
-            seq=self._seq, boot_id=self.boot_id, kind=kind, container=status, time=now_ns()
+            seq=self._seq,
+            boot_id=self.boot_id,
+            kind=kind,
+            container=status,
+            time=now_ns(),
+            exec=exec_status,
         )
         self._ring.append(event)
         for queue in self._subscribers:

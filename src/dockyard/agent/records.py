@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dockyard.core.protocol import ContainerStatus, CreateRequest
+from dockyard.core.protocol import ContainerStatus, CreateRequest, HealthState
 from dockyard.core.serde import from_data, to_data
 
 __all__ = ["AgentRecord", "load_record", "save_record"]
@@ -36,6 +36,7 @@ class AgentRecord:
     uid: int = 0
     gid: int = 0
     ports: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    health: HealthState | None = None  # while it runs with a healthcheck
 
     @property
     def id(self) -> str:
@@ -52,6 +53,7 @@ class AgentRecord:
             finished_at=self.finished_at,
             error=self.error,
             ports={k: list(v) for k, v in self.ports.items()},
+            health=self.health,
         )
 
 

@@ -19,8 +19,10 @@ from aiohttp import web
 from dockyard.agent.attach import AttachOptions
 from dockyard.agent.containers import ContainerManager
 from dockyard.agent.events import ResyncNeeded
+from dockyard.agent.execs import ExecManager
 from dockyard.agent.files import ContainerFiles
 from dockyard.agent.files_http import add_file_routes
+from dockyard.agent.stats import sample
 from dockyard.agent.top import top
 from dockyard.core.clock import format_rfc3339
 from dockyard.core.errors import DockyardError, InvalidArgument
@@ -28,6 +30,7 @@ from dockyard.core.protocol import (
     AgentInfo,
     ContainerListing,
     CreateRequest,
+    ExecRequest,
     Resources,
     StopRequest,
     VolumeRequest,
@@ -35,6 +38,7 @@ from dockyard.core.protocol import (
 from dockyard.core.serde import from_data, to_data
 from dockyard.runtime.logs import LogEntry, follow_entries, read_entries
 from dockyard.volumes.local import LocalVolumes
+from dockyard.wire.detach import parse_detach_keys
 from dockyard.wire.framing import frame, stream_number
 from dockyard.wire.hijack import hijack
 from dockyard.wire.query import flag, query_int
@@ -84,6 +88,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 def make_app(  # noqa: PLR0915  (one route table, one handler per route)
     *,
     manager: ContainerManager,
+    execs: ExecManager,
     volumes: LocalVolumes,
     info: Callable[[], AgentInfo],
     files: ContainerFiles | None = None,
@@ -157,6 +162,17 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
         pids = manager.pids(request.match_info["id"])
         return _json(await top(pids, request.query.get("ps_args", "")))
 
+    @routes.get("/v1/containers/{id}/stats")
+    async def stats(request: web.Request) -> web.Response:
+        cid = request.match_info["id"]
+        record = manager.record(cid)
+        running = record.status in ("running", "paused") and record.pid > 0
+        return _json(
+            await asyncio.to_thread(
+                sample, cid, cgroup=manager.cgroup(cid), pid=record.pid, running=running
+            )
+        )
+
     @routes.post("/v1/containers/{id}/wait")
     async def wait(request: web.Request) -> web.Response:
         await manager.wait_exit(request.match_info["id"])
@@ -212,6 +228,7 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
             stdout=flag(request, "stdout"),
             stderr=flag(request, "stderr"),
             tty=False,
+            detach_keys=parse_detach_keys(request.query.get("detachKeys", "")),
         )
         stream = await hijack(request, content_type="application/vnd.docker.raw-stream")
         try:
@@ -219,6 +236,56 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
         except (DockyardError, OSError) as exc:
             log.info("attach to %s ended: %s", cid, exc)
         return stream.finish()
+
+    @routes.post("/v1/containers/{id}/resize")
+    async def resize(request: web.Request) -> web.Response:
+        manager.resize(
+            request.match_info["id"], height=query_int(request, "h"), width=query_int(request, "w")
+        )
+        return _json({})
+
+    @routes.post("/v1/containers/{id}/execs")
+    async def exec_create(request: web.Request) -> web.Response:
+        cid = request.match_info["id"]
+        body = await _body(request, ExecRequest)
+        record = manager.record(cid)
+        return _json(execs.create(manager.paths(cid), body, status=record.status), 201)
+
+    @routes.get("/v1/containers/{id}/execs/{exec}")
+    async def exec_inspect(request: web.Request) -> web.Response:
+        cid = request.match_info["id"]
+        status = manager.record(cid).status
+        return _json(execs.status(manager.paths(cid), request.match_info["exec"], status=status))
+
+    @routes.post("/v1/containers/{id}/execs/{exec}/start")
+    async def exec_start(request: web.Request) -> web.StreamResponse:
+        cid, exec_id = request.match_info["id"], request.match_info["exec"]
+        record = manager.record(cid)
+        detach = flag(request, "detach")
+        started = await execs.launch(
+            manager.paths(cid), exec_id, status=record.status, attach=not detach
+        )
+        if detach:
+            await execs.detach(started)
+            return _json({})
+        stream = await hijack(request, content_type="application/vnd.docker.raw-stream")
+        try:
+            await execs.attach(started, stream)
+        except (DockyardError, OSError) as exc:
+            log.info("exec %s in %s ended: %s", exec_id, cid, exc)
+        return stream.finish()
+
+    @routes.post("/v1/containers/{id}/execs/{exec}/resize")
+    async def exec_resize(request: web.Request) -> web.Response:
+        cid = request.match_info["id"]
+        manager.record(cid)
+        execs.resize(
+            manager.paths(cid),
+            request.match_info["exec"],
+            height=query_int(request, "h"),
+            width=query_int(request, "w"),
+        )
+        return _json({})
 
     @routes.get("/v1/events")
     async def events(request: web.Request) -> web.StreamResponse:

@@ -64,7 +64,7 @@ async def docker_errors(
     finally:
         elapsed = time.perf_counter() - started
         streaming = request.path.endswith(
-            ("/attach", "/wait", "/logs", "/events", "/archive", "/export")
+            ("/attach", "/wait", "/logs", "/events", "/stats", "/archive", "/export")
         )
         if (elapsed > _SLOW and not streaming) or log.isEnabledFor(logging.DEBUG):
             log.log(

@@ -22,8 +22,11 @@ from dockyard.core.protocol import (
     AgentInfo,
     ContainerListing,
     ContainerSize,
+    ContainerStats,
     ContainerStatus,
     CreateRequest,
+    ExecRequest,
+    ExecStatus,
     FileChange,
     PathStat,
     Resources,
@@ -189,6 +192,40 @@ class AgentClient:
             TopResult, "GET", f"/v1/containers/{container_id}/top", params={"ps_args": ps_args}
         )
 
+    async def resize(self, container_id: str, *, height: int, width: int) -> None:
+        await self._call(
+            "POST",
+            f"/v1/containers/{container_id}/resize",
+            params={"h": str(height), "w": str(width)},
+        )
+
+    async def exec_create(self, container_id: str, request: ExecRequest) -> ExecStatus:
+        return await self._typed(
+            ExecStatus, "POST", f"/v1/containers/{container_id}/execs", body=request
+        )
+
+    async def exec_inspect(self, container_id: str, exec_id: str) -> ExecStatus:
+        return await self._typed(
+            ExecStatus, "GET", f"/v1/containers/{container_id}/execs/{exec_id}"
+        )
+
+    async def exec_start_detached(self, container_id: str, exec_id: str) -> None:
+        await self._call(
+            "POST", f"/v1/containers/{container_id}/execs/{exec_id}/start", params={"detach": "1"}
+        )
+
+    async def exec_resize(
+        self, container_id: str, exec_id: str, *, height: int, width: int
+    ) -> None:
+        await self._call(
+            "POST",
+            f"/v1/containers/{container_id}/execs/{exec_id}/resize",
+            params={"h": str(height), "w": str(width)},
+        )
+
+    async def stats(self, container_id: str) -> ContainerStats:
+        return await self._typed(ContainerStats, "GET", f"/v1/containers/{container_id}/stats")
+
     async def create_volume(self, request: VolumeRequest) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("POST", "/v1/volumes", body=request)
         return result
@@ -286,6 +323,13 @@ class AgentClient:
 
     async def attach(self, container_id: str, params: dict[str, str]) -> RawStream:
         """Open a hijacked attach stream on the agent."""
+        return await self._hijack(f"/v1/containers/{container_id}/attach", params)
+
+    async def exec_start(self, container_id: str, exec_id: str) -> RawStream:
+        """Start an exec attached: a hijacked stream carrying its stdio."""
+        return await self._hijack(f"/v1/containers/{container_id}/execs/{exec_id}/start", {})
+
+    async def _hijack(self, path: str, params: dict[str, str]) -> RawStream:
         query = urlencode(params)
         try:
             if self.address.startswith("unix://"):
@@ -296,7 +340,7 @@ class AgentClient:
                 host, _, port = self.address.removeprefix("http://").partition(":")
                 reader, writer = await asyncio.open_connection(host, int(port or 80))
             writer.write(
-                f"POST /v1/containers/{container_id}/attach?{query} HTTP/1.1\r\n"
+                f"POST {path}?{query} HTTP/1.1\r\n"
                 "Host: agent\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
                 "Content-Length: 0\r\n\r\n".encode()
             )

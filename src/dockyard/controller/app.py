@@ -13,6 +13,8 @@ import logging
 
 from dockyard.controller.config import ControllerConfig
 from dockyard.controller.containers import ContainerService
+from dockyard.controller.events import EventLog
+from dockyard.controller.execs import ExecService
 from dockyard.controller.files import ContainerFileService
 from dockyard.controller.hosts import HostRegistry
 from dockyard.controller.images import ImageService
@@ -37,14 +39,19 @@ class Controller:
         self.config = config
         self.store = store
         self.hosts = HostRegistry(store)
+        self.events = EventLog(store, keep=config.events_keep, max_age=config.events_max_age)
         self.images = ImageService(
             store=store,
             content=ContentStore(layout.blobs_dir),
             spool_dir=layout.controller_dir / "tmp",
+            events=self.events,
         )
         self.networks = NetworkService(store=store, layout=layout, subnet=config.bridge_subnet)
         self.volumes = VolumeService(
-            store=store, agent_for=self.hosts.client, default_host=self.hosts.default_host
+            store=store,
+            agent_for=self.hosts.client,
+            default_host=self.hosts.default_host,
+            events=self.events,
         )
         self.containers = ContainerService(
             store=store,
@@ -53,6 +60,10 @@ class Controller:
             images=self.images,
             networks=self.networks,
             volumes=self.volumes,
+            events=self.events,
+        )
+        self.execs = ExecService(
+            store=store, hosts=self.hosts, containers=self.containers, events=self.events
         )
         self.files = ContainerFileService(containers=self.containers, hosts=self.hosts)
         self._followers: list[AgentFollower] = []
@@ -68,6 +79,7 @@ class Controller:
     async def start(self, agents: list[str]) -> None:
         self.networks.ensure_default()
         self.default_tenant()
+        self.events.start()
         for address in agents:
             for attempt in range(100):
                 try:
@@ -77,7 +89,7 @@ class Controller:
                     if attempt == 99:
                         raise
                     await asyncio.sleep(0.1)
-            follower = AgentFollower(handle, self.containers)
+            follower = AgentFollower(handle, self.containers, self.execs)
             follower.start()
             self._followers.append(follower)
         with contextlib.suppress(TimeoutError):
@@ -98,5 +110,6 @@ class Controller:
         for follower in self._followers:
             await follower.close()
         await self.containers.close()
+        await self.events.close()
         await self.hosts.close()
         self.store.close()

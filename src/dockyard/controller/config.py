@@ -6,9 +6,17 @@ from dataclasses import dataclass
 
 from dockyard.core.layout import Layout
 
-__all__ = ["DEFAULT_BRIDGE_SUBNET", "DEFAULT_UID_RANGE_START", "ControllerConfig"]
+__all__ = [
+    "DEFAULT_BRIDGE_SUBNET",
+    "DEFAULT_EVENTS_KEEP",
+    "DEFAULT_EVENTS_MAX_AGE",
+    "DEFAULT_UID_RANGE_START",
+    "ControllerConfig",
+]
 
 MIB = 1024 * 1024
+DEFAULT_EVENTS_KEEP = 10_000
+DEFAULT_EVENTS_MAX_AGE = 7 * 24 * 3600 * 1_000_000_000  # a week, in ns
 DEFAULT_BRIDGE_SUBNET = "10.89.0.0/16"
 DEFAULT_UID_RANGE_START = 1_000_000_000
 
@@ -31,3 +39,7 @@ class ControllerConfig:
     memory_overcommit: float = 4.0
     """Placement counts a host's memory this many times over: limits are ceilings, and
     most containers use a fraction of theirs (the operator's choice; 1.0 = none)."""
+    events_keep: int = DEFAULT_EVENTS_KEEP
+    """Events each tenant keeps at most (0: no bound by count)."""
+    events_max_age: int = DEFAULT_EVENTS_MAX_AGE
+    """Events older than this (ns) are dropped (0: no bound by age)."""

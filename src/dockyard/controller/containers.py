@@ -4,6 +4,8 @@ The store holds the desired and last observed state; the agent that runs a conta
 reports changes (:meth:`ContainerService.observe`). Operations on one container are
 serialised by its lock. A record carries ``phase`` while a multi-step operation runs, so
 a restarted controller can finish or undo it (:meth:`ContainerService.reconcile`).
+Every change is recorded in the event log with Docker's event (``create``, ``start``,
+``die``, ...), in Docker's order.
 
 Docker's quirks belong to the API layer; this module speaks in domain errors: starting a
 running container is NotModified, stopping a stopped one too.
@@ -16,11 +18,14 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass, replace
+from signal import SIGKILL
 from typing import Any
 
 from dockyard.controller.admission import admit
 from dockyard.controller.agents import RawStream
 from dockyard.controller.config import ControllerConfig
+from dockyard.controller.events import EventLog
+from dockyard.controller.healthcheck import healthcheck_spec
 from dockyard.controller.hosts import HostRegistry
 from dockyard.controller.images import ImageService
 from dockyard.controller.merge import build_process, merge_config
@@ -39,15 +44,24 @@ from dockyard.core.errors import (
     Unavailable,
 )
 from dockyard.core.ids import new_id, random_name, validate_name
-from dockyard.core.models import Container, ContainerConfig, HostConfig, PortBinding, Status
+from dockyard.core.models import (
+    Container,
+    ContainerConfig,
+    HostConfig,
+    Network,
+    PortBinding,
+    Status,
+)
 from dockyard.core.protocol import (
     ContainerSize,
+    ContainerStats,
     ContainerStatus,
     CreateRequest,
     MountSpec,
     StopRequest,
     TopResult,
 )
+from dockyard.core.signals import parse_signal
 from dockyard.core.tenancy import Tenant
 from dockyard.scheduler.placement import PlacementRequest, place
 from dockyard.store.base import ALL_TENANTS, Store
@@ -102,8 +116,10 @@ class ContainerService:
         images: ImageService,
         networks: NetworkService,
         volumes: VolumeService,
+        events: EventLog,
     ) -> None:
         self._store = store
+        self._events = events
         self._config = config
         self._hosts = hosts
         self._images = images
@@ -186,6 +202,7 @@ class ContainerService:
         if not merged.hostname:
             merged.hostname = container_id[:12]
         process = build_process(merged, host_config)
+        healthcheck = healthcheck_spec(merged.healthcheck, shell=merged.shell)
         network = self._networks.resolve_mode(tenant=tenant.id, mode=host_config.network_mode)
         mounts, anonymous = plan_mounts(merged, host_config)
         if name:
@@ -253,6 +270,7 @@ class ContainerService:
                 oom_score_adj=max(0, host_config.oom_score_adj),
                 log_max_size=self._config.log_max_size,
                 auto_remove=host_config.auto_remove,
+                healthcheck=healthcheck,
             )
             await self._hosts.client(container.host).create(request)
         except BaseException:
@@ -264,6 +282,7 @@ class ContainerService:
             raise
         container.phase = ""
         self._put(container)
+        self._events.container(container, "create")
         return CreateResult(container=container, warnings=admitted.warnings)
 
     def _add_named(self, container: Container, *, chosen: bool) -> None:
@@ -315,6 +334,7 @@ class ContainerService:
                     # As Docker does: a --rm container that cannot start is removed.
                     self._spawn(self._auto_remove(container))
                 raise
+            self._started(container)
             return self._apply(container, status)
 
     async def _start_on_agent(self, container: Container) -> ContainerStatus:
@@ -331,6 +351,8 @@ class ContainerService:
         self, *, tenant: str, ref: str, timeout: int | None = None, signal: str = ""
     ) -> Container:
         container = self.get(tenant=tenant, ref=ref)
+        signal = signal or container.config.stop_signal or "SIGTERM"
+        number = parse_signal(signal)
         async with self._lock(container.id):
             container = self._reload(container)
             cancelled = self._restarts.cancel(container.id)
@@ -344,15 +366,15 @@ class ContainerService:
                 self._put(container)
                 raise NotModified("container already stopped")
             self._put(container)
+            self._events.container(container, "kill", {"signal": str(number)})
         status = await self._hosts.client(container.host).stop(
             container.id,
-            StopRequest(
-                signal=signal or container.config.stop_signal or "SIGTERM",
-                timeout=self._stop_timeout(container, timeout),
-            ),
+            StopRequest(signal=signal, timeout=self._stop_timeout(container, timeout)),
         )
         async with self._lock(container.id):
-            return self._apply(self._reload(container), status)
+            container = self._apply(self._reload(container), status)
+            self._events.container(container, "stop")
+            return container
 
     def _stop_timeout(self, container: Container, timeout: int | None) -> int:
         if timeout is not None:
@@ -364,10 +386,13 @@ class ContainerService:
     async def restart(self, *, tenant: str, ref: str, timeout: int | None = None) -> Container:
         with contextlib.suppress(NotModified):
             await self.stop(tenant=tenant, ref=ref, timeout=timeout)
-        return await self.start(tenant=tenant, ref=ref)
+        container = await self.start(tenant=tenant, ref=ref)
+        self._events.container(container, "restart")
+        return container
 
     async def kill(self, *, tenant: str, ref: str, signal: str) -> None:
         container = self.get(tenant=tenant, ref=ref)
+        number = parse_signal(signal or "SIGKILL")
         async with self._lock(container.id):
             container = self._reload(container)
             if container.state.status not in _ACTIVE:
@@ -375,7 +400,8 @@ class ContainerService:
             if signal.upper().removeprefix("SIG") in ("KILL", "9", "TERM", "15", ""):
                 container.manually_stopped = True
                 self._put(container)
-            await self._hosts.client(container.host).kill(container.id, signal or "SIGKILL")
+            await self._hosts.client(container.host).kill(container.id, str(number))
+            self._events.container(container, "kill", {"signal": str(number)})
 
     async def pause(self, *, tenant: str, ref: str) -> None:
         container = self.get(tenant=tenant, ref=ref)
@@ -385,7 +411,9 @@ class ContainerService:
                 raise Conflict(f"Container {container.id} is already paused")
             if container.state.status != Status.RUNNING:
                 raise Conflict(f"Container {container.id} is not running")
-            self._apply(container, await self._hosts.client(container.host).pause(container.id))
+            status = await self._hosts.client(container.host).pause(container.id)
+            self._events.container(container, "pause")
+            self._apply(container, status)
 
     async def unpause(self, *, tenant: str, ref: str) -> None:
         container = self.get(tenant=tenant, ref=ref)
@@ -394,6 +422,7 @@ class ContainerService:
             if container.state.status != Status.PAUSED:
                 raise Conflict(f"Container {container.id} is not paused")
             status = await self._hosts.client(container.host).unpause(container.id)
+            self._events.container(container, "unpause")
             self._apply(container, status)
 
     # wait --------------------------------------------------------------------------------
@@ -456,7 +485,18 @@ class ContainerService:
                 raise Conflict(f"removal of container {container.id} is already in progress")
             self._restarts.cancel(container.id)
             container.phase = "removing"
+            if container.state.status in _ACTIVE:
+                container.manually_stopped = True
             self._put(container)
+            if container.state.status in _ACTIVE:
+                # Killed here rather than by the delete, so its exit is applied (and its
+                # die event carries the exit code) before the record goes.
+                self._events.container(container, "kill", {"signal": str(int(SIGKILL))})
+                with contextlib.suppress(NotFound, Conflict):
+                    status = await self._hosts.client(container.host).stop(
+                        container.id, StopRequest(signal="SIGKILL", timeout=-1)
+                    )
+                    container = self._apply(container, status)
             await self._remove_locked(container, volumes=volumes)
 
     async def _remove_locked(self, container: Container, *, volumes: bool) -> None:
@@ -469,6 +509,7 @@ class ContainerService:
         ``volumes`` its anonymous volumes; then wake ``wait(removed)``."""
         self._networks.release(container_id=container.id)
         self._delete(container)
+        self._events.container(container, "destroy")
         self._restarts.forget(container.id)
         watch = self._watch(container.id)
         watch.removed = True
@@ -492,6 +533,9 @@ class ContainerService:
         async with self._lock(container.id):
             self._store.rename_container(tenant=tenant, container_id=container.id, name=new_name)
             self._cache.pop(container.id, None)
+            self._events.container(
+                replace(container, name=new_name), "rename", {"oldName": f"/{container.name}"}
+            )
 
     async def update(self, *, tenant: str, ref: str, update: UpdateRequest) -> tuple[str, ...]:
         container = self.get(tenant=tenant, ref=ref)
@@ -506,6 +550,7 @@ class ContainerService:
             # The agent applies the limits now if the container runs, else at next start.
             await self._hosts.client(container.host).update(container.id, admitted.resources)
             self._put(container)
+            self._events.container(container, "update")
             return admitted.warnings
 
     def volume_users(self, *, tenant: str, name: str) -> list[str]:
@@ -530,11 +575,22 @@ class ContainerService:
             raise Conflict(f"Container {container.id} is not running")
         return await self._hosts.client(container.host).top(container.id, ps_args)
 
+    async def stats(self, container: Container) -> ContainerStats:
+        """One resource-use sample from the container's agent (zero when not running)."""
+        return await self._hosts.client(container.host).stats(container.id)
+
     def logs(self, container: Container, params: dict[str, str]) -> AsyncIterator[bytes]:
         return self._hosts.client(container.host).logs(container.id, params)
 
     async def attach(self, container: Container, params: dict[str, str]) -> RawStream:
-        return await self._hosts.client(container.host).attach(container.id, params)
+        stream = await self._hosts.client(container.host).attach(container.id, params)
+        self._events.container(container, "attach")
+        return stream
+
+    async def resize(self, *, tenant: str, ref: str, height: int, width: int) -> None:
+        """Resize the container's terminal; InvalidArgument without a TTY."""
+        container = self.get(tenant=tenant, ref=ref)
+        await self._hosts.client(container.host).resize(container.id, height=height, width=width)
 
     async def prune(
         self, *, tenant: str, until: int = 0, labels: tuple[str, ...] = ()
@@ -567,6 +623,7 @@ class ContainerService:
         if (status.started_at, status.finished_at) < (state.started_at, state.finished_at):
             return container
         before = (replace(state), dict(container.ports), container.has_been_started)
+        health_before = state.health.status if state.health is not None else ""
         was_active = state.status in _ACTIVE
         state.status = {
             "running": Status.RUNNING,
@@ -579,6 +636,7 @@ class ContainerService:
         state.finished_at = status.finished_at
         state.exit_code = status.exit_code
         state.oom_killed = status.oom_killed
+        state.health = status.health
         state.error = status.error or ("" if state.status in _ACTIVE else state.error)
         container.ports = {
             key: tuple(PortBinding(host_ip=h, host_port=str(p)) for h, p in pairs)
@@ -589,10 +647,79 @@ class ContainerService:
         if (state, container.ports, container.has_been_started) == before:
             return container  # a report of what we already know (the start's own event)
         self._put(container)
+        health = state.health.status if state.health is not None else ""
+        if health != health_before and health in ("healthy", "unhealthy"):
+            self._events.container(container, f"health_status: {health}")
+        if was_active and state.status not in _ACTIVE:
+            self._died(container, oom=state.oom_killed and not before[0].oom_killed)
         if was_active and state.status == Status.EXITED:
             self._exited(container)
         self._watch(container.id).notify()
         return container
+
+    def _started(self, container: Container) -> None:
+        """Docker's events of a start: each volume mounted, the network connected, start."""
+        for mount in container.mounts:
+            if mount.type == "volume":
+                self._events.volume(
+                    tenant=container.tenant,
+                    name=mount.source,
+                    action="mount",
+                    attributes={
+                        "container": container.id,
+                        "destination": mount.target,
+                        "read/write": str(not mount.read_only).lower(),
+                        "propagation": "",
+                    },
+                )
+        network = self._network_of(container)
+        if network is not None:
+            self._events.network(
+                tenant=container.tenant,
+                network=network,
+                action="connect",
+                container_id=container.id,
+            )
+        self._events.container(container, "start")
+
+    def _died(self, container: Container, *, oom: bool, known: bool = True) -> None:
+        """Docker's events of an exit: oom if it was killed for memory, the network
+        disconnected, each volume unmounted, then die with the exit code (``known``: the
+        agent reported it; an exit found only by the container's absence has none)."""
+        if oom:
+            self._events.container(container, "oom")
+        network = self._network_of(container)
+        if network is not None:
+            self._events.network(
+                tenant=container.tenant,
+                network=network,
+                action="disconnect",
+                container_id=container.id,
+            )
+        for mount in container.mounts:
+            if mount.type == "volume":
+                self._events.volume(
+                    tenant=container.tenant,
+                    name=mount.source,
+                    action="unmount",
+                    attributes={"container": container.id},
+                )
+        attributes = {}
+        state = container.state
+        if known:
+            attributes["exitCode"] = str(state.exit_code)
+            if state.started_at and state.finished_at >= state.started_at:
+                ran = (state.finished_at - state.started_at) // 1_000_000_000
+                attributes["execDuration"] = str(ran)
+        self._events.container(container, "die", attributes)
+
+    def _network_of(self, container: Container) -> Network | None:
+        if not container.network:
+            return None
+        try:
+            return self._networks.get(tenant=container.tenant, ref=container.network)
+        except NotFound:
+            return None
 
     def _exited(self, container: Container) -> None:
         watch = self._watch(container.id)
@@ -628,6 +755,7 @@ class ContainerService:
                 self._put(current)
                 self._watch(current.id).notify()
                 return
+            self._started(current)
             self._apply(self._reload(current), status)
 
     async def _forget(self, container: Container) -> None:
@@ -678,14 +806,20 @@ class ContainerService:
                     await self._remove_locked(container, volumes=True)
                 continue
             if status is None:
+                was_active = container.state.status in _ACTIVE
                 if container.host_config.auto_remove:
-                    # --rm: its agent removed it after the exit, while we were away.
+                    # --rm: its agent removed it after the exit, while we were away (the exit
+                    # code went with it).
+                    if was_active:
+                        self._died(container, oom=False, known=False)
                     async with self._lock(container.id):
                         await self._remove_record(container, volumes=True)
                     continue
                 container.state.status = Status.DEAD
                 container.state.error = "the container is missing on its host"
                 self._put(container)
+                if was_active:
+                    self._died(container, oom=False, known=False)
                 continue
             async with self._lock(container.id):
                 self._apply(container, status)

@@ -5,6 +5,9 @@ addressed, so sharing reveals nothing); which images and tags a tenant holds is 
 store, per tenant. Removing the last reference to a blob deletes it. Mutations that add
 or delete blobs hold one lock so a removal never deletes a blob a concurrent load is
 about to reference.
+
+Each change is an event: ``load``, ``import`` (after ``tag`` for its tag), ``tag``,
+``untag`` per reference removed, ``delete``, ``save``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from dockyard.controller.events import EventLog
 from dockyard.core.clock import now_ns
 from dockyard.core.errors import Conflict, InvalidArgument, NotFound
 from dockyard.core.models import Image
@@ -72,8 +76,11 @@ class RemovalReport:
 
 
 class ImageService:
-    def __init__(self, *, store: Store, content: ContentStore, spool_dir: Path) -> None:
+    def __init__(
+        self, *, store: Store, content: ContentStore, spool_dir: Path, events: EventLog
+    ) -> None:
         self._store = store
+        self._events = events
         self._content = content
         self._spool = spool_dir
         spool_dir.mkdir(parents=True, exist_ok=True)
@@ -141,6 +148,19 @@ class ImageService:
         data: dict[str, Any] = json.loads(self._config_bytes(image.id))
         return data
 
+    def _event(self, image: Image, action: str, name: str = "") -> None:
+        """Record an image event with Docker's attributes: the image's labels and name."""
+        labels: dict[str, Any] = {}
+        with contextlib.suppress(NotFound):  # the config blob went with a removed image
+            labels = (self.config(image).get("config") or {}).get("Labels") or {}
+        self._events.image(
+            tenant=image.tenant,
+            image_id=image.id,
+            action=action,
+            name=name,
+            labels={str(k): str(v) for k, v in labels.items()},
+        )
+
     # adding images -----------------------------------------------------------------------
 
     def _record_to_image(self, tenant: str, record: ImageRecord) -> Image:
@@ -187,7 +207,10 @@ class ImageService:
                 records = await asyncio.to_thread(
                     load_archive, archive, self._content, spool_dir=self._spool
                 )
-                return [self._add(tenant, r) for r in records]
+                images = [self._add(tenant, r) for r in records]
+        for image in images:
+            self._event(image, "load")
+        return images
 
     async def import_(
         self,
@@ -212,7 +235,11 @@ class ImageService:
                         spool_dir=self._spool,
                     )
                 )
-                return self._add(tenant, record, extra_tags=tags)
+                image = self._add(tenant, record, extra_tags=tags)
+        for name in tags:
+            self._event(image, "tag", name)
+        self._event(image, "import")
+        return image
 
     async def seed_busybox(self, *, tenant: str, tags: Sequence[str]) -> Image:
         """Publish the offline busybox image (built from the host's busybox-static)."""
@@ -222,7 +249,9 @@ class ImageService:
                     seed_busybox, self._content, spool_dir=self._spool, tags=tuple(tags)
                 )
             )
-            return self._add(tenant, record)
+            image = self._add(tenant, record)
+        self._event(image, "load")
+        return image
 
     # tags --------------------------------------------------------------------------------
 
@@ -240,6 +269,7 @@ class ImageService:
             image.repo_tags = (*image.repo_tags, name)
             self._store.put_image(image)
             self._changed(image.tenant)
+        self._event(image, "tag", name)
         return image
 
     # removal -----------------------------------------------------------------------------
@@ -267,6 +297,7 @@ class ImageService:
             if by_tag and (len(image.repo_tags) > 1 or (force and running)):
                 self._untag(image, by_tag)
                 report.untagged.append(by_tag)
+                self._event(image, "untag", by_tag)
                 return report
             if by_tag and in_use and not force:
                 cid = in_use[0][0]
@@ -293,6 +324,9 @@ class ImageService:
             report.untagged.extend(image.repo_digests)
             self._store.delete_image(tenant=tenant, image_id=image.id)
             self._changed(tenant)
+            for name in report.untagged:
+                self._event(image, "untag", name)
+            self._event(image, "delete")  # before _collect, which may drop the config blob
             report.deleted.append(image.id)
             await asyncio.to_thread(self._collect, image)
             return report
@@ -399,8 +433,10 @@ class ImageService:
         return [(image, self._tag_of(image, ref))]
 
     async def save(self, *, tenant: str, refs: Sequence[str]) -> AsyncIterator[bytes]:
-        """Stream a ``docker save`` archive; the tar is produced in a thread into a pipe."""
+        """Stream a ``docker save`` archive; the tar is produced in a thread into a pipe.
+        A ``save`` event per image is recorded once the archive is complete."""
         records = self.save_records(tenant=tenant, refs=refs)
+        saved = [self.resolve(tenant=tenant, ref=r.config_digest) for r in records]
         read_fd, write_fd = os.pipe()
         loop = asyncio.get_running_loop()
 
@@ -417,6 +453,8 @@ class ImageService:
                     break
                 yield chunk
             await producer
+            for image in saved:
+                self._event(image, "save")
         finally:
             reader.close()
             with contextlib.suppress(BrokenPipeError, OSError):

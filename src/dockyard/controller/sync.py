@@ -13,6 +13,7 @@ import logging
 
 from dockyard.controller.agents import Resync
 from dockyard.controller.containers import ContainerService
+from dockyard.controller.execs import ExecService
 from dockyard.controller.hosts import AgentHandle
 from dockyard.core.errors import DockyardError
 
@@ -23,9 +24,12 @@ _RETRY = 0.5
 
 
 class AgentFollower:
-    def __init__(self, handle: AgentHandle, containers: ContainerService) -> None:
+    def __init__(
+        self, handle: AgentHandle, containers: ContainerService, execs: ExecService
+    ) -> None:
         self._handle = handle
         self._containers = containers
+        self._execs = execs
         self._task: asyncio.Task[None] | None = None
         self.synced = asyncio.Event()
 
@@ -50,6 +54,8 @@ class AgentFollower:
                 async for event in self._handle.client.events(boot_id=boot_id, after=after):
                     after = event.seq
                     await self._containers.observe(self._handle.host.id, event.container)
+                    if event.exec is not None:
+                        self._execs.observe_exit(self._handle.host.id, event.exec)
             except Resync:
                 boot_id = ""
             except asyncio.CancelledError:

@@ -2,7 +2,8 @@
 
 A volume's data lives on one host (the local driver); the record says which, so the
 scheduler can place containers using it there. Names are unique per tenant; the host
-directory includes the tenant id, so two tenants' "data" volumes never meet.
+directory includes the tenant id, so two tenants' "data" volumes never meet. Creating and
+removing one are ``create`` and ``destroy`` events.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dockyard.controller.agents import AgentClient
+from dockyard.controller.events import EventLog
 from dockyard.core.clock import now_ns
 from dockyard.core.errors import Conflict, InvalidArgument, NotFound
 from dockyard.core.ids import new_id, validate_name
@@ -28,8 +30,10 @@ class VolumeService:
         store: Store,
         agent_for: Callable[[str], AgentClient],
         default_host: Callable[[], str],
+        events: EventLog,
     ) -> None:
         self._store = store
+        self._events = events
         self._agent_for = agent_for
         self._default_host = default_host
 
@@ -76,6 +80,7 @@ class VolumeService:
             anonymous=anonymous,
         )
         self._store.add_volume(volume)
+        self._events.volume(tenant=tenant.id, name=name, action="create")
         return volume
 
     async def remove(self, *, tenant: str, name: str, users: list[str]) -> None:
@@ -85,6 +90,7 @@ class VolumeService:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
         await self._agent_for(volume.host).remove_volume(tenant, name)
         self._store.delete_volume(tenant=tenant, name=name)
+        self._events.volume(tenant=tenant, name=name, action="destroy")
 
     async def usage(self, volume: Volume) -> int:
         """Bytes used by the volume, measured on its host (-1 if the host cannot tell)."""

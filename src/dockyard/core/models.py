@@ -10,12 +10,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from dockyard.core.protocol import MountSpec
+from dockyard.core.protocol import HealthState, MountSpec
 
 __all__ = [
     "Container",
     "ContainerConfig",
     "ContainerState",
+    "ExecInstance",
     "Healthcheck",
     "Host",
     "HostConfig",
@@ -178,6 +179,7 @@ class ContainerState:
     error: str = ""
     started_at: int = 0
     finished_at: int = 0
+    health: HealthState | None = None  # while running with a healthcheck
 
 
 @dataclass(slots=True)
@@ -237,6 +239,18 @@ class Image:
     parent: str = ""
     comment: str = ""
     loaded_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExecInstance:
+    """Where an exec runs: a container of a tenant. Its request and state live with the
+    container, on the container's agent; the store only answers "whose, and where"."""
+
+    id: str
+    tenant: str
+    container_id: str
+    created: int
+    command: str = ""  # as Docker's exec events name it: the arguments, space-separated
 
 
 @dataclass(slots=True)

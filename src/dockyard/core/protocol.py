@@ -17,11 +17,22 @@ __all__ = [
     "PROTOCOL_VERSION",
     "AgentEvent",
     "AgentInfo",
+    "BlkioEntry",
+    "BlkioStats",
     "ContainerListing",
     "ContainerSize",
+    "ContainerStats",
     "ContainerStatus",
+    "CpuStats",
     "CreateRequest",
+    "ExecRequest",
+    "ExecStatus",
     "FileChange",
+    "HealthResult",
+    "HealthState",
+    "HealthcheckSpec",
+    "InterfaceStats",
+    "MemoryStats",
     "MountSpec",
     "NetworkSpec",
     "PathStat",
@@ -112,6 +123,38 @@ class NetworkSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthcheckSpec:
+    """A container's health probe with Docker's defaults applied: ``args`` run in the
+    container (``CMD-SHELL`` already turned into ``/bin/sh -c``); durations in ns."""
+
+    args: tuple[str, ...]
+    interval: int
+    timeout: int
+    start_period: int
+    retries: int
+
+
+@dataclass(frozen=True, slots=True)
+class HealthResult:
+    """One probe: when it ran (ns), its exit code (-1: timed out or could not run) and
+    the start of its output."""
+
+    start: int
+    end: int
+    exit_code: int
+    output: str
+
+
+@dataclass(slots=True)
+class HealthState:
+    """``status``: ``starting``, ``healthy`` or ``unhealthy``; the newest probes last."""
+
+    status: str = "starting"
+    failing_streak: int = 0
+    log: list[HealthResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class CreateRequest:
     """Prepare a container: layers present, rootfs and bundle ready, nothing running yet."""
 
@@ -139,6 +182,7 @@ class CreateRequest:
     log_max_size: int = 0
     auto_remove: bool = False
     """``--rm``: the agent deletes the container as soon as it has reported its exit."""
+    healthcheck: HealthcheckSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,11 +210,14 @@ class ContainerStatus:
     finished_at: int = 0
     error: str = ""
     ports: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    health: HealthState | None = None
 
 
 @dataclass(slots=True)
 class AgentEvent:
-    """A change an agent observed: ``start``, ``exit``, ``oom``, ``pause``, ``unpause``.
+    """A change an agent observed: ``start``, ``exit``, ``oom``, ``pause``, ``unpause``,
+    ``health`` (a probe ran; ``container.health`` holds the result), ``exec_die`` (an exec
+    ended; ``exec`` says which and how).
 
     ``seq`` increases by one per event within one ``boot_id`` (one agent process life). A
     controller that sees a new boot id or a gap resynchronises with a full state listing.
@@ -181,6 +228,7 @@ class AgentEvent:
     kind: str
     container: ContainerStatus
     time: int
+    exec: ExecStatus | None = None  # ``exec_die``: the exec that ended
 
 
 @dataclass(slots=True)
@@ -257,3 +305,127 @@ class AgentInfo:
     storage_driver: str
     root_dir: str
     protocol_version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ExecRequest:
+    """A process to run in a running container (``docker exec``). ``user`` and ``cwd``
+    empty mean the container's own; ``env`` entries override the container's by name."""
+
+    id: str
+    args: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    cwd: str = ""
+    user: str = ""
+    tty: bool = False
+    attach_stdin: bool = False
+    attach_stdout: bool = False
+    attach_stderr: bool = False
+    console_height: int = 0
+    console_width: int = 0
+    detach_keys: str = ""  # Docker's syntax; empty: ctrl-p,ctrl-q
+
+
+@dataclass(slots=True)
+class ExecStatus:
+    """What an agent knows of an exec: its request and how far it has got. ``exit_code``
+    is None until it has run and exited."""
+
+    request: ExecRequest
+    container_id: str
+    running: bool = False
+    pid: int = 0
+    exit_code: int | None = None
+
+
+# stats -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CpuStats:
+    """CPU time of a container's cgroup and of its host, in ns (``GET .../stats``).
+
+    ``percpu_usage`` is empty on cgroup v2 (the kernel keeps no per-CPU account there).
+    ``system_usage`` is the host's busy plus idle time over all CPUs (/proc/stat), so
+    ``Δusage / Δsystem_usage * online_cpus`` is the share of the host the container used.
+    """
+
+    usage: int = 0
+    percpu_usage: list[int] = field(default_factory=list)
+    kernel_usage: int = 0
+    user_usage: int = 0
+    system_usage: int = 0
+    online_cpus: int = 0
+    periods: int = 0
+    throttled_periods: int = 0
+    throttled_time: int = 0
+
+
+@dataclass(slots=True)
+class MemoryStats:
+    """Memory of a container's cgroup in bytes. ``limit`` is the cgroup's limit, or the
+    host's memory when that is lower (no limit). ``stats`` is ``memory.stat`` as the kernel
+    names it (v1 and v2 keys differ). ``max_usage`` and ``failcnt`` are 0 where the kernel
+    does not keep them (v2 without ``memory.peak``)."""
+
+    usage: int = 0
+    max_usage: int = 0
+    failcnt: int = 0
+    limit: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BlkioEntry:
+    """One line of a blkio counter: device, operation (``Read``, ``Write``, ``Total``...)."""
+
+    major: int
+    minor: int
+    op: str
+    value: int
+
+
+@dataclass(slots=True)
+class BlkioStats:
+    """Block I/O counters; a list is None where the host's cgroup does not keep it."""
+
+    io_service_bytes_recursive: list[BlkioEntry] | None = None
+    io_serviced_recursive: list[BlkioEntry] | None = None
+    io_queue_recursive: list[BlkioEntry] | None = None
+    io_service_time_recursive: list[BlkioEntry] | None = None
+    io_wait_time_recursive: list[BlkioEntry] | None = None
+    io_merged_recursive: list[BlkioEntry] | None = None
+    io_time_recursive: list[BlkioEntry] | None = None
+    sectors_recursive: list[BlkioEntry] | None = None
+
+
+@dataclass(slots=True)
+class InterfaceStats:
+    """Counters of one network interface in the container's namespace."""
+
+    rx_bytes: int = 0
+    rx_packets: int = 0
+    rx_errors: int = 0
+    rx_dropped: int = 0
+    tx_bytes: int = 0
+    tx_packets: int = 0
+    tx_errors: int = 0
+    tx_dropped: int = 0
+
+
+@dataclass(slots=True)
+class ContainerStats:
+    """One sample of a container's resource use, read when asked (``read``: ns since the
+    epoch). A container that is not running has ``running`` false and every counter zero.
+    ``pids_limit`` 0 means no limit; ``networks`` is keyed by interface name, loopback
+    left out."""
+
+    id: str
+    read: int
+    running: bool = False
+    cpu: CpuStats = field(default_factory=CpuStats)
+    memory: MemoryStats = field(default_factory=MemoryStats)
+    pids_current: int = 0
+    pids_limit: int = 0
+    blkio: BlkioStats = field(default_factory=BlkioStats)
+    networks: dict[str, InterfaceStats] = field(default_factory=dict)

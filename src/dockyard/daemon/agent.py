@@ -14,12 +14,14 @@ import sys
 from dockyard.agent.blobs import ControllerBlobs
 from dockyard.agent.containers import AgentSettings, ContainerManager
 from dockyard.agent.events import EventLog
+from dockyard.agent.execs import ExecManager
 from dockyard.agent.files import ContainerFiles
 from dockyard.agent.hostinfo import host_info
 from dockyard.agent.inotify import DirectoryWatch
 from dockyard.agent.server import make_app
 from dockyard.core.ids import new_id
 from dockyard.core.layout import Layout
+from dockyard.core.protocol import ExecStatus
 from dockyard.daemon.common import (
     AlreadyRunning,
     layout_arguments,
@@ -65,17 +67,24 @@ async def run(layout: Layout, controller: str) -> None:
     await network.start()
     layers = LayerStore(layout.layers_dir)
     volumes = LocalVolumes(layout.volumes_dir)
+    runtime = ConmonRuntime(state_root=layout.run_dir / "crun")
+
+    def exec_ended(ended: ExecStatus) -> None:
+        events.emit("exec_die", manager.status(ended.container_id), exec_status=ended)
+
+    execs = ExecManager(runtime=runtime, on_exit=exec_ended)
     manager = ContainerManager(
         settings=AgentSettings(
             layout=layout, seccomp=profile, seccomp_program=encoded_program(profile)
         ),
-        runtime=ConmonRuntime(state_root=layout.run_dir / "crun"),
+        runtime=runtime,
         layers=layers,
         snapshotter=Snapshotter(layers, layout.idmapped_dir),
         network=network,
         volumes=volumes,
         blobs=ControllerBlobs(controller),
         events=events,
+        execs=execs,
     )
     watch = DirectoryWatch(layout.exits_dir, manager.exit_file_written)
     watch.start()
@@ -88,6 +97,7 @@ async def run(layout: Layout, controller: str) -> None:
     runner = await serve_unix(
         make_app(
             manager=manager,
+            execs=execs,
             volumes=volumes,
             info=lambda: info,
             files=ContainerFiles(manager=manager, volumes=volumes, layers=layers),

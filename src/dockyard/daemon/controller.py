@@ -16,9 +16,13 @@ from dockyard.api.internal import make_internal_app
 from dockyard.controller.app import Controller
 from dockyard.controller.config import (
     DEFAULT_BRIDGE_SUBNET,
+    DEFAULT_EVENTS_KEEP,
+    DEFAULT_EVENTS_MAX_AGE,
     DEFAULT_UID_RANGE_START,
     ControllerConfig,
 )
+from dockyard.core.clock import go_duration
+from dockyard.core.errors import InvalidArgument
 from dockyard.daemon.common import (
     AlreadyRunning,
     layout_arguments,
@@ -54,6 +58,15 @@ async def run(config: ControllerConfig, agents: list[str], *, seed: bool) -> Non
         log.info("controller stopped")
 
 
+def _duration(text: str) -> int:
+    if text == "0":
+        return 0
+    try:
+        return go_duration(text)
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(exc.message) from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dockyard-controller")
     layout_arguments(parser)
@@ -65,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--bridge-subnet", default=DEFAULT_BRIDGE_SUBNET)
     parser.add_argument("--uid-range-start", type=int, default=DEFAULT_UID_RANGE_START)
+    parser.add_argument(
+        "--events-keep",
+        type=int,
+        default=DEFAULT_EVENTS_KEEP,
+        help="events each tenant keeps at most (0: no limit by count)",
+    )
+    parser.add_argument(
+        "--events-max-age",
+        type=_duration,
+        default=DEFAULT_EVENTS_MAX_AGE,
+        help="drop events older than this Go duration, e.g. 168h (0: no limit by age)",
+    )
     parser.add_argument(
         "--seed-busybox",
         action="store_true",
@@ -78,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("controller")
     layout = layout_from(args)
     config = ControllerConfig(
-        layout=layout, bridge_subnet=args.bridge_subnet, uid_range_start=args.uid_range_start
+        layout=layout,
+        bridge_subnet=args.bridge_subnet,
+        uid_range_start=args.uid_range_start,
+        events_keep=args.events_keep,
+        events_max_age=args.events_max_age,
     )
     try:
         with pidfile_lock(layout.controller_pidfile):

@@ -7,6 +7,7 @@ Modules, bottom up:
 - :mod:`~dockyard.network.ports`  published ports: validation, ephemeral choice, reservation
 - :mod:`~dockyard.network.rules`  the instance's nft table and its set/map elements (pure)
 - :mod:`~dockyard.network.netns`  sockets inside a container's netns via setns(2)
+- :mod:`~dockyard.network.counters` interface counters of a container's netns (procfs)
 - :mod:`~dockyard.network.links`  interfaces over netlink (pyroute2 ``AsyncIPRoute``)
 - :mod:`~dockyard.network.host`   :class:`HostNetwork`, what the agent uses
 """

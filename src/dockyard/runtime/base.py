@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dockyard.runtime.paths import BundlePaths
+from dockyard.runtime.paths import BundlePaths, ExecPaths
 
-__all__ = ["CreateOptions", "Runtime", "RuntimeState"]
+__all__ = ["CreateOptions", "ExecOptions", "ExecProcess", "Runtime", "RuntimeState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,35 @@ class CreateOptions:
     terminal: bool = False
     leave_stdin_open: bool = False
     log_size_max: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExecOptions:
+    """How the monitor of an exec wires its stdio. With ``attach`` the process waits for
+    :meth:`ExecProcess.run` so that a client connected to the attach socket first misses
+    no output."""
+
+    terminal: bool = False
+    stdin: bool = False
+    attach: bool = False
+
+
+class ExecProcess(Protocol):
+    """A process started by :meth:`Runtime.exec`, under its own monitor."""
+
+    async def run(self) -> int:
+        """Let the process run; return its host pid once it exists.
+
+        InvalidArgument if the runtime could not start it for a reason of the request
+        (no such executable, permission denied), Unavailable otherwise.
+        """
+
+    async def wait(self) -> int | None:
+        """The exit code, once the process has exited; None if the monitor went away
+        without saying (then its exit file, if any, is the truth)."""
+
+    def close(self) -> None:
+        """Forget the process (it keeps running under its monitor). Idempotent."""
 
 
 class Runtime(Protocol):
@@ -62,3 +91,11 @@ class Runtime(Protocol):
 
     async def list_ids(self) -> list[str]:
         """Ids of every container this runtime instance knows."""
+
+    async def exec(self, container_id: str, paths: ExecPaths, options: ExecOptions) -> ExecProcess:
+        """Start a monitor for the process spec at ``paths.process`` in the container.
+
+        Returns once the monitor is ready (its attach socket exists); without
+        ``options.attach`` the process starts at once, else at :meth:`ExecProcess.run`.
+        The monitor outlives the caller and writes the exit code to ``paths.exit_file``.
+        """

@@ -41,6 +41,11 @@ class Cgroup:
         self._root = root
         self._v2 = (root / "cgroup.controllers").exists()
 
+    @property
+    def unified(self) -> bool:
+        """Whether the host uses the cgroup v2 (unified) hierarchy."""
+        return self._v2
+
     def _dir(self, controller: str) -> Path:
         return self._root / self.path if self._v2 else self._root / controller / self.path
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.core.errors import Conflict, DockyardError, InvalidArgument, NotFound, Unavailable
-from dockyard.runtime.base import CreateOptions, RuntimeState
-from dockyard.runtime.paths import BundlePaths
+from dockyard.runtime.base import CreateOptions, ExecOptions, RuntimeState
+from dockyard.runtime.paths import BundlePaths, ExecPaths
 
 __all__ = ["ConmonRuntime", "sealed_copy"]
 
@@ -142,7 +142,7 @@ class ConmonRuntime:
             os.close(sync_w)
             sync_w = -1
             _, stderr = await proc.communicate()
-            message = await _read_sync(sync_r)
+            message = await _SyncPipe(sync_r).message(_SYNC_TIMEOUT)
         finally:
             os.close(sync_r)
             if sync_w >= 0:
@@ -150,22 +150,110 @@ class ConmonRuntime:
         pid = int(message.get("data", -1)) if message else -1
         if pid <= 0:
             detail = message.get("message") if message else stderr.decode(errors="replace")
-            detail = _clean(self._oci_error(paths) or detail or "conmon failed")
+            detail = _clean(_oci_error(paths.oci_log) or detail or "conmon failed")
             await self.delete(cid, force=True)
             raise _create_error(detail)
         return pid
 
-    def _oci_error(self, paths: BundlePaths) -> str:
+    # exec --------------------------------------------------------------------------------
+
+    async def exec(self, container_id: str, paths: ExecPaths, options: ExecOptions) -> _ConmonExec:
+        """Run ``crun exec`` under a conmon of its own (conmon ``-e``), as Podman does.
+
+        With ``options.attach`` conmon is given an attach pipe and a start pipe: it says
+        on the first when its attach socket listens, and runs crun only after the second
+        byte on the other (the first releases conmon itself), so an attached client sees
+        all output.
+        """
+        paths.exits_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            self._conmon,
+            "--api-version",
+            "1",
+            "-c",
+            container_id,
+            "-u",
+            paths.exec_id,
+            "-n",
+            container_id,
+            "-r",
+            self._crun,
+            "-b",
+            str(paths.directory),
+            "-p",
+            str(paths.pidfile),
+            "--exit-dir",
+            str(paths.exits_dir),
+            "--socket-dir-path",
+            str(paths.directory),
+            "--full-attach",
+            "-l",
+            "none:",
+            "--log-level",
+            "error",
+            "--runtime-arg",
+            f"--root={self._root}",
+            "--runtime-arg",
+            "--log-format=json",
+            "--runtime-arg",
+            f"--log={paths.oci_log}",
+            "--conmon-pidfile",
+            str(paths.conmon_pidfile),
+            "-e",
+            "--exec-process-spec",
+            str(paths.process),
+        ]
+        if options.terminal:
+            args.append("-t")
+        if options.stdin:
+            args.append("-i")
+        if options.attach:
+            args.append("--exec-attach")
+        ours: list[int] = []  # our ends, closed on failure
+        theirs: list[int] = []  # conmon's ends, closed once it has them
         try:
-            lines = paths.oci_log.read_text().splitlines()
-        except OSError:
-            return ""
-        for line in reversed(lines):
-            with contextlib.suppress(ValueError):
-                entry = json.loads(line)
-                if entry.get("level") == "error":
-                    return str(entry.get("msg", ""))
-        return ""
+            sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+            ours.append(sync_r)
+            theirs.append(sync_w)
+            env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "_OCI_SYNCPIPE": str(sync_w)}
+            start_w = attach_r = -1
+            if options.attach:
+                start_r, start_w = os.pipe2(os.O_CLOEXEC)
+                attach_r, attach_w = os.pipe2(os.O_CLOEXEC)
+                ours += [start_w, attach_r]
+                theirs += [start_r, attach_w]
+                env |= {"_OCI_STARTPIPE": str(start_r), "_OCI_ATTACHPIPE": str(attach_w)}
+                os.write(start_w, b"\0")  # the first read: conmon may proceed
+            proc = await asyncio.create_subprocess_exec(
+                *args,
+                cwd=paths.directory,
+                env=env,
+                pass_fds=tuple(theirs),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+            for fd in theirs:
+                os.close(fd)
+            theirs.clear()
+            _, stderr = await proc.communicate()  # the first conmon exits once it forked
+            if options.attach:
+                attach = _SyncPipe(attach_r)
+                ours.remove(attach_r)
+                try:
+                    ready = await attach.message(_SYNC_TIMEOUT)
+                finally:
+                    attach.close()
+                if ready is None or int(ready.get("data", -1)) < 0:
+                    detail = stderr.decode(errors="replace") or "conmon did not start"
+                    raise Unavailable(f"exec failed: {_clean(detail)}")
+            process = _ConmonExec(_SyncPipe(sync_r), start_w, paths)
+            ours.clear()
+            return process
+        finally:
+            for fd in ours + theirs:
+                os.close(fd)
 
     # simple commands ----------------------------------------------------------------------
 
@@ -242,38 +330,88 @@ class ConmonRuntime:
         return out.decode(errors="replace")
 
 
-async def _read_sync(fd: int) -> dict[str, Any] | None:
-    """Read conmon's first sync message (one JSON object) from ``fd``."""
-    loop = asyncio.get_running_loop()
-    os.set_blocking(fd, False)
-    buffer = b""
-    done: asyncio.Future[None] = loop.create_future()
+class _ConmonExec:
+    """An exec under its conmon (see :meth:`ConmonRuntime.exec`)."""
 
-    def readable() -> None:
-        nonlocal buffer
+    def __init__(self, sync: _SyncPipe, start_w: int, paths: ExecPaths) -> None:
+        self._sync = sync
+        self._start_w = start_w
+        self._paths = paths
+
+    async def run(self) -> int:
+        if self._start_w >= 0:
+            os.write(self._start_w, b"\0")
+            os.close(self._start_w)
+            self._start_w = -1
+        message = await self._sync.message(_SYNC_TIMEOUT)
+        pid = int(message.get("data", -1)) if message else -1
+        if pid <= 0:
+            detail = _oci_error(self._paths.oci_log) or (message or {}).get("message") or ""
+            raise _exec_error(_clean(str(detail)) or "conmon failed")
+        return pid
+
+    async def wait(self) -> int | None:
+        message = await self._sync.message(None)
+        return int(message.get("data", -1)) if message else None
+
+    def close(self) -> None:
+        self._sync.close()
+        if self._start_w >= 0:
+            os.close(self._start_w)
+            self._start_w = -1
+
+
+class _SyncPipe:
+    """conmon's sync pipe: JSON messages, one per line (``{"data": N}`` with an optional
+    ``"message"``). Create sends one (the pid, or a negative number and the runtime's
+    complaint); exec sends the pid, then the exit code."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = b""
+        self._eof = False
+        os.set_blocking(fd, False)
+
+    async def message(self, timeout: float | None) -> dict[str, Any] | None:
+        """The next message; None once conmon has closed the pipe without one."""
+        while b"\n" not in self._buffer and not self._eof:
+            await self._fill(timeout)
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        text = line.decode(errors="replace").strip()
+        if not text:
+            return None
         try:
-            chunk = os.read(fd, 4096)
+            value = json.loads(text)
+        except ValueError:
+            return {"data": -1, "message": text}
+        return value if isinstance(value, dict) else None
+
+    async def _fill(self, timeout: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(self._fd, readable)
+        try:
+            await asyncio.wait_for(ready, timeout)
+        except TimeoutError as exc:
+            raise Unavailable("timed out waiting for conmon") from exc
+        finally:
+            loop.remove_reader(self._fd)
+        try:
+            chunk = os.read(self._fd, 4096)
         except BlockingIOError:
             return
-        buffer += chunk
-        if (not chunk or b"}" in buffer) and not done.done():
-            done.set_result(None)
+        self._buffer += chunk
+        self._eof = not chunk
 
-    loop.add_reader(fd, readable)
-    try:
-        await asyncio.wait_for(done, _SYNC_TIMEOUT)
-    except TimeoutError as exc:
-        raise Unavailable("timed out waiting for conmon to create the container") from exc
-    finally:
-        loop.remove_reader(fd)
-    text = buffer.decode(errors="replace").strip()
-    if not text:
-        return None
-    try:
-        value = json.loads(text.splitlines()[0])
-    except ValueError:
-        return {"data": -1, "message": text}
-    return value if isinstance(value, dict) else None
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 _NOT_FOUND = re.compile(r"executable file `(?P<name>[^`]*)` not found")
@@ -294,6 +432,37 @@ def _create_error(detail: str) -> DockyardError:
     if _NO_PERMISSION.search(detail):
         return InvalidArgument(f"failed to create task: exec: permission denied: {detail}")
     return Unavailable(f"failed to create container: {detail}")
+
+
+def _exec_error(detail: str) -> DockyardError:
+    """Why ``crun exec`` could not start the process, worded as Docker words it (the docker
+    CLI shows the message; the exit code, 127 or 126, comes from exec inspect)."""
+    missing = _NOT_FOUND.search(detail)
+    if missing:
+        return InvalidArgument(
+            f"OCI runtime exec failed: exec failed: unable to start container process: exec: "
+            f'"{missing.group("name")}": executable file not found in $PATH: unknown'
+        )
+    if _NO_PERMISSION.search(detail):
+        return InvalidArgument(
+            "OCI runtime exec failed: exec failed: unable to start container process: "
+            f"exec: permission denied: {detail}"
+        )
+    return Unavailable(f"OCI runtime exec failed: {detail}")
+
+
+def _oci_error(path: Path) -> str:
+    """The last error crun logged (JSON lines), to explain a failed create or exec."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("level") == "error":
+                return str(entry.get("msg", ""))
+    return ""
 
 
 def _clean(text: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BundlePaths"]
+__all__ = ["BundlePaths", "ExecPaths"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +88,63 @@ class BundlePaths:
     def exit_file(self) -> Path:
         """Written by conmon when the container exits: the exit code as text."""
         return self.exits_dir / self.container_id
+
+    @property
+    def execs_dir(self) -> Path:
+        return self.bundle / "exec"
+
+    def exec_paths(self, exec_id: str) -> ExecPaths:
+        return ExecPaths(directory=self.execs_dir / exec_id, container_id=self.container_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecPaths:
+    """One exec session's files, in its own directory (conmon needs one per monitor)."""
+
+    directory: Path
+    container_id: str
+
+    @property
+    def exec_id(self) -> str:
+        return self.directory.name
+
+    @property
+    def record(self) -> Path:
+        """The agent's record of the exec: its request, written at create."""
+        return self.directory / "exec.json"
+
+    @property
+    def process(self) -> Path:
+        """The OCI process spec ``crun exec --process`` reads."""
+        return self.directory / "process.json"
+
+    @property
+    def pidfile(self) -> Path:
+        """Written by crun once the process exists: the exec has started."""
+        return self.directory / "pid"
+
+    @property
+    def conmon_pidfile(self) -> Path:
+        return self.directory / "conmon.pid"
+
+    @property
+    def attach_socket(self) -> Path:
+        return self.directory / "attach"
+
+    @property
+    def ctl_fifo(self) -> Path:
+        return self.directory / "ctl"
+
+    @property
+    def exits_dir(self) -> Path:
+        return self.directory / "exit"
+
+    @property
+    def exit_file(self) -> Path:
+        """conmon names exit files after the container (``-c``), in a directory of the
+        exec's own."""
+        return self.exits_dir / self.container_id
+
+    @property
+    def oci_log(self) -> Path:
+        return self.directory / "oci-log"

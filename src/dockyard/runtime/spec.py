@@ -21,6 +21,7 @@ __all__ = [
     "BundleSpec",
     "Mount",
     "build_config",
+    "exec_process",
     "linux_resources",
 ]
 
@@ -248,3 +249,50 @@ def build_config(spec: BundleSpec) -> dict[str, Any]:
     if annotations:
         config["annotations"] = annotations
     return config
+
+
+def exec_process(
+    base: dict[str, Any],
+    *,
+    args: tuple[str, ...],
+    env: tuple[str, ...],
+    cwd: str,
+    user: tuple[int, int, tuple[int, ...]] | None,
+    terminal: bool,
+    console: tuple[int, int] = (0, 0),
+) -> dict[str, Any]:
+    """The ``process`` of an exec in a container whose own process is ``base``.
+
+    The exec keeps the container's confinement (capabilities, rlimits, no new privileges;
+    crun applies the container's seccomp filter and namespaces itself) and replaces what
+    the exec names: arguments, working directory, user (``(uid, gid, extra gids)``, None
+    for the container's), and the environment, whose entries override the container's by
+    name, as Docker merges them.
+    """
+    process = {k: v for k, v in base.items() if k not in ("args", "env", "consoleSize")}
+    process["args"] = list(args)
+    process["env"] = _merge_env(list(base.get("env", [])), env)
+    process["cwd"] = cwd or base.get("cwd") or "/"
+    process["terminal"] = terminal
+    if user is not None:
+        uid, gid, extra = user
+        process["user"] = {"uid": uid, "gid": gid} | (
+            {"additionalGids": list(extra)} if extra else {}
+        )
+    if terminal and all(console):
+        process["consoleSize"] = {"height": console[0], "width": console[1]}
+    return process
+
+
+def _merge_env(base: list[str], extra: tuple[str, ...]) -> list[str]:
+    """``base`` with the entries of ``extra`` replacing those of the same name."""
+    names = {entry.partition("=")[0]: i for i, entry in enumerate(base)}
+    merged = list(base)
+    for entry in extra:
+        name = entry.partition("=")[0]
+        if name in names:
+            merged[names[name]] = entry
+        else:
+            names[name] = len(merged)
+            merged.append(entry)
+    return merged

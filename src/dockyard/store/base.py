@@ -8,13 +8,17 @@ Lookup rules (shared by every implementation and checked by the conformance suit
   prefix. Two matches raise InvalidArgument; none raises NotFound.
 - Names are unique per tenant; adding a taken name raises AlreadyExists.
 - Writes replace whole records; there is no partial update to get half right.
+- Events are appended with the ``seq`` their writer gave them and read back in ``seq``
+  order, per tenant; retention deletes the oldest first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final, Protocol
 
-from dockyard.core.models import Container, Host, Image, Network, Volume
+from dockyard.core.events import Event
+from dockyard.core.models import Container, ExecInstance, Host, Image, Network, Volume
 from dockyard.core.tenancy import Tenant
 
 __all__ = ["ALL_TENANTS", "Store"]
@@ -56,7 +60,16 @@ class Store(Protocol):
         System scope, for placement; costs one aggregate query, not a load of every record.
         """
 
-    def delete_container(self, *, tenant: str, container_id: str) -> None: ...
+    def delete_container(self, *, tenant: str, container_id: str) -> None:
+        """Remove the container and its execs."""
+
+    # execs
+    def add_exec(self, instance: ExecInstance) -> None: ...
+
+    def get_exec(self, *, tenant: str, exec_id: str) -> ExecInstance:
+        """The tenant's exec with this full id (Docker takes no prefixes); NotFound else."""
+
+    def delete_exec(self, *, tenant: str, exec_id: str) -> None: ...
 
     # images
     def put_image(self, image: Image) -> None:
@@ -100,5 +113,23 @@ class Store(Protocol):
         """
 
     def release_addresses(self, *, owner: str) -> None: ...
+
+    # events
+    def append_events(self, events: Sequence[Event]) -> None:
+        """Store ``events`` in one transaction; each ``seq`` is new."""
+
+    def list_events(
+        self, *, tenant: str, since: int = 0, until: int = 0, after: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        """The tenant's events with ``time >= since``, ``time <= until`` (when ``until`` is
+        not 0) and ``seq > after``, in ``seq`` order, at most ``limit`` of them.
+        :data:`ALL_TENANTS` reads every tenant's (system consumers only)."""
+
+    def last_event_seq(self) -> int:
+        """The highest ``seq`` stored, 0 if none (system scope)."""
+
+    def prune_events(self, *, tenant: str, keep: int, before: int) -> int:
+        """Delete the tenant's events older than the newest ``keep`` and those with
+        ``time < before``; return how many were deleted."""
 
     def close(self) -> None: ...

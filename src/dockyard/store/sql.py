@@ -12,7 +12,7 @@ import contextlib
 import ipaddress
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,8 +23,9 @@ from sqlalchemy.exc import IntegrityError
 
 from dockyard.core.clock import now_ns
 from dockyard.core.errors import AlreadyExists, Internal, InvalidArgument, NotFound, Unavailable
+from dockyard.core.events import Event
 from dockyard.core.ids import new_id
-from dockyard.core.models import Container, Host, Image, Network, Volume
+from dockyard.core.models import Container, ExecInstance, Host, Image, Network, Volume
 from dockyard.core.serde import from_data, to_data
 from dockyard.core.tenancy import UID_RANGE_SIZE, Tenant
 from dockyard.store.base import ALL_TENANTS
@@ -64,6 +65,16 @@ containers = sa.Table(
     sa.Column("memory", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("doc", sa.Text, nullable=False),
     sa.UniqueConstraint("tenant", "name", name="uq_container_name"),
+)
+
+execs = sa.Table(
+    "execs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("container_id", sa.String(64), nullable=False, index=True),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("command", sa.Text, nullable=False, server_default=""),
 )
 
 images = sa.Table(
@@ -114,6 +125,26 @@ addresses = sa.Table(
     sa.Column("network", sa.String(64), primary_key=True),
     sa.Column("address", sa.String(64), primary_key=True),
     sa.Column("owner", sa.String(64), nullable=False, index=True),
+)
+
+# seq is the rowid on SQLite (INTEGER PRIMARY KEY), so the log needs no extra key index.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("time", sa.BigInteger, nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("action", sa.String(512), nullable=False),
+    sa.Column("actor", sa.String(512), nullable=False),
+    sa.Column("attributes", sa.Text, nullable=False),
+    sa.Index("ix_events_tenant_time", "tenant", "time"),
+    sa.Index("ix_events_tenant_seq", "tenant", "seq"),
 )
 
 
@@ -314,11 +345,48 @@ class SqlStore:
 
     def delete_container(self, *, tenant: str, container_id: str) -> None:
         with self._tx() as conn:
-            conn.execute(
+            deleted = conn.execute(
                 containers.delete().where(
                     containers.c.id == container_id, containers.c.tenant == tenant
                 )
             )
+            if deleted.rowcount:
+                conn.execute(execs.delete().where(execs.c.container_id == container_id))
+
+    # execs -----------------------------------------------------------------------------
+
+    def add_exec(self, instance: ExecInstance) -> None:
+        with self._tx() as conn:
+            try:
+                conn.execute(
+                    execs.insert().values(
+                        id=instance.id,
+                        tenant=instance.tenant,
+                        container_id=instance.container_id,
+                        created=instance.created,
+                        command=instance.command,
+                    )
+                )
+            except IntegrityError as exc:
+                raise AlreadyExists(f"exec {instance.id} already exists") from exc
+
+    def get_exec(self, *, tenant: str, exec_id: str) -> ExecInstance:
+        query = sa.select(execs).where(execs.c.id == exec_id, execs.c.tenant == tenant)
+        with self._tx() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFound(f"No such exec instance: {exec_id}")
+        return ExecInstance(
+            id=row.id,
+            tenant=row.tenant,
+            container_id=row.container_id,
+            created=int(row.created),
+            command=row.command,
+        )
+
+    def delete_exec(self, *, tenant: str, exec_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute(execs.delete().where(execs.c.id == exec_id, execs.c.tenant == tenant))
 
     # images ----------------------------------------------------------------------------
 
@@ -525,6 +593,74 @@ class SqlStore:
     def release_addresses(self, *, owner: str) -> None:
         with self._tx() as conn:
             conn.execute(addresses.delete().where(addresses.c.owner == owner))
+
+    # events ----------------------------------------------------------------------------
+
+    def append_events(self, batch: Sequence[Event]) -> None:
+        if not batch:
+            return
+        with self._tx() as conn:
+            conn.execute(
+                events.insert(),
+                [
+                    {
+                        "seq": e.seq,
+                        "tenant": e.tenant,
+                        "time": e.time,
+                        "type": e.type,
+                        "action": e.action,
+                        "actor": e.actor_id,
+                        "attributes": json.dumps(e.attributes, separators=(",", ":")),
+                    }
+                    for e in batch
+                ],
+            )
+
+    def list_events(
+        self, *, tenant: str, since: int = 0, until: int = 0, after: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        query = sa.select(events).where(events.c.seq > after)
+        if tenant != ALL_TENANTS:
+            query = query.where(events.c.tenant == tenant)
+        if since:
+            query = query.where(events.c.time >= since)
+        if until:
+            query = query.where(events.c.time <= until)
+        with self._tx() as conn:
+            rows = conn.execute(query.order_by(events.c.seq).limit(limit)).all()
+        return [
+            Event(
+                seq=int(r.seq),
+                tenant=r.tenant,
+                time=int(r.time),
+                type=r.type,
+                action=r.action,
+                actor_id=r.actor,
+                attributes=json.loads(r.attributes),
+            )
+            for r in rows
+        ]
+
+    def last_event_seq(self) -> int:
+        with self._tx() as conn:
+            return int(conn.execute(sa.select(sa.func.max(events.c.seq))).scalar() or 0)
+
+    def prune_events(self, *, tenant: str, keep: int, before: int) -> int:
+        mine = events.c.tenant == tenant
+        with self._tx() as conn:
+            # The seq of the newest event beyond ``keep``: it and everything older go.
+            cut = conn.execute(
+                sa.select(events.c.seq)
+                .where(mine)
+                .order_by(events.c.seq.desc())
+                .offset(max(keep, 0))
+                .limit(1)
+            ).scalar()
+            deleted = 0
+            if cut is not None:
+                deleted += conn.execute(events.delete().where(mine, events.c.seq <= cut)).rowcount
+            deleted += conn.execute(events.delete().where(mine, events.c.time < before)).rowcount
+            return int(deleted)
 
 
 def _drop_tag(conn: sa.Connection, *, tenant: str, image_id: str, tag: str) -> None:

@@ -8,11 +8,16 @@ instance made on the host, so tests never touch what they did not create.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import pty
 import secrets
+import select
 import shutil
 import signal
+import struct
 import subprocess
+import termios
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,3 +204,61 @@ class DockerCli:
                 f"docker {' '.join(args)} failed ({result.returncode}): {result.stderr}"
             )
         return result
+
+    def run_in_terminal(
+        self,
+        *args: str,
+        size: tuple[int, int] = (24, 80),
+        keys: tuple[tuple[float, bytes], ...] = (),
+        timeout: float = 60,
+    ) -> tuple[int, bytes]:
+        """Run the CLI with a pseudo-terminal (``size`` rows and columns) as its
+        controlling terminal, as a user at a shell would; type each of ``keys``
+        (``(delay_seconds, bytes)``) after its delay. Returns the exit status and
+        everything the terminal showed."""
+        master, slave = pty.openpty()
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+
+        def controlling_terminal() -> None:
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        proc = subprocess.Popen(
+            [self.binary, *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=self.cloud.env(),
+            preexec_fn=controlling_terminal,  # noqa: PLW1509  (tests only, no threads)
+        )
+        os.close(slave)
+        output = bytearray()
+        deadline = time.monotonic() + timeout
+        pending = list(keys)
+        typed_at = time.monotonic()
+        try:
+            while True:
+                now = time.monotonic()
+                if now > deadline:
+                    raise AssertionError(f"docker {' '.join(args)} timed out: {bytes(output)!r}")
+                if pending and now - typed_at >= pending[0][0]:
+                    os.write(master, pending.pop(0)[1])
+                    typed_at = now
+                ready, _, _ = select.select([master], [], [], 0.05)
+                if not ready:
+                    if proc.poll() is not None and not pending:
+                        break
+                    continue
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: every holder of the terminal's other side is gone
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            return proc.wait(timeout=max(1.0, deadline - time.monotonic())), bytes(output)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            os.close(master)

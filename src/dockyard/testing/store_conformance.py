@@ -4,7 +4,8 @@ Each ``check_*`` function takes a factory that returns a *fresh, empty* store an
 one group of the rules written down in :mod:`dockyard.store.base`: container lookup (full
 id, name with or without ``/``, unique id prefix, ambiguity, tenant isolation), per-tenant
 name uniqueness, renames, images and tags, layer references, volumes, networks (own plus
-system ones), address allocation (also from several threads) and tenant uid ranges.
+system ones), address allocation (also from several threads), tenant uid ranges and the
+event log (ranges by time and seq, tenant scoping, retention).
 
 The suite needs no test framework: a broken rule raises AssertionError, or the
 unexpected error the store raised (NotFound for a ref that should have matched). Run it
@@ -35,10 +36,12 @@ from dockyard.core.errors import (
     NotFound,
     Unavailable,
 )
+from dockyard.core.events import Event
 from dockyard.core.models import (
     Container,
     ContainerConfig,
     ContainerState,
+    ExecInstance,
     Healthcheck,
     Host,
     HostConfig,
@@ -69,7 +72,11 @@ __all__ = [
     "check_container_not_found",
     "check_containers_of_other_tenants_are_invisible",
     "check_delete_container",
+    "check_event_retention",
+    "check_events_append_and_range",
+    "check_events_of_other_tenants_are_invisible",
     "check_exact_name_wins_over_prefix",
+    "check_execs",
     "check_hosts",
     "check_image_tags_move_between_images",
     "check_images",
@@ -699,6 +706,118 @@ def check_addresses_concurrently(make_store: StoreFactory) -> None:
         assert net.gateway not in every
 
 
+def check_execs(make_store: StoreFactory) -> None:
+    """Execs are found by full id within their tenant only, and go with their container."""
+    with _opened(make_store) as store:
+        web = _container(tenant=TENANT_A, name="web", cid=_hex_id("a1"))
+        store.add_container(web)
+        first = ExecInstance(
+            id=_hex_id("e1"), tenant=TENANT_A, container_id=web.id, created=1, command="sh -c x"
+        )
+        second = ExecInstance(id=_hex_id("e2"), tenant=TENANT_A, container_id=web.id, created=2)
+        store.add_exec(first)
+        store.add_exec(second)
+        assert store.get_exec(tenant=TENANT_A, exec_id=first.id) == first
+        _raises(NotFound, lambda: store.get_exec(tenant=TENANT_B, exec_id=first.id), "B's view")
+        _raises(NotFound, lambda: store.get_exec(tenant=TENANT_A, exec_id=first.id[:12]), "prefix")
+        _raises(AlreadyExists, lambda: store.add_exec(first), "add_exec(same id)")
+
+        store.delete_exec(tenant=TENANT_B, exec_id=first.id)
+        assert store.get_exec(tenant=TENANT_A, exec_id=first.id) == first, "B deleted A's exec"
+        store.delete_exec(tenant=TENANT_A, exec_id=first.id)
+        _raises(NotFound, lambda: store.get_exec(tenant=TENANT_A, exec_id=first.id), "deleted")
+
+        store.delete_container(tenant=TENANT_A, container_id=web.id)
+        _raises(
+            NotFound,
+            lambda: store.get_exec(tenant=TENANT_A, exec_id=second.id),
+            "exec of a deleted container",
+        )
+
+
+# events ------------------------------------------------------------------------------------
+
+
+def _event(seq: int, *, tenant: str = TENANT_A, time: int = 0, action: str = "start") -> Event:
+    return Event(
+        seq=seq,
+        tenant=tenant,
+        time=time or 1_700_000_000_000_000_000 + seq * 1_000,
+        type="container",
+        action=action,
+        actor_id=_hex_id("c" + str(seq % 10)),
+        attributes={"name": f"c{seq}", "image": "busybox", "com.example/ünïcode": "ja ✓"},
+    )
+
+
+def check_events_append_and_range(make_store: StoreFactory) -> None:
+    """Events come back whole, in seq order; since and until are inclusive bounds on time,
+    ``after`` skips by seq, ``limit`` caps the page; last_event_seq is the highest seq."""
+    with _opened(make_store) as store:
+        assert store.last_event_seq() == 0
+        assert store.list_events(tenant=TENANT_A) == []
+        store.append_events([])
+        first = [_event(n) for n in (1, 2, 3)]
+        store.append_events(first)
+        later = [_event(n) for n in (4, 5, 6)] + [
+            Event(
+                seq=7,
+                tenant=TENANT_A,
+                time=_event(6).time,  # same ns as seq 6: seq still orders them
+                type="image",
+                action="tag",
+                actor_id="sha256:" + "e" * 64,
+                attributes={},
+            )
+        ]
+        store.append_events(later)
+        every = first + later
+        assert store.list_events(tenant=TENANT_A) == every
+        assert store.last_event_seq() == 7
+        t = {e.seq: e.time for e in every}
+        assert store.list_events(tenant=TENANT_A, since=t[3]) == every[2:]
+        assert store.list_events(tenant=TENANT_A, until=t[3]) == every[:3]
+        assert store.list_events(tenant=TENANT_A, since=t[2], until=t[4]) == every[1:4]
+        assert store.list_events(tenant=TENANT_A, since=t[6]) == every[5:]
+        assert store.list_events(tenant=TENANT_A, since=t[7] + 1) == []
+        assert store.list_events(tenant=TENANT_A, after=5) == every[5:]
+        assert store.list_events(tenant=TENANT_A, after=2, limit=2) == every[2:4]
+        assert store.list_events(tenant=TENANT_A, since=t[2], after=3, limit=1) == every[3:4]
+
+
+def check_events_of_other_tenants_are_invisible(make_store: StoreFactory) -> None:
+    """A tenant reads only its own events; the system scope reads all of them."""
+    with _opened(make_store) as store:
+        store.append_events(
+            [_event(1), _event(2, tenant=TENANT_B), _event(3), _event(4, tenant=TENANT_B)]
+        )
+        assert [e.seq for e in store.list_events(tenant=TENANT_A)] == [1, 3]
+        assert [e.seq for e in store.list_events(tenant=TENANT_B)] == [2, 4]
+        assert {e.tenant for e in store.list_events(tenant=TENANT_B)} == {TENANT_B}
+        assert store.list_events(tenant="nobody") == []
+        assert [e.seq for e in store.list_events(tenant=ALL_TENANTS)] == [1, 2, 3, 4]
+        assert store.last_event_seq() == 4
+
+
+def check_event_retention(make_store: StoreFactory) -> None:
+    """prune_events keeps a tenant's newest ``keep`` events, drops those older than
+    ``before``, says how many went, and never touches another tenant's."""
+    with _opened(make_store) as store:
+        store.append_events([_event(n) for n in range(1, 11)])
+        store.append_events([_event(n, tenant=TENANT_B) for n in range(11, 15)])
+        assert store.prune_events(tenant=TENANT_A, keep=20, before=0) == 0
+        assert store.prune_events(tenant=TENANT_A, keep=6, before=0) == 4
+        assert [e.seq for e in store.list_events(tenant=TENANT_A)] == list(range(5, 11))
+        assert store.prune_events(tenant=TENANT_A, keep=6, before=_event(7).time) == 2
+        assert [e.seq for e in store.list_events(tenant=TENANT_A)] == list(range(7, 11))
+        assert store.prune_events(tenant=TENANT_A, keep=0, before=0) == 4
+        assert store.list_events(tenant=TENANT_A) == []
+        assert [e.seq for e in store.list_events(tenant=TENANT_B)] == [11, 12, 13, 14]
+        assert store.last_event_seq() == 14
+        store.append_events([_event(15)])
+        assert [e.seq for e in store.list_events(tenant=TENANT_A)] == [15]
+
+
 CHECKS: tuple[Check, ...] = (
     check_tenants_get_disjoint_uid_ranges,
     check_hosts,
@@ -713,6 +832,7 @@ CHECKS: tuple[Check, ...] = (
     check_rename_container,
     check_list_and_put_containers,
     check_delete_container,
+    check_execs,
     check_images,
     check_image_tags_move_between_images,
     check_images_of_other_tenants_are_invisible,
@@ -722,6 +842,9 @@ CHECKS: tuple[Check, ...] = (
     check_addresses_are_never_handed_out_twice,
     check_addresses_released_return_to_the_pool,
     check_addresses_concurrently,
+    check_events_append_and_range,
+    check_events_of_other_tenants_are_invisible,
+    check_event_retention,
 )
 """Every check, in a stable order (for ``pytest.mark.parametrize``)."""
 

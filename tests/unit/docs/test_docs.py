@@ -9,7 +9,7 @@ import click
 import pytest
 
 import dockyard.wire  # noqa: F401  (before aiohttp)
-from dockyard.api.docker import containers, files, images, networks, system, volumes
+from dockyard.api.docker.app import ROUTE_TABLES
 from dockyard.cli.main import main as cli
 from dockyard.daemon.agent import build_parser as agent_parser
 from dockyard.daemon.controller import build_parser as controller_parser
@@ -19,8 +19,7 @@ DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 def _routes() -> list[tuple[str, str]]:
     found = []
-    tables = (system.routes, containers.routes, files.routes, images.routes, volumes.routes)
-    for table in (*tables, networks.routes):
+    for table in ROUTE_TABLES:
         for route in table:
             path = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path)  # type: ignore[union-attr]
             found.append((route.method, path))  # type: ignore[union-attr]

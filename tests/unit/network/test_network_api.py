@@ -11,6 +11,7 @@ PUBLIC = {
     "dockyard.network.host": ["HostNetwork"],
     "dockyard.network.nft": ["DEFAULT_LIBRARY", "Nft"],
     "dockyard.network.netns": ["CLONE_NEWNET", "socket_in_netns"],
+    "dockyard.network.counters": ["interface_counters", "parse_net_dev"],
     "dockyard.network.links": ["LOOPBACK_IFINDEX", "HostLinks", "netlink_errors"],
     "dockyard.network.rtnl": ["Rtnl", "configure_eth0", "create_veth"],
     "dockyard.network.names": [

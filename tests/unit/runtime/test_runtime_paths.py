@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dockyard.runtime.paths import BundlePaths
+from dockyard.runtime.paths import BundlePaths, ExecPaths
 
 CID = "ab" * 32
 PATHS = BundlePaths(bundle=Path("/state/containers") / CID, exits_dir=Path("/run/exits"))
@@ -46,3 +46,17 @@ def test_two_containers_share_no_file() -> None:
     mine = {getattr(PATHS, n) for n in PROPERTIES}
     theirs = {getattr(other, n) for n in PROPERTIES}
     assert not mine & theirs
+
+
+def test_exec_files_live_in_the_execs_own_directory() -> None:
+    exec_id = "cd" * 32
+    paths = PATHS.exec_paths(exec_id)
+    assert paths.directory == PATHS.bundle / "exec" / exec_id
+    assert paths.exec_id == exec_id
+    names = [n for n in dir(ExecPaths) if isinstance(getattr(ExecPaths, n), property)]
+    for name in names:
+        if name in ("exec_id", "container_id"):
+            continue
+        assert getattr(paths, name).is_relative_to(paths.directory), name
+    # conmon names the exit file after the container, in the exec's own exits dir.
+    assert paths.exit_file == paths.directory / "exit" / CID

@@ -9,7 +9,14 @@ import pytest
 
 from dockyard.core.protocol import Resources
 from dockyard.runtime import spec as spec_module
-from dockyard.runtime.spec import MASKED_PATHS, READONLY_PATHS, BundleSpec, Mount, build_config
+from dockyard.runtime.spec import (
+    MASKED_PATHS,
+    READONLY_PATHS,
+    BundleSpec,
+    Mount,
+    build_config,
+    exec_process,
+)
 
 MIB = 1024 * 1024
 CAPS = ("CAP_CHOWN", "CAP_KILL")
@@ -45,6 +52,8 @@ def test_public_surface() -> None:
         "BundleSpec",
         "Mount",
         "build_config",
+        "exec_process",
+        "linux_resources",
     }
 
 
@@ -260,3 +269,47 @@ def test_extra_mounts_follow_the_base_mounts_in_order() -> None:
         },
     ]
     assert [m["destination"] for m in mounts].index("/proc") == 0
+
+
+CONTAINER_PROCESS: dict[str, Any] = {
+    "terminal": False,
+    "user": {"uid": 0, "gid": 0},
+    "args": ["/sbin/tini", "--", "sleep", "600"],
+    "env": ["PATH=/bin", "HOME=/root", "A=1"],
+    "cwd": "/srv",
+    "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"]},
+    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+    "noNewPrivileges": True,
+    "consoleSize": {"height": 1, "width": 1},
+}
+
+
+def test_exec_process_keeps_the_confinement_and_replaces_what_it_names() -> None:
+    process = exec_process(
+        CONTAINER_PROCESS,
+        args=("sh", "-c", "id"),
+        env=("A=2", "B=3"),
+        cwd="/tmp",
+        user=(1000, 1001, (5, 6)),
+        terminal=True,
+        console=(40, 120),
+    )
+    assert process["args"] == ["sh", "-c", "id"]
+    assert process["env"] == ["PATH=/bin", "HOME=/root", "A=2", "B=3"]
+    assert process["cwd"] == "/tmp"
+    assert process["user"] == {"uid": 1000, "gid": 1001, "additionalGids": [5, 6]}
+    assert process["terminal"] is True
+    assert process["consoleSize"] == {"height": 40, "width": 120}
+    for kept in ("capabilities", "rlimits", "noNewPrivileges"):
+        assert process[kept] == CONTAINER_PROCESS[kept]
+    assert CONTAINER_PROCESS["env"] == ["PATH=/bin", "HOME=/root", "A=1"], "base untouched"
+
+
+def test_exec_process_defaults_to_the_containers_user_and_cwd() -> None:
+    process = exec_process(
+        CONTAINER_PROCESS, args=("true",), env=(), cwd="", user=None, terminal=False
+    )
+    assert process["user"] == {"uid": 0, "gid": 0}
+    assert process["cwd"] == "/srv"
+    assert process["env"] == CONTAINER_PROCESS["env"]
+    assert "consoleSize" not in process, "no console without a terminal"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.core.errors import NotFound
+from dockyard.core.events import Event
 from dockyard.core.models import Container, ContainerConfig, HostConfig, Image, Volume
 from dockyard.store import ALL_TENANTS, SqlStore, Store
 from dockyard.testing.store_conformance import CHECKS, Check, StoreFactory
@@ -80,6 +81,16 @@ def test_records_survive_reopening_the_file(tmp_path: Path) -> None:
     )
     store.put_image(image)
     store.add_volume(Volume(name="data", tenant=tenant.id, created=3, host="h1"))
+    event = Event(
+        seq=41,
+        tenant=tenant.id,
+        time=4,
+        type="container",
+        action="die",
+        actor_id=container.id,
+        attributes={"exitCode": "3", "name": "web"},
+    )
+    store.append_events([event])
     store.close()
 
     reopened = SqlStore.sqlite(path, uid_range_start=UID_START)
@@ -89,6 +100,8 @@ def test_records_survive_reopening_the_file(tmp_path: Path) -> None:
         assert reopened.image_by_tag(tenant=tenant.id, tag="busybox:latest") == image
         assert reopened.layer_referenced("sha256:" + "d" * 64)
         assert reopened.get_volume(tenant=tenant.id, name="data").created == 3
+        assert reopened.list_events(tenant=tenant.id) == [event]
+        assert reopened.last_event_seq() == 41
     finally:
         reopened.close()
 

@@ -11,6 +11,7 @@ from typing import ClassVar
 import pytest
 
 from dockyard.core.errors import DockyardError, NotFound
+from dockyard.core.events import Event
 from dockyard.core.models import Container, Network
 from dockyard.core.tenancy import Tenant
 from dockyard.store import ALL_TENANTS, SqlStore
@@ -74,6 +75,24 @@ class OverlappingTenantsStore(SqlStore):
         return Tenant(id=tenant.id, name=tenant.name, uid_base=100_000)
 
 
+class SharedEventsStore(SqlStore):
+    """Reads every tenant's events."""
+
+    def list_events(
+        self, *, tenant: str, since: int = 0, until: int = 0, after: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        return super().list_events(
+            tenant=ALL_TENANTS, since=since, until=until, after=after, limit=limit
+        )
+
+
+class KeepsEverythingStore(SqlStore):
+    """Never prunes its event log."""
+
+    def prune_events(self, *, tenant: str, keep: int, before: int) -> int:
+        return 0
+
+
 @pytest.fixture
 def factory(tmp_path: Path) -> Iterator[Callable[[type[SqlStore]], StoreFactory]]:
     counter = itertools.count()
@@ -92,6 +111,8 @@ def factory(tmp_path: Path) -> Iterator[Callable[[type[SqlStore]], StoreFactory]
         (SharedNetworksStore, store_conformance.check_networks),
         (SameAddressStore, store_conformance.check_addresses_are_never_handed_out_twice),
         (OverlappingTenantsStore, store_conformance.check_tenants_get_disjoint_uid_ranges),
+        (SharedEventsStore, store_conformance.check_events_of_other_tenants_are_invisible),
+        (KeepsEverythingStore, store_conformance.check_event_retention),
     ],
     ids=lambda value: getattr(value, "__name__", ""),
 )

@@ -12,13 +12,23 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from dockyard.api.docker import containers, files, images, networks, system, volumes
+from dockyard.api.docker import (
+    containers,
+    events,
+    execs,
+    files,
+    images,
+    networks,
+    stats,
+    system,
+    volumes,
+)
 from dockyard.api.docker.context import CONTEXT_KEY, TENANT_KEY, ApiContext
 from dockyard.api.docker.system import MAX_API_VERSION, MIN_API_VERSION
 from dockyard.api.errors import docker_errors, error_response
 from dockyard.controller.app import Controller
 
-__all__ = ["make_docker_app"]
+__all__ = ["ROUTE_TABLES", "make_docker_app"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _VERSION_PREFIX = r"/v{version:[0-9]+\.[0-9]+}"
@@ -58,14 +68,32 @@ def _tenant_middleware(controller: Controller) -> Callable[..., Awaitable[web.St
     return resolve_tenant
 
 
+ROUTE_TABLES = (
+    system.routes,
+    events.routes,
+    containers.routes,
+    execs.routes,
+    stats.routes,
+    files.routes,
+    images.routes,
+    volumes.routes,
+    networks.routes,
+)
+"""Every Docker API handler, by module (the docs test checks each is documented)."""
+
+
 def make_docker_app(controller: Controller) -> web.Application:
     app = web.Application(
         middlewares=[docker_errors, _api_version, _tenant_middleware(controller)],
         client_max_size=0,
     )
     app[CONTEXT_KEY] = ApiContext(controller)
-    tables = (system.routes, containers.routes, files.routes, images.routes, volumes.routes)
-    for table in (*tables, networks.routes):
+
+    async def end_event_streams(_app: web.Application) -> None:
+        controller.events.end_streams()  # or the server waits for them to end on their own
+
+    app.on_shutdown.append(end_event_streams)
+    for table in ROUTE_TABLES:
         for route in table:
             assert isinstance(route, web.RouteDef)
             app.router.add_route(route.method, route.path, route.handler)

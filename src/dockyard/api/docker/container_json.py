@@ -28,6 +28,7 @@ from dockyard.core.models import (
     Status,
     Volume,
 )
+from dockyard.core.protocol import HealthState
 
 __all__ = [
     "container_summary",
@@ -271,7 +272,8 @@ def parse_create(body: dict[str, Any]) -> tuple[ContainerConfig, HostConfig, lis
 def _state_json(container: Container) -> dict[str, Any]:
     state = container.state
     status = state.status
-    return {
+    health = {} if state.health is None else {"Health": _health_json(state.health)}
+    return health | {
         "Status": status.value,
         "Running": status in (Status.RUNNING, Status.PAUSED),
         "Paused": status == Status.PAUSED,
@@ -283,6 +285,22 @@ def _state_json(container: Container) -> dict[str, Any]:
         "Error": state.error,
         "StartedAt": format_rfc3339(state.started_at),
         "FinishedAt": format_rfc3339(state.finished_at),
+    }
+
+
+def _health_json(health: HealthState) -> dict[str, Any]:
+    return {
+        "Status": health.status,
+        "FailingStreak": health.failing_streak,
+        "Log": [
+            {
+                "Start": format_rfc3339(entry.start),
+                "End": format_rfc3339(entry.end),
+                "ExitCode": entry.exit_code,
+                "Output": entry.output,
+            }
+            for entry in health.log
+        ],
     }
 
 
@@ -558,7 +576,12 @@ def status_text(container: Container, now: float | None = None) -> str:
     state = container.state
     if state.status in (Status.RUNNING, Status.PAUSED):
         text = f"Up {human_duration(current - state.started_at / 1e9)}"
-        return text + " (Paused)" if state.status == Status.PAUSED else text
+        if state.status == Status.PAUSED:
+            return text + " (Paused)"
+        if state.health is not None:
+            health = state.health.status
+            return text + (" (health: starting)" if health == "starting" else f" ({health})")
+        return text
     if state.status == Status.RESTARTING:
         return (
             f"Restarting ({state.exit_code}) "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import Callable
@@ -19,11 +18,13 @@ from dockyard.api.docker.container_json import (
 )
 from dockyard.api.docker.context import ApiContext, tenant_of
 from dockyard.api.docker.filters import name_pattern, parse_filters
+from dockyard.api.docker.streams import relay
 from dockyard.api.errors import json_response
 from dockyard.controller.containers import UpdateRequest
 from dockyard.core.clock import parse_time_filter
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.core.models import Container, HostConfig, RestartPolicy, Status
+from dockyard.wire.detach import parse_detach_keys
 from dockyard.wire.hijack import hijack
 from dockyard.wire.query import flag, query_int
 
@@ -122,8 +123,14 @@ def _matcher(ctx: ApiContext, f: Any, tenant: str) -> Callable[[Container], bool
     if f.has("expose"):
         exposed = {p if "/" in p else f"{p}/tcp" for p in f.get("expose")}
         checks.append(lambda c: bool(exposed & set(c.config.exposed_ports)))
-    if (f.has("is-task") and f.bool("is-task")) or f.has("health"):
-        return lambda c: False  # no swarm tasks, no health checks (yet)
+    if f.has("health"):
+        wanted = set(f.get("health"))
+        unknown = wanted - {"starting", "healthy", "unhealthy", "none"}
+        if unknown:
+            raise InvalidArgument(f"Unrecognised filter value for health: {sorted(unknown)[0]}")
+        checks.append(lambda c: (c.state.health.status if c.state.health else "none") in wanted)
+    if f.has("is-task") and f.bool("is-task"):
+        return lambda c: False  # no swarm tasks
     return lambda c: all(check(c) for check in checks)
 
 
@@ -425,39 +432,24 @@ async def container_attach(request: web.Request) -> web.StreamResponse:
         key: "1" if flag(request, key) else "0"
         for key in ("stdin", "stdout", "stderr", "logs", "stream")
     }
+    detach_keys = request.query.get("detachKeys", "")
+    parse_detach_keys(detach_keys)  # 400 before the hijack
+    params["detachKeys"] = detach_keys
     agent = await ctx.controller.containers.attach(c, params)
     client = await hijack(request, content_type="application/vnd.docker.raw-stream")
-
-    async def to_client() -> None:
-        while True:
-            data = await agent.reader.read(65536)
-            if not data:
-                return
-            await client.write(data)
-
-    async def to_agent() -> None:
-        while True:
-            data = await client.read()
-            if not data:
-                with contextlib.suppress(OSError):
-                    agent.writer.write_eof()
-                return
-            agent.writer.write(data)
-            await agent.writer.drain()
-
-    output = asyncio.create_task(to_client())
-    inbound = asyncio.create_task(to_agent())
-    closed = asyncio.create_task(client.wait_closed())
-    try:
-        await asyncio.wait({output, closed}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (output, inbound, closed):
-            task.cancel()
-        for task in (output, inbound, closed):
-            with contextlib.suppress(asyncio.CancelledError, OSError, ConnectionError):
-                await task
-        agent.close()
+    await relay(client, agent)
     return client.finish()
+
+
+@routes.post("/containers/{id}/resize")
+async def container_resize(request: web.Request) -> web.Response:
+    await ApiContext.of(request).controller.containers.resize(
+        tenant=tenant_of(request).id,
+        ref=request.match_info["id"],
+        height=query_int(request, "h"),
+        width=query_int(request, "w"),
+    )
+    return web.Response(status=200)
 
 
 @routes.get("/containers/{id}/top")

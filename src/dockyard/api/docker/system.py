@@ -119,7 +119,7 @@ async def system_info(request: web.Request) -> web.Response:
             "LoggingDriver": "json-file",
             "CgroupDriver": first.cgroup_driver if first else "cgroupfs",
             "CgroupVersion": first.cgroup_version if first else "1",
-            "NEventsListener": 0,
+            "NEventsListener": ctx.controller.events.subscribers(tenant.id),
             "KernelVersion": first.kernel_version if first else platform.release(),
             "OperatingSystem": first.operating_system if first else "Linux",
             "OSVersion": "",

@@ -1,4 +1,4 @@
-"""Signal names as Docker accepts them (agent.containers.parse_signal)."""
+"""Signal names as Docker accepts them (core.signals.parse_signal)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
-from dockyard.agent.containers import parse_signal
 from dockyard.core.errors import InvalidArgument
+from dockyard.core.signals import parse_signal
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,51 @@
+"""Copying a hijacked client connection to and from an agent's hijacked stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from dockyard.controller.agents import RawStream
+from dockyard.wire.hijack import HijackedStream
+
+__all__ = ["relay"]
+
+_CHUNK = 65536
+
+
+async def relay(client: HijackedStream, agent: RawStream) -> None:
+    """Copy both ways until the agent's side ends or the client goes away.
+
+    The client closing only its write side (stdin at EOF) is passed on as EOF and the
+    output keeps flowing; the agent's stream is closed on return.
+    """
+
+    async def to_client() -> None:
+        while True:
+            data = await agent.reader.read(_CHUNK)
+            if not data:
+                return
+            await client.write(data)
+
+    async def to_agent() -> None:
+        while True:
+            data = await client.read()
+            if not data:
+                with contextlib.suppress(OSError):
+                    agent.writer.write_eof()
+                return
+            agent.writer.write(data)
+            await agent.writer.drain()
+
+    output = asyncio.create_task(to_client())
+    inbound = asyncio.create_task(to_agent())
+    closed = asyncio.create_task(client.wait_closed())
+    try:
+        await asyncio.wait({output, closed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (output, inbound, closed):
+            task.cancel()
+        for task in (output, inbound, closed):
+            with contextlib.suppress(asyncio.CancelledError, OSError, ConnectionError):
+                await task
+        agent.close()

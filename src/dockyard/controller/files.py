@@ -48,7 +48,7 @@ class ContainerFileService:
         """Extract the tar ``body`` into the directory ``path`` of the container.
 
         Nothing is written unless the body arrives whole and passes the agent's checks
-        (docs/adr/0010): InvalidArgument names the refused entry; PermissionDenied for a
+        (docs/adr/0009): InvalidArgument names the refused entry; PermissionDenied for a
         read-only rootfs or volume; NotFound if ``path`` does not exist.
         """
         await self._hosts.client(container.host).extract(

@@ -296,6 +296,9 @@ def idle_containers_api(env: dict[str, str], count: int) -> dict[str, float]:
     import docker
 
     client = docker.APIClient(base_url=env["DOCKER_HOST"], version="1.41")
+    config = Path(env.get("DOCKER_CONFIG", "")) / "config.json"
+    if config.is_file():  # the login the CLI uses (Dockyard's token header)
+        client.headers.update(json.loads(config.read_text()).get("HttpHeaders", {}))
     started = time.perf_counter()
     for _ in range(count):
         container = client.create_container("busybox", ["sleep", "36000"])

@@ -1,14 +1,15 @@
-"""The controller's internal API for agents (not reachable by tenants).
+"""The controller's internal API (not reachable by tenants).
 
 Served on a separate root-only socket (mTLS in a cluster): agents fetch image blobs from
-here to unpack layers.
+here to unpack layers, and the operator manages tenants (``dockyard.api.admin``).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from dockyard.api.errors import docker_errors
+from dockyard.api.admin import add_admin_routes
+from dockyard.api.errors import docker_errors, json_response
 from dockyard.controller.app import Controller
 from dockyard.core.errors import InvalidArgument, NotFound
 
@@ -29,5 +30,13 @@ def make_internal_app(controller: Controller) -> web.Application:
             raise NotFound(f"blob {digest} not found")
         return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
 
+    async def ready(_request: web.Request) -> web.Response:
+        """200 once every agent is connected (``dockyard up`` waits for it), else 503."""
+        away = [h.host.name for h in controller.hosts.handles() if not h.ready]
+        status = 503 if away else 200
+        return json_response({"disconnected": away}, status=status)
+
     app.router.add_get("/internal/v1/blobs/{digest}", blob)
+    app.router.add_get("/internal/v1/ready", ready)
+    add_admin_routes(app, controller)
     return app

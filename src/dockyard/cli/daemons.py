@@ -115,26 +115,25 @@ def ping(path: Path, timeout: float = 1.0) -> bool:
 
 
 def _hosts_ready(path: Path) -> bool:
-    """Whether ``/info`` reports every host connected (no "not connected" warning)."""
+    """Whether the controller (its internal socket at ``path``) has every agent connected."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(5)
             sock.connect(str(path))
-            sock.sendall(b"GET /info HTTP/1.1\r\nHost: dockyard\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
+            sock.sendall(
+                b"GET /internal/v1/ready HTTP/1.1\r\nHost: dockyard\r\nConnection: close\r\n\r\n"
+            )
+            head = sock.recv(64)
     except OSError:
         return False
-    head, _, body = data.partition(b"\r\n\r\n")
-    return head.startswith(b"HTTP/1.1 200") and b"is not connected" not in body
+    return head.startswith(b"HTTP/1.1 200")
 
 
 def wait_ready(layout: Layout, *, timeout: float) -> None:
     """Wait until the API answers and every agent is connected."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if ping(layout.docker_socket) and _hosts_ready(layout.docker_socket):
+        if ping(layout.docker_socket) and _hosts_ready(layout.controller_socket):
             return
         started = time.monotonic() - (deadline - timeout)
         if started > 5 and not is_running(layout.controller_pidfile):

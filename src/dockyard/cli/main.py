@@ -1,8 +1,9 @@
 """The ``dockyard`` command.
 
-``dockyard up`` starts the embedded single-host cloud (controller + one agent), ``dockyard
-env`` prints the shell lines that point ``docker`` at it, ``dockyard down`` stops the
-daemons (containers keep running and are re-adopted at the next ``up``).
+``dockyard up`` starts the embedded single-host cloud (controller + one agent) and logs the
+local admin of its first tenant in, ``dockyard env`` prints the shell lines that point
+``docker`` at it, ``dockyard down`` stops the daemons (containers keep running and are
+re-adopted at the next ``up``). Identity commands live in ``dockyard.cli.identity``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import click
 
 from dockyard.cli import daemons as d
+from dockyard.cli.identity import admin, login, login_local, logout, token, whoami
 from dockyard.core.errors import DockyardError
 from dockyard.core.layout import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, Layout
 
@@ -83,8 +85,10 @@ def up(
         click.echo(f"{daemon.name}: {'started' if started else 'already running'}")
     try:
         d.wait_ready(layout, timeout=timeout)
+        config_dir = login_local(layout)
     except DockyardError as exc:
         raise click.ClickException(exc.message) from exc
+    click.echo(f"logged in as admin of tenant default ({config_dir})")
     click.echo(f'Dockyard is up. Run: eval "$(dockyard env{_layout_flags(layout)})"')
 
 
@@ -106,6 +110,8 @@ def env(state_dir: Path, run_dir: Path, instance: str) -> None:
     """Print shell lines that point docker and docker-py at Dockyard."""
     layout = Layout(state_dir=state_dir, run_dir=run_dir, instance=instance)
     click.echo(f"export DOCKER_HOST=unix://{layout.docker_socket}")
+    if (layout.docker_config_dir / "config.json").exists():
+        click.echo(f"export DOCKER_CONFIG={layout.docker_config_dir}")
 
 
 @main.command()
@@ -130,3 +136,7 @@ def _layout_flags(layout: Layout) -> str:
     if layout.instance != "dockyard":
         flags += f" --instance {layout.instance}"
     return flags
+
+
+for _command in (login, logout, whoami, token, admin):
+    main.add_command(_command)

@@ -17,6 +17,7 @@ from dockyard.controller.events import EventLog
 from dockyard.controller.execs import ExecService
 from dockyard.controller.files import ContainerFileService
 from dockyard.controller.hosts import HostRegistry
+from dockyard.controller.identity import IdentityService
 from dockyard.controller.images import ImageService
 from dockyard.controller.networks import NetworkService
 from dockyard.controller.sync import AgentFollower
@@ -66,6 +67,7 @@ class Controller:
             store=store, hosts=self.hosts, containers=self.containers, events=self.events
         )
         self.files = ContainerFileService(containers=self.containers, hosts=self.hosts)
+        self.identity = IdentityService(store)
         self._followers: list[AgentFollower] = []
         self._default_tenant: Tenant | None = None
 
@@ -96,6 +98,15 @@ class Controller:
             await asyncio.wait_for(
                 asyncio.gather(*(f.synced.wait() for f in self._followers)), _SYNC_TIMEOUT
             )
+
+    def owned_by(self, tenant: Tenant) -> str:
+        """What the tenant still owns, in words ("" if nothing): a tenant is removed empty."""
+        counts = (
+            (len(self.store.list_containers(tenant=tenant.id)), "container"),
+            (len(self.store.list_volumes(tenant=tenant.id)), "volume"),
+            (len(self.store.list_images(tenant=tenant.id)), "image"),
+        )
+        return ", ".join(f"{n} {what}{'s' if n != 1 else ''}" for n, what in counts if n)
 
     async def seed_busybox(self) -> None:
         """Give the default tenant ``busybox:latest`` if it has none (the embedded cloud)."""

@@ -8,8 +8,10 @@
     ├── Conflict             the object is in a state that forbids the operation
     ├── InvalidArgument      the request itself is malformed or out of range
     ├── FailedPrecondition   something the request depends on is not ready
+    ├── Unauthenticated      the caller did not prove who it is (no, bad, expired token)
     ├── PermissionDenied     policy forbids it (never used to hide another tenant)
     ├── QuotaExceeded        a tenant limit would be crossed
+    ├── RateLimited          too many attempts (failed logins); retry later
     ├── NotModified          nothing to do; Docker answers 304 for some of these
     ├── Unavailable          a dependency (agent, runtime, kernel) failed or is away
     └── Internal             a bug: an invariant did not hold
@@ -34,6 +36,8 @@ __all__ = [
     "NotModified",
     "PermissionDenied",
     "QuotaExceeded",
+    "RateLimited",
+    "Unauthenticated",
     "Unavailable",
     "from_wire",
 ]
@@ -72,8 +76,16 @@ class FailedPrecondition(DockyardError):
     kind = "failed_precondition"
 
 
+class Unauthenticated(DockyardError):
+    kind = "unauthenticated"
+
+
 class PermissionDenied(DockyardError):
     kind = "permission_denied"
+
+
+class RateLimited(DockyardError):
+    kind = "rate_limited"
 
 
 class QuotaExceeded(DockyardError):
@@ -100,8 +112,10 @@ _BY_KIND: dict[str, type[DockyardError]] = {
         Conflict,
         InvalidArgument,
         FailedPrecondition,
+        Unauthenticated,
         PermissionDenied,
         QuotaExceeded,
+        RateLimited,
         NotModified,
         Unavailable,
         Internal,

@@ -54,6 +54,12 @@ class Layout:
         return self.run_dir / "docker.sock"
 
     @property
+    def docker_config_dir(self) -> Path:
+        """The docker config the embedded cloud logs its local admin into (``dockyard up``;
+        ``dockyard env`` points ``DOCKER_CONFIG`` at it)."""
+        return self.state_dir / "docker-config"
+
+    @property
     def controller_socket(self) -> Path:
         """The controller's internal API, for agents."""
         return self.run_dir / "controller.sock"

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Final, Protocol
 
 from dockyard.core.events import Event
+from dockyard.core.identity import Token, User
 from dockyard.core.models import Container, ExecInstance, Host, Image, Network, Volume
 from dockyard.core.tenancy import Tenant
 
@@ -35,7 +36,37 @@ class Store(Protocol):
 
     def get_tenant(self, tenant_id: str) -> Tenant: ...
 
+    def tenant_by_name(self, name: str) -> Tenant:
+        """NotFound if no tenant has that name."""
+
     def list_tenants(self) -> list[Tenant]: ...
+
+    def delete_tenant(self, tenant_id: str) -> None:
+        """Remove the tenant with its users and tokens (callers first make sure it owns
+        nothing else)."""
+
+    # users and tokens
+    def add_user(self, user: User) -> None:
+        """AlreadyExists if the tenant has a user of that name."""
+
+    def get_user(self, *, tenant: str, ref: str) -> User:
+        """The tenant's user by id or name; NotFound otherwise."""
+
+    def list_users(self, *, tenant: str) -> list[User]: ...
+
+    def delete_user(self, *, tenant: str, user_id: str) -> None:
+        """Remove the user and its tokens."""
+
+    def add_token(self, token: Token) -> None: ...
+
+    def get_token(self, token_id: str) -> Token:
+        """System scope, for authentication: the token with this id; NotFound otherwise."""
+
+    def list_tokens(self, *, tenant: str, user: str | None = None) -> list[Token]: ...
+
+    def revoke_token(self, *, tenant: str, token_id: str, when: int) -> Token:
+        """Mark the tenant's token revoked at ``when`` (once; later calls keep the first
+        time); NotFound if the tenant has no such token."""
 
     # hosts
     def put_host(self, host: Host) -> None: ...

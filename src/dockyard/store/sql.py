@@ -13,6 +13,7 @@ import ipaddress
 import json
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from dockyard.core.clock import now_ns
 from dockyard.core.errors import AlreadyExists, Internal, InvalidArgument, NotFound, Unavailable
 from dockyard.core.events import Event
+from dockyard.core.identity import Token, User
 from dockyard.core.ids import new_id
 from dockyard.core.models import Container, ExecInstance, Host, Image, Network, Volume
 from dockyard.core.serde import from_data, to_data
@@ -45,6 +47,25 @@ tenants = sa.Table(
     sa.Column("uid_base", sa.BigInteger, nullable=False, unique=True),
     sa.Column("uid_size", sa.BigInteger, nullable=False),
     sa.Column("created", sa.BigInteger, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("doc", sa.Text, nullable=False),
+    sa.UniqueConstraint("tenant", "name", name="uq_user_name"),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False, index=True),
+    sa.Column("user", sa.String(64), nullable=False, index=True),
+    sa.Column("doc", sa.Text, nullable=False),
 )
 
 hosts = sa.Table(
@@ -229,9 +250,90 @@ class SqlStore:
             raise NotFound(f"no such tenant: {tenant_id}")
         return _tenant(row)
 
+    def tenant_by_name(self, name: str) -> Tenant:
+        with self._tx() as conn:
+            row = conn.execute(sa.select(tenants).where(tenants.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"no such tenant: {name}")
+        return _tenant(row)
+
     def list_tenants(self) -> list[Tenant]:
         with self._tx() as conn:
             return [_tenant(r) for r in conn.execute(sa.select(tenants).order_by(tenants.c.name))]
+
+    def delete_tenant(self, tenant_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute(tokens.delete().where(tokens.c.tenant == tenant_id))
+            conn.execute(users.delete().where(users.c.tenant == tenant_id))
+            conn.execute(tenants.delete().where(tenants.c.id == tenant_id))
+
+    # users and tokens --------------------------------------------------------------------
+
+    def add_user(self, user: User) -> None:
+        with self._tx() as conn:
+            try:
+                conn.execute(
+                    users.insert().values(
+                        id=user.id, tenant=user.tenant, name=user.name, doc=_dump(user)
+                    )
+                )
+            except IntegrityError as exc:
+                raise AlreadyExists(f"user {user.name} already exists") from exc
+
+    def get_user(self, *, tenant: str, ref: str) -> User:
+        query = sa.select(users.c.doc).where(
+            users.c.tenant == tenant, sa.or_(users.c.id == ref, users.c.name == ref)
+        )
+        with self._tx() as conn:
+            doc = conn.execute(query).scalar()
+        if doc is None:
+            raise NotFound(f"no such user: {ref}")
+        return _load(User, doc)
+
+    def list_users(self, *, tenant: str) -> list[User]:
+        query = sa.select(users.c.doc).where(users.c.tenant == tenant).order_by(users.c.name)
+        with self._tx() as conn:
+            return [_load(User, doc) for doc in conn.execute(query).scalars()]
+
+    def delete_user(self, *, tenant: str, user_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute(tokens.delete().where(tokens.c.tenant == tenant, tokens.c.user == user_id))
+            conn.execute(users.delete().where(users.c.tenant == tenant, users.c.id == user_id))
+
+    def add_token(self, token: Token) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                tokens.insert().values(
+                    id=token.id, tenant=token.tenant, user=token.user, doc=_dump(token)
+                )
+            )
+
+    def get_token(self, token_id: str) -> Token:
+        with self._tx() as conn:
+            doc = conn.execute(sa.select(tokens.c.doc).where(tokens.c.id == token_id)).scalar()
+        if doc is None:
+            raise NotFound(f"no such token: {token_id}")
+        return _load(Token, doc)
+
+    def list_tokens(self, *, tenant: str, user: str | None = None) -> list[Token]:
+        query = sa.select(tokens.c.doc).where(tokens.c.tenant == tenant)
+        if user is not None:
+            query = query.where(tokens.c.user == user)
+        with self._tx() as conn:
+            found = [_load(Token, doc) for doc in conn.execute(query).scalars()]
+        return sorted(found, key=lambda t: (t.created, t.id))
+
+    def revoke_token(self, *, tenant: str, token_id: str, when: int) -> Token:
+        where = (tokens.c.id == token_id, tokens.c.tenant == tenant)
+        with self._tx() as conn:
+            doc = conn.execute(sa.select(tokens.c.doc).where(*where)).scalar()
+            if doc is None:
+                raise NotFound(f"no such token: {token_id}")
+            token = _load(Token, doc)
+            if not token.revoked:
+                token = replace(token, revoked=when)
+                conn.execute(tokens.update().where(*where).values(doc=_dump(token)))
+        return token
 
     # hosts -----------------------------------------------------------------------------
 

@@ -21,8 +21,13 @@ import termios
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dockyard.cli import daemons as d
+from dockyard.cli.identity import login_local
+from dockyard.client.dockerconfig import read_token
+from dockyard.client.native import AdminClient
+from dockyard.core.identity import TOKEN_HEADER
 from dockyard.core.layout import Layout
 
 __all__ = ["DockerCli", "TestCloud"]
@@ -53,11 +58,27 @@ class TestCloud:
     def docker_host(self) -> str:
         return f"unix://{self.layout.docker_socket}"
 
+    @property
+    def token(self) -> str:
+        """The token of the first tenant's admin (``dockyard up`` logs it in)."""
+        return read_token(self.layout.docker_config_dir)
+
     def env(self) -> dict[str, str]:
-        """Environment for a ``docker`` CLI process that talks to this cloud."""
-        config = self.root / "docker-config"
-        config.mkdir(parents=True, exist_ok=True)
+        """Environment for a ``docker`` CLI process that acts as the first tenant's admin."""
+        config = self.layout.docker_config_dir
         return {**os.environ, "DOCKER_HOST": self.docker_host, "DOCKER_CONFIG": str(config)}
+
+    def client(self, token: str | None = None, *, timeout: int = 60) -> Any:
+        """A docker-py client acting with ``token`` (default: the first tenant's admin)."""
+        import docker  # the reference client, a test dependency
+
+        client = docker.DockerClient(base_url=self.docker_host, timeout=timeout)
+        client.api.headers[TOKEN_HEADER] = self.token if token is None else token
+        return client
+
+    def admin(self) -> AdminClient:
+        """The operator's client (the controller's internal socket)."""
+        return AdminClient(f"unix://{self.layout.controller_socket}")
 
     def _daemons(self) -> list[d.Daemon]:
         return d.daemons(
@@ -81,6 +102,7 @@ class TestCloud:
         for daemon in self._daemons():
             d.start(daemon, self.layout)
         d.wait_ready(self.layout, timeout=timeout)
+        login_local(self.layout)
 
     def pid(self, name: str) -> int:
         """The pid of the ``agent`` or ``controller`` daemon (0 if it is not running)."""
@@ -138,17 +160,23 @@ class TestCloud:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _remove_containers(self) -> None:
+        """Every tenant's containers, through the API (each tenant through a user of its own)."""
         if not d.ping(self.layout.docker_socket):
             return
-        import docker  # the reference client, a test dependency
-
-        client = docker.DockerClient(base_url=self.docker_host, timeout=60)
-        try:
-            for container in client.containers.list(all=True):
-                with contextlib.suppress(Exception):
-                    container.remove(force=True, v=True)
-        finally:
-            client.close()
+        admin = self.admin()
+        with contextlib.suppress(Exception):
+            for tenant in admin.tenants():
+                users = admin.users(tenant["name"])
+                if not users:
+                    continue
+                issued = admin.issue_token(tenant["name"], users[0]["name"], ttl=600)
+                client = self.client(issued["token"])
+                try:
+                    for container in client.containers.list(all=True):
+                        with contextlib.suppress(Exception):
+                            container.remove(force=True, v=True)
+                finally:
+                    client.close()
 
     def _kill_monitors(self, layout: Layout) -> None:
         marker = str(layout.containers_dir).encode()

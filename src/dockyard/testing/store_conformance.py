@@ -28,6 +28,7 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from dockyard.core.errors import (
     AlreadyExists,
@@ -37,6 +38,7 @@ from dockyard.core.errors import (
     Unavailable,
 )
 from dockyard.core.events import Event
+from dockyard.core.identity import Role, User, issue_token
 from dockyard.core.models import (
     Container,
     ContainerConfig,
@@ -85,7 +87,9 @@ __all__ = [
     "check_list_and_put_containers",
     "check_networks",
     "check_rename_container",
+    "check_tenant_by_name_and_delete",
     "check_tenants_get_disjoint_uid_ranges",
+    "check_users_and_tokens",
     "check_volumes",
     "run_all",
 ]
@@ -818,6 +822,80 @@ def check_event_retention(make_store: StoreFactory) -> None:
         assert [e.seq for e in store.list_events(tenant=TENANT_A)] == [15]
 
 
+def check_users_and_tokens(make_store: StoreFactory) -> None:
+    """Users are unique by name per tenant and found by id or name in their tenant only;
+    tokens are found by id for authentication, listed and revoked per tenant, and go with
+    their user."""
+    with _opened(make_store) as store:
+        alice = User(id=_hex_id("a1"), tenant=TENANT_A, name="alice", role=Role.ADMIN, created=1)
+        bob = User(id=_hex_id("a2"), tenant=TENANT_A, name="bob", role=Role.MEMBER, created=2)
+        other = User(id=_hex_id("a3"), tenant=TENANT_B, name="alice", role=Role.MEMBER, created=3)
+        for user in (alice, bob, other):
+            store.add_user(user)
+        _raises(AlreadyExists, lambda: store.add_user(replace(bob, id=_hex_id("a4"))), "name")
+        assert store.get_user(tenant=TENANT_A, ref="alice") == alice
+        assert store.get_user(tenant=TENANT_A, ref=bob.id) == bob
+        _raises(NotFound, lambda: store.get_user(tenant=TENANT_B, ref=bob.id), "B sees A's user")
+        assert [u.name for u in store.list_users(tenant=TENANT_A)] == ["alice", "bob"]
+
+        issued = [
+            issue_token(tenant=TENANT_A, user=alice.id, scopes=("read",), created=10),
+            issue_token(tenant=TENANT_A, user=bob.id, scopes=("read", "write"), created=11),
+            issue_token(tenant=TENANT_B, user=other.id, scopes=("read",), created=12),
+        ]
+        for item in issued:
+            store.add_token(item.token)
+        first = issued[0].token
+        assert store.get_token(first.id) == first
+        assert [t.id for t in store.list_tokens(tenant=TENANT_A)] == [
+            issued[0].token.id,
+            issued[1].token.id,
+        ]
+        assert [t.id for t in store.list_tokens(tenant=TENANT_A, user=bob.id)] == [
+            issued[1].token.id
+        ]
+        _raises(
+            NotFound,
+            lambda: store.revoke_token(tenant=TENANT_B, token_id=first.id, when=20),
+            "B revokes A's token",
+        )
+        assert store.get_token(first.id).revoked == 0
+        assert store.revoke_token(tenant=TENANT_A, token_id=first.id, when=20).revoked == 20
+        assert store.revoke_token(tenant=TENANT_A, token_id=first.id, when=30).revoked == 20
+        assert store.get_token(first.id).revoked == 20
+
+        store.delete_user(tenant=TENANT_A, user_id=bob.id)
+        _raises(NotFound, lambda: store.get_user(tenant=TENANT_A, ref="bob"), "deleted user")
+        _raises(NotFound, lambda: store.get_token(issued[1].token.id), "deleted user's token")
+        assert store.get_token(issued[2].token.id) == issued[2].token
+
+
+def check_tenant_by_name_and_delete(make_store: StoreFactory) -> None:
+    """Tenants are found by name; deleting one removes its users and tokens, no other's."""
+    with _opened(make_store) as store:
+        a = store.ensure_tenant("acme")
+        b = store.ensure_tenant("globex")
+        assert store.tenant_by_name("acme") == a
+        _raises(NotFound, lambda: store.tenant_by_name("initech"), "unknown tenant")
+        user_a = User(id=_hex_id("a1"), tenant=a.id, name="root", role=Role.ADMIN, created=1)
+        user_b = User(id=_hex_id("a2"), tenant=b.id, name="root", role=Role.ADMIN, created=1)
+        store.add_user(user_a)
+        store.add_user(user_b)
+        token_a = issue_token(tenant=a.id, user=user_a.id, scopes=("read",), created=1).token
+        token_b = issue_token(tenant=b.id, user=user_b.id, scopes=("read",), created=1).token
+        store.add_token(token_a)
+        store.add_token(token_b)
+        store.delete_tenant(a.id)
+        _raises(NotFound, lambda: store.tenant_by_name("acme"), "deleted tenant")
+        _raises(NotFound, lambda: store.get_token(token_a.id), "deleted tenant's token")
+        assert store.list_users(tenant=a.id) == []
+        assert store.get_token(token_b.id) == token_b
+        assert [t.name for t in store.list_tenants()] == ["globex"]
+        again = store.ensure_tenant("acme")
+        assert again.id != a.id
+        assert again.uid_base not in (a.uid_base, b.uid_base)
+
+
 CHECKS: tuple[Check, ...] = (
     check_tenants_get_disjoint_uid_ranges,
     check_hosts,
@@ -833,6 +911,8 @@ CHECKS: tuple[Check, ...] = (
     check_list_and_put_containers,
     check_delete_container,
     check_execs,
+    check_users_and_tokens,
+    check_tenant_by_name_and_delete,
     check_images,
     check_image_tags_move_between_images,
     check_images_of_other_tenants_are_invisible,

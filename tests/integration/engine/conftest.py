@@ -34,7 +34,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCloud]:
 
 @pytest.fixture(scope="session")
 def client(cloud: TestCloud) -> Iterator[docker.DockerClient]:
-    c = docker.DockerClient(base_url=cloud.docker_host, timeout=60)
+    c = cloud.client()
     yield c
     c.close()
 

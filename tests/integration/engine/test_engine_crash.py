@@ -29,7 +29,7 @@ def crashy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCloud]:
 
 @pytest.fixture
 def dc(crashy: TestCloud) -> Iterator[docker.DockerClient]:
-    client = docker.DockerClient(base_url=crashy.docker_host, timeout=60)
+    client = crashy.client()
     yield client
     for container in client.containers.list(all=True):
         container.remove(force=True, v=True)

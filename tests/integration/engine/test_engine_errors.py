@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from dockyard.core.identity import TOKEN_HEADER
 from dockyard.testing.cloud import TestCloud
 
 
@@ -34,7 +35,7 @@ def call(cloud: TestCloud):  # type: ignore[no-untyped-def]
         conn = Raw(str(cloud.layout.docker_socket))
         try:
             payload = body.encode() if isinstance(body, str) else body
-            hdrs = {"Content-Type": "application/json", **headers}
+            hdrs = {"Content-Type": "application/json", TOKEN_HEADER: cloud.token, **headers}
             conn.request(method, path, body=payload, headers=hdrs)
             response = conn.getresponse()
             raw = response.read()

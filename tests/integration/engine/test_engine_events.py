@@ -23,6 +23,7 @@ import docker
 import pytest
 from engine_image_builders import files_layer, nonce
 
+from dockyard.core.identity import TOKEN_HEADER
 from dockyard.testing.cloud import DockerCli, TestCloud
 
 Event = dict[str, Any]
@@ -409,7 +410,10 @@ def test_clients_killed_mid_stream_leave_the_server_healthy(
     raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         raw.connect(str(cloud.layout.docker_socket))
-        raw.sendall(b"GET /v1.41/events HTTP/1.1\r\nHost: docker\r\n\r\n")
+        raw.sendall(
+            f"GET /v1.41/events HTTP/1.1\r\nHost: docker\r\n"
+            f"{TOKEN_HEADER}: {cloud.token}\r\n\r\n".encode()
+        )
         assert raw.recv(4096).startswith(b"HTTP/1.1 200")
         wait_for(lambda: listeners(api) >= before + 2, "both streams to be listening")
     finally:
@@ -440,7 +444,7 @@ def restartable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCloud]
 
 @pytest.fixture
 def rc(restartable: TestCloud) -> Iterator[docker.DockerClient]:
-    client = docker.DockerClient(base_url=restartable.docker_host, timeout=60)
+    client = restartable.client()
     yield client
     for container in client.containers.list(all=True):
         container.remove(force=True, v=True)

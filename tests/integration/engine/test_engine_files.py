@@ -25,6 +25,7 @@ from typing import Any
 import docker
 import pytest
 
+from dockyard.core.identity import TOKEN_HEADER
 from dockyard.testing.cloud import DockerCli, TestCloud
 
 GO_DIR = 1 << 31
@@ -116,6 +117,9 @@ def mounts_under(root: Path) -> list[str]:
 
 
 def raw_request(cloud: TestCloud, head: str, body: bytes = b"") -> socket.socket:
+    """Send ``head`` (a request line and headers) as the cloud's first tenant, and ``body``."""
+    line, _, rest = head.partition("\r\n")
+    head = f"{line}\r\n{TOKEN_HEADER}: {cloud.token}\r\n{rest}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(str(cloud.layout.docker_socket))
     sock.sendall(head.encode() + body)

@@ -24,6 +24,7 @@ from typing import Any
 import docker
 import pytest
 
+from dockyard.core.identity import TOKEN_HEADER
 from dockyard.testing.cloud import DockerCli, TestCloud
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -289,7 +290,8 @@ def test_a_client_killed_mid_stream_leaves_everything_healthy(
         sock.settimeout(30)
         sock.connect(str(path))
         sock.sendall(
-            f"GET /v1.41/containers/{container.id}/stats HTTP/1.1\r\nHost: docker\r\n\r\n".encode()
+            f"GET /v1.41/containers/{container.id}/stats HTTP/1.1\r\nHost: docker\r\n"
+            f"{TOKEN_HEADER}: {cloud.token}\r\n\r\n".encode()
         )
         head = b""
         while b"\r\n\r\n" not in head or b"}\n" not in head:

@@ -21,7 +21,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from dockyard.api.docker import stats as stats_module
 from dockyard.api.docker.app import make_docker_app
 from dockyard.api.docker.stats import stats_json
-from dockyard.core.errors import NotFound, Unavailable
+from dockyard.core.errors import NotFound, Unauthenticated, Unavailable
+from dockyard.core.identity import TOKEN_HEADER, Principal, Role, User
 from dockyard.core.protocol import (
     BlkioEntry,
     BlkioStats,
@@ -221,13 +222,25 @@ class NoEventStreams:
         return None
 
 
+TOKEN = "dyk_" + "0" * 16 + "_" + "s" * 43
+TENANT = Tenant(id="t1", name="default", uid_base=100000)
+
+
+class OneToken:
+    """Authenticates :data:`TOKEN` as a user of tenant t1 (the stats handler is under test)."""
+
+    def authenticate(self, text: str) -> Principal:
+        if text != TOKEN:
+            raise Unauthenticated("invalid token")
+        user = User(id="u1", tenant=TENANT.id, name="ann", role=Role.MEMBER, created=0)
+        return Principal(tenant=TENANT, user=user, scopes=("read", "write"))
+
+
 @dataclass
 class FakeController:
     containers: FakeContainers
     events: NoEventStreams = field(default_factory=NoEventStreams)
-
-    def default_tenant(self) -> Tenant:
-        return Tenant(id="t1", name="default", uid_base=100000)
+    identity: OneToken = field(default_factory=OneToken)
 
 
 Scenario = Callable[[TestClient[Any, Any], FakeContainers], Awaitable[None]]
@@ -238,7 +251,7 @@ def run(answers: list[ContainerStats | Exception], scenario: Scenario) -> FakeCo
 
     async def main() -> None:
         app = make_docker_app(FakeController(containers))  # type: ignore[arg-type]
-        async with TestClient(TestServer(app)) as client:
+        async with TestClient(TestServer(app), headers={TOKEN_HEADER: TOKEN}) as client:
             await scenario(client, containers)
 
     asyncio.run(main())

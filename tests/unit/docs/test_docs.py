@@ -9,6 +9,7 @@ import click
 import pytest
 
 import dockyard.wire  # noqa: F401  (before aiohttp)
+from dockyard.api import admin, native
 from dockyard.api.docker.app import ROUTE_TABLES
 from dockyard.cli.main import main as cli
 from dockyard.daemon.agent import build_parser as agent_parser
@@ -36,6 +37,23 @@ def test_every_docker_endpoint_is_documented(method: str, path: str) -> None:
         if line.startswith("|")
     )
     assert documented, f"{method} {path} is served but not in docs/docker-api.md ({pattern})"
+
+
+def _native_routes() -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in native.routes]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("method", "path"), _native_routes())
+def test_every_native_endpoint_is_documented(method: str, path: str) -> None:
+    text = (DOCS / "native-api.md").read_text()
+    assert f"`{method} {path}`" in text, f"{method} {path} is served but not in native-api.md"
+
+
+def test_every_admin_endpoint_is_documented() -> None:
+    text = (DOCS / "native-api.md").read_text()
+    for route in admin.routes:
+        path = route.path  # type: ignore[union-attr]
+        assert path in text, f"{path} is served on the internal socket but not documented"
 
 
 def _cli_items() -> list[str]:

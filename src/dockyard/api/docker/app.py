@@ -2,8 +2,7 @@
 
 Every route answers at ``/path`` and ``/v<major>.<minor>/path``. Versions older than
 :data:`MIN_API_VERSION` or newer than :data:`MAX_API_VERSION` are refused as Docker refuses
-them. The tenant middleware resolves the caller's tenant (the default tenant until
-authentication arrives).
+them. The auth middleware (``dockyard.api.auth``) resolves the caller and its tenant.
 """
 
 from __future__ import annotations
@@ -12,6 +11,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from dockyard.api import native
+from dockyard.api.auth import FailureLimiter, auth_middleware
 from dockyard.api.docker import (
     containers,
     events,
@@ -23,7 +24,7 @@ from dockyard.api.docker import (
     system,
     volumes,
 )
-from dockyard.api.docker.context import CONTEXT_KEY, TENANT_KEY, ApiContext
+from dockyard.api.docker.context import CONTEXT_KEY, ApiContext
 from dockyard.api.docker.system import MAX_API_VERSION, MIN_API_VERSION
 from dockyard.api.errors import docker_errors, error_response
 from dockyard.controller.app import Controller
@@ -59,15 +60,6 @@ async def _api_version(request: web.Request, handler: Handler) -> web.StreamResp
     return await handler(request)
 
 
-def _tenant_middleware(controller: Controller) -> Callable[..., Awaitable[web.StreamResponse]]:
-    @web.middleware
-    async def resolve_tenant(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request[TENANT_KEY] = controller.default_tenant()
-        return await handler(request)
-
-    return resolve_tenant
-
-
 ROUTE_TABLES = (
     system.routes,
     events.routes,
@@ -84,7 +76,11 @@ ROUTE_TABLES = (
 
 def make_docker_app(controller: Controller) -> web.Application:
     app = web.Application(
-        middlewares=[docker_errors, _api_version, _tenant_middleware(controller)],
+        middlewares=[
+            docker_errors,
+            _api_version,
+            auth_middleware(controller.identity, FailureLimiter()),
+        ],
         client_max_size=0,
     )
     app[CONTEXT_KEY] = ApiContext(controller)
@@ -98,4 +94,5 @@ def make_docker_app(controller: Controller) -> web.Application:
             assert isinstance(route, web.RouteDef)
             app.router.add_route(route.method, route.path, route.handler)
             app.router.add_route(route.method, _VERSION_PREFIX + route.path, route.handler)
+    app.add_routes(native.routes)  # Dockyard's own /v1/... (no Docker version prefix)
     return app

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from dockyard.controller.app import Controller
+from dockyard.core.identity import Principal
 from dockyard.core.tenancy import Tenant
 
-__all__ = ["ApiContext", "tenant_of"]
+__all__ = ["ApiContext", "principal_of", "tenant_of"]
 
 CONTEXT_KEY = web.AppKey("dockyard_context", object)
 TENANT_KEY = "dockyard_tenant"
+PRINCIPAL_KEY = "dockyard_principal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,3 +33,10 @@ def tenant_of(request: web.Request) -> Tenant:
     tenant = request[TENANT_KEY]
     assert isinstance(tenant, Tenant)
     return tenant
+
+
+def principal_of(request: web.Request) -> Principal:
+    """Who made the call (set by the auth middleware)."""
+    principal = request[PRINCIPAL_KEY]
+    assert isinstance(principal, Principal)
+    return principal

@@ -1,0 +1,166 @@
+"""The operator's API: tenants, their users and tokens (``dockyard admin ...``).
+
+Served on the controller's root-only internal socket, never on the tenants' endpoint:
+whoever can open that socket is the operator. JSON in and out; errors in Docker's form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from dockyard.api.docker.body import get_bool, get_int, get_str, get_str_list, read_json
+from dockyard.api.errors import json_response
+from dockyard.controller.app import Controller
+from dockyard.controller.identity import IdentityService, NewTenant
+from dockyard.core.errors import InvalidArgument
+from dockyard.core.identity import Role, Token, User
+from dockyard.core.tenancy import Tenant
+
+__all__ = ["add_admin_routes", "routes", "token_json", "user_json"]
+
+
+def tenant_json(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "id": tenant.id,
+        "name": tenant.name,
+        "uid_base": tenant.uid_base,
+        "uid_size": tenant.uid_size,
+    }
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {"id": user.id, "name": user.name, "role": user.role.value, "created": user.created}
+
+
+def token_json(token: Token) -> dict[str, Any]:
+    """A token's record as shown to people: never its secret or its hash."""
+    return {
+        "id": token.id,
+        "user": token.user,
+        "scopes": list(token.scopes),
+        "created": token.created,
+        "expires": token.expires,
+        "revoked": token.revoked,
+        "description": token.description,
+    }
+
+
+def _new_tenant_json(made: NewTenant) -> dict[str, Any]:
+    return {
+        "tenant": tenant_json(made.tenant),
+        "user": user_json(made.user),
+        "token": made.token.text,
+        "token_id": made.token.token.id,
+    }
+
+
+def _role(text: str) -> Role:
+    try:
+        return Role(text or "member")
+    except ValueError:
+        raise InvalidArgument(f"invalid role {text!r}: member or admin") from None
+
+
+_CONTROLLER = web.AppKey("dockyard_admin_controller", object)
+routes = web.RouteTableDef()
+
+
+def add_admin_routes(app: web.Application, controller: Controller) -> None:
+    app[_CONTROLLER] = controller
+    app.add_routes(routes)
+
+
+def _controller(request: web.Request) -> Controller:
+    controller = request.app[_CONTROLLER]
+    assert isinstance(controller, Controller)
+    return controller
+
+
+def _identity(request: web.Request) -> IdentityService:
+    return _controller(request).identity
+
+
+def _tenant(request: web.Request) -> Tenant:
+    return _identity(request).tenant(request.match_info["tenant"])
+
+
+@routes.post("/admin/v1/bootstrap")
+async def bootstrap(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    made = _identity(request).bootstrap(
+        get_str(body, "tenant") or "default", user=get_str(body, "user") or "admin"
+    )
+    return json_response(_new_tenant_json(made), status=201)
+
+
+@routes.get("/admin/v1/tenants")
+async def tenants(request: web.Request) -> web.Response:
+    return json_response([tenant_json(t) for t in _identity(request).list_tenants()])
+
+
+@routes.post("/admin/v1/tenants")
+async def create_tenant(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    name, user = get_str(body, "name"), get_str(body, "user") or "admin"
+    made = _identity(request).create_tenant(name, user=user)
+    if get_bool(body, "seed_busybox"):
+        images = _controller(request).images
+        await images.seed_busybox(tenant=made.tenant.id, tags=("busybox:latest",))
+    return json_response(_new_tenant_json(made), status=201)
+
+
+@routes.delete("/admin/v1/tenants/{tenant}")
+async def delete_tenant(request: web.Request) -> web.Response:
+    controller = _controller(request)
+    controller.identity.delete_tenant(request.match_info["tenant"], owns=controller.owned_by)
+    return web.Response(status=204)
+
+
+@routes.get("/admin/v1/tenants/{tenant}/users")
+async def users(request: web.Request) -> web.Response:
+    tenant = _tenant(request)
+    return json_response([user_json(u) for u in _identity(request).list_users(tenant.id)])
+
+
+@routes.post("/admin/v1/tenants/{tenant}/users")
+async def add_user(request: web.Request) -> web.Response:
+    tenant = _tenant(request)
+    body = await read_json(request)
+    role = _role(get_str(body, "role"))
+    user = _identity(request).add_user(tenant.id, get_str(body, "name"), role=role)
+    return json_response(user_json(user), status=201)
+
+
+@routes.delete("/admin/v1/tenants/{tenant}/users/{user}")
+async def remove_user(request: web.Request) -> web.Response:
+    _identity(request).remove_user(_tenant(request).id, request.match_info["user"])
+    return web.Response(status=204)
+
+
+@routes.get("/admin/v1/tenants/{tenant}/tokens")
+async def tokens(request: web.Request) -> web.Response:
+    tenant = _tenant(request)
+    listed = _identity(request).list_tokens(tenant.id, request.query.get("user") or None)
+    return json_response([token_json(t) for t in listed])
+
+
+@routes.post("/admin/v1/tenants/{tenant}/tokens")
+async def issue(request: web.Request) -> web.Response:
+    tenant = _tenant(request)
+    body = await read_json(request)
+    issued = _identity(request).issue(
+        tenant.id,
+        get_str(body, "user"),
+        scopes=get_str_list(body, "scopes"),
+        ttl=get_int(body, "ttl"),
+        description=get_str(body, "description"),
+    )
+    return json_response({"token": issued.text, **token_json(issued.token)}, status=201)
+
+
+@routes.delete("/admin/v1/tenants/{tenant}/tokens/{token}")
+async def revoke(request: web.Request) -> web.Response:
+    _identity(request).revoke(_tenant(request).id, request.match_info["token"])
+    return web.Response(status=204)

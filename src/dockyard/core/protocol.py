@@ -180,6 +180,10 @@ class CreateRequest:
     shm_size: int = 0
     oom_score_adj: int = 0
     log_max_size: int = 0
+    """Bytes per log file (0: no cap); at most ``log_max_files`` files are kept."""
+    log_max_files: int = 1
+    log_compress: bool = False
+    """gzip rotated log files."""
     auto_remove: bool = False
     """``--rm``: the agent deletes the container as soon as it has reported its exit."""
     healthcheck: HealthcheckSpec | None = None

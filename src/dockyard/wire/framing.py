@@ -1,16 +1,29 @@
 """Docker's multiplexed stream: 8-byte header ``[stream, 0, 0, 0, size (big-endian u32)]``.
 
 Used when a container has no TTY: stream 0 is stdin, 1 stdout, 2 stderr, 3 the "system
-error" stream Docker uses to report a failure mid-stream.
+error" stream Docker uses to report a failure mid-stream. :data:`RUN_END` is ours, on the
+agent protocol only (never sent to Docker clients).
 """
 
 from __future__ import annotations
 
 import struct
 
-__all__ = ["STDERR", "STDIN", "STDOUT", "SYSERR", "FrameReader", "frame", "stream_number"]
+__all__ = [
+    "RUN_END",
+    "STDERR",
+    "STDIN",
+    "STDOUT",
+    "SYSERR",
+    "FrameReader",
+    "frame",
+    "stream_number",
+]
 
 STDIN, STDOUT, STDERR, SYSERR = 0, 1, 2, 3
+RUN_END = 0x80
+"""In an agent's following log stream: all output of the run that started at the payload's
+time (ns since the epoch, decimal ASCII) has been sent before this frame."""
 _HEADER = struct.Struct(">BxxxL")
 _MAX_FRAME = 1 << 20
 

@@ -23,6 +23,7 @@ def frames(data: bytes) -> list[tuple[int, bytes]]:
 
 def test_public_surface() -> None:
     assert set(framing.__all__) == {
+        "RUN_END",
         "STDERR",
         "STDIN",
         "STDOUT",
@@ -32,6 +33,7 @@ def test_public_surface() -> None:
         "stream_number",
     }
     assert (STDIN, STDOUT, STDERR, SYSERR) == (0, 1, 2, 3)
+    assert framing.RUN_END not in (STDIN, STDOUT, STDERR, SYSERR)
 
 
 def test_header_is_dockers() -> None:

@@ -33,6 +33,7 @@ from dockyard.agent.bundle import bundle_spec, write_etc_files
 from dockyard.agent.events import EventLog
 from dockyard.agent.execs import ExecManager, remove_execs, resize_terminal
 from dockyard.agent.health import MAX_OUTPUT, HealthChecker, timed_probe
+from dockyard.agent.logs import LogKeeper
 from dockyard.agent.records import AgentRecord, load_record, save_record
 from dockyard.agent.rootfs import RootfsUsers
 from dockyard.core.clock import now_ns
@@ -122,6 +123,7 @@ class ContainerManager:
         self._health = HealthChecker(
             probe=self._probe, report=self._health_report, active=self._probe_now
         )
+        self.logs = LogKeeper(self.paths)
         self._records: dict[str, AgentRecord] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._exited: dict[str, asyncio.Event] = {}
@@ -263,7 +265,7 @@ class ContainerManager:
                 # from `docker run -it` must not end the shell.
                 leave_stdin_open=req.process.open_stdin
                 and (req.process.tty or not req.process.stdin_once),
-                log_size_max=req.log_max_size,
+                log_size_max=self.logs.prepare_run(record.id, req),
             ),
         )
 
@@ -324,6 +326,7 @@ class ContainerManager:
         record.health = None if req.healthcheck is None else HealthState()
         self._save(record)
         self.events.emit("start", record.status_message())
+        self.logs.run_started(record.id)
         self._watch_health(record)
         if paths.exit_file.exists():  # exited before we were watching for it
             self._schedule_exit(record.id)
@@ -427,6 +430,7 @@ class ContainerManager:
             self.events.emit("oom", record.status_message())
         self.events.emit("exit", record.status_message())
         self._exit_event(record.id).set()
+        self.logs.run_ended(record.id)
         # Cleanup runs on its own so a removal right after the exit need not wait for it;
         # the next start of this container does (see _settle).
         self._releasing[record.id] = self._spawn(self._release_runtime(record))
@@ -544,6 +548,7 @@ class ContainerManager:
             self._save(record)
             self._records.pop(container_id, None)
             self._exit_event(container_id).set()
+            self.logs.forget(container_id)
         self._locks.pop(container_id, None)
         self._exited.pop(container_id, None)
         self._spawn(self._dispose(record))
@@ -686,6 +691,7 @@ class ContainerManager:
                 continue
             self._records[record.id] = record
             await self._adopt(record, paths)
+            self.logs.recover(record.id, record.request, running=self.is_active(record.id))
         for stray in known_runtime - set(self._records):
             with contextlib.suppress(DockyardError):
                 await self._runtime.delete(stray, force=True)

@@ -22,10 +22,10 @@ from dockyard.agent.events import ResyncNeeded
 from dockyard.agent.execs import ExecManager
 from dockyard.agent.files import ContainerFiles
 from dockyard.agent.files_http import add_file_routes
+from dockyard.agent.logs import serve_logs
 from dockyard.agent.stats import sample
 from dockyard.agent.top import top
-from dockyard.core.clock import format_rfc3339
-from dockyard.core.errors import DockyardError, InvalidArgument
+from dockyard.core.errors import DockyardError, InvalidArgument, NotFound
 from dockyard.core.protocol import (
     AgentInfo,
     ContainerListing,
@@ -36,10 +36,8 @@ from dockyard.core.protocol import (
     VolumeRequest,
 )
 from dockyard.core.serde import from_data, to_data
-from dockyard.runtime.logs import LogEntry, follow_entries, read_entries
 from dockyard.volumes.local import LocalVolumes
 from dockyard.wire.detach import parse_detach_keys
-from dockyard.wire.framing import frame, stream_number
 from dockyard.wire.hijack import hijack
 from dockyard.wire.query import flag, query_int
 from dockyard.wire.status import http_status
@@ -182,42 +180,17 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
     async def logs(request: web.Request) -> web.StreamResponse:
         cid = request.match_info["id"]
         record = manager.record(cid)
-        tty = record.request.process.tty
-        want = {"stdout": flag(request, "stdout"), "stderr": flag(request, "stderr")}
-        timestamps = flag(request, "timestamps")
-        since, until, tail = (
-            query_int(request, "since"),
-            query_int(request, "until"),
-            query_int(request, "tail", -1),
+
+        def state() -> tuple[bool, int] | None:
+            try:
+                current = manager.record(cid)
+            except NotFound:
+                return None
+            return current.status in ("running", "paused"), current.started_at
+
+        return await serve_logs(
+            request, manager.logs, cid, tty=record.request.process.tty, state=state
         )
-        path = manager.paths(cid).log_file
-        response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"})
-        await response.prepare(request)
-
-        def encode(entry: LogEntry) -> bytes:
-            data = entry.data
-            if timestamps:
-                data = format_rfc3339(entry.time).encode() + b" " + data
-            return data if tty else frame(stream_number(entry.stream), data)
-
-        if flag(request, "follow"):
-            async for entry in follow_entries(
-                path,
-                since=since,
-                until=until,
-                tail=tail,
-                finished=lambda: not manager.is_active(cid),
-            ):
-                if want.get(entry.stream):
-                    await response.write(encode(entry))
-        else:
-            for entry in await asyncio.to_thread(
-                lambda: list(read_entries(path, since=since, until=until, tail=tail))
-            ):
-                if want.get(entry.stream):
-                    await response.write(encode(entry))
-        await response.write_eof()
-        return response
 
     @routes.post("/v1/containers/{id}/attach")
     async def attach(request: web.Request) -> web.StreamResponse:

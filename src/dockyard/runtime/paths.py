@@ -63,6 +63,17 @@ class BundlePaths:
         return self.bundle / "ctr.log"
 
     @property
+    def log_spare(self) -> Path:
+        """The name conmon rotates through: it opens ``<log_file>.tmp`` and renames it over
+        ``log_file`` (see runtime.logfiles)."""
+        return self.bundle / "ctr.log.tmp"
+
+    @property
+    def log_dir(self) -> Path:
+        """Every file of the container's log, rotated ones included (runtime.logfiles)."""
+        return self.bundle / "logs"
+
+    @property
     def oci_log(self) -> Path:
         """crun's own log (JSON lines), read to explain a failed create."""
         return self.bundle / "oci-log"

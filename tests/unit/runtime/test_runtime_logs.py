@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Sequence
+import gzip
+import os
 from pathlib import Path
 
 import pytest
 
-from dockyard.runtime.logs import LogEntry, follow_entries, parse_line, read_entries
+from dockyard.runtime.logfiles import LogFiles
+from dockyard.runtime.logs import EntryReader, LogEntry, LogReader, parse_line, read_entries
 
 NS = 1_000_000_000
 BASE = 1_700_000_000  # 2023-11-14T22:13:20Z
@@ -33,8 +33,45 @@ def entry(second: int, text: str, stream: str = "stdout") -> LogEntry:
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> Path:
-    return tmp_path / "ctr.log"
+def files(tmp_path: Path) -> LogFiles:
+    return LogFiles(
+        live=tmp_path / "ctr.log", spare=tmp_path / "ctr.log.tmp", directory=tmp_path / "logs"
+    )
+
+
+def write_series(files: LogFiles, *contents: bytes) -> None:
+    """Files 1..n with ``contents``, the last one live (conmon's), and an empty spare."""
+    files.directory.mkdir(exist_ok=True)
+    for seq, content in enumerate(contents, 1):
+        files.path_of(seq).write_bytes(content)
+    os.link(files.path_of(len(contents)), files.live)
+    files.adopt()
+
+
+def append(files: LogFiles, data: bytes) -> None:
+    with open(files.live, "ab") as handle:
+        handle.write(data)
+
+
+def rotate(files: LogFiles) -> None:
+    """What conmon does when the file is full (the agent's adopt() comes after)."""
+    os.close(os.open(files.spare, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o600))
+    os.rename(files.spare, files.live)
+
+
+def lines(n: int, start: int = 0) -> bytes:
+    return b"".join(line(i, f"l{i}") for i in range(start, start + n))
+
+
+def datas(entries: list[LogEntry]) -> list[bytes]:
+    return [e.data for e in entries]
+
+
+def follow_all(reader: EntryReader) -> list[LogEntry]:
+    out: list[LogEntry] = []
+    while (batch := reader.read()) is not None:
+        out += batch
+    return out
 
 
 # parse_line --------------------------------------------------------------------------------
@@ -100,174 +137,204 @@ def test_binary_output_is_kept_as_bytes() -> None:
 # read_entries -----------------------------------------------------------------------------
 
 
-def test_missing_file_has_no_entries(log: Path) -> None:
-    assert list(read_entries(log)) == []
+def test_no_files_no_entries(files: LogFiles) -> None:
+    assert list(read_entries(files)) == []
 
 
-def test_whole_lines_with_time_and_stream(log: Path) -> None:
-    log.write_bytes(line(0, "one") + line(1, "two", stream="stderr") + line(2, ""))
-    assert list(read_entries(log)) == [
+def test_whole_lines_with_time_and_stream(files: LogFiles) -> None:
+    write_series(files, line(0, "one") + line(1, "two", stream="stderr") + line(2, ""))
+    assert list(read_entries(files)) == [
         entry(0, "one"),
         entry(1, "two", "stderr"),
         entry(2, ""),
     ]
 
 
-def test_partial_chunks_are_joined_per_stream(log: Path) -> None:
-    log.write_bytes(
+def test_partial_chunks_are_joined_per_stream(files: LogFiles) -> None:
+    write_series(
+        files,
         line(0, "hel", tag="P")
         + line(1, "oops", stream="stderr", tag="P")
         + line(2, "lo", tag="P")
         + line(3, "!", stream="stderr")
-        + line(4, " world")
+        + line(4, " world"),
     )
-    assert list(read_entries(log)) == [
+    assert list(read_entries(files)) == [
         LogEntry(time=at(1), stream="stderr", data=b"oops!\n"),
         LogEntry(time=at(0), stream="stdout", data=b"hello world\n"),
     ]
 
 
-def test_a_final_partial_line_without_newline_is_still_returned(log: Path) -> None:
-    log.write_bytes(line(0, "done") + line(1, "prompt> ", tag="P"))
-    assert list(read_entries(log)) == [
+def test_a_line_split_over_two_files_is_whole(files: LogFiles) -> None:
+    write_series(files, line(0, "a") + line(1, "hel", tag="P"), line(2, "lo") + line(3, "b"))
+    assert datas(list(read_entries(files))) == [b"a\n", b"hello\n", b"b\n"]
+
+
+def test_a_final_partial_line_without_newline_is_still_returned(files: LogFiles) -> None:
+    write_series(files, line(0, "done") + line(1, "prompt> ", tag="P"))
+    assert list(read_entries(files)) == [
         entry(0, "done"),
         LogEntry(time=at(1), stream="stdout", data=b"prompt> "),
     ]
 
 
-def test_malformed_lines_are_skipped(log: Path) -> None:
-    log.write_bytes(line(0, "a") + b"garbage\n" + line(1, "b"))
-    assert [e.data for e in read_entries(log)] == [b"a\n", b"b\n"]
+def test_malformed_lines_are_skipped(files: LogFiles) -> None:
+    write_series(files, line(0, "a") + b"garbage\n" + line(1, "b"))
+    assert datas(list(read_entries(files))) == [b"a\n", b"b\n"]
 
 
-def test_since_and_until(log: Path) -> None:
-    log.write_bytes(b"".join(line(i, f"l{i}") for i in range(6)))
-    assert [e.data for e in read_entries(log, since=at(2))] == [b"l2\n", b"l3\n", b"l4\n", b"l5\n"]
-    assert [e.data for e in read_entries(log, until=at(2))] == [b"l0\n", b"l1\n"]
-    assert [e.data for e in read_entries(log, since=at(1), until=at(3))] == [b"l1\n", b"l2\n"]
+def test_files_are_read_oldest_first(files: LogFiles) -> None:
+    write_series(files, lines(2), lines(2, 2), lines(2, 4))
+    assert datas(list(read_entries(files))) == [f"l{i}\n".encode() for i in range(6)]
 
 
-def test_tail(log: Path) -> None:
-    log.write_bytes(b"".join(line(i, f"l{i}") for i in range(6)))
-    assert [e.data for e in read_entries(log, tail=2)] == [b"l4\n", b"l5\n"]
-    assert list(read_entries(log, tail=0)) == []
-    assert len(list(read_entries(log, tail=100))) == 6
-    assert len(list(read_entries(log, tail=-1))) == 6
+def test_compressed_and_pruned_files(files: LogFiles) -> None:
+    write_series(files, lines(2), lines(2, 2), lines(2, 4))
+    (_, middle) = files.prune(5)
+    files.compress(middle)
+    os.unlink(files.path_of(1))
+    assert datas(list(read_entries(files))) == [f"l{i}\n".encode() for i in range(2, 6)]
 
 
-def test_tail_counts_after_the_time_filter(log: Path) -> None:
-    log.write_bytes(b"".join(line(i, f"l{i}") for i in range(6)))
-    assert [e.data for e in read_entries(log, until=at(3), tail=2)] == [b"l1\n", b"l2\n"]
-
-
-def test_tail_includes_a_final_partial_line(log: Path) -> None:
-    log.write_bytes(line(0, "a") + line(1, "b") + line(2, "c", tag="P"))
-    assert [e.data for e in read_entries(log, tail=2)] == [b"b\n", b"c"]
-
-
-# follow_entries ---------------------------------------------------------------------------
-
-
-def collect(
-    log: Path, *, finished_after: float = 0.0, writes: Sequence[bytes] = (), **options: int
-) -> list[LogEntry]:
-    """Follow ``log`` while a writer appends ``writes`` one by one, then finishes."""
-
-    async def scenario() -> list[LogEntry]:
-        done = asyncio.Event()
-
-        async def writer() -> None:
-            for chunk in writes:
-                await asyncio.sleep(0.02)
-                with log.open("ab") as handle:
-                    handle.write(chunk)
-            await asyncio.sleep(finished_after)
-            done.set()
-
-        task = asyncio.create_task(writer())
-        got = [e async for e in follow_entries(log, finished=done.is_set, **options)]
-        task.cancel()  # ``until`` may end the follow before the writer is done
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return got
-
-    return asyncio.run(asyncio.wait_for(scenario(), timeout=5))
-
-
-def test_follow_reads_what_is_there_and_what_comes(log: Path) -> None:
-    log.write_bytes(line(0, "old"))
-    got = collect(
-        log, writes=[line(1, "new"), line(2, "hel", tag="P") + line(3, "lo"), line(4, "end")]
-    )
-    assert got == [
-        entry(0, "old"),
-        entry(1, "new"),
-        LogEntry(at(2), "stdout", b"hello\n"),
-        entry(4, "end"),
+def test_since_is_inclusive_and_until_too(files: LogFiles) -> None:
+    write_series(files, lines(6))
+    assert datas(list(read_entries(files, since=at(2)))) == [b"l2\n", b"l3\n", b"l4\n", b"l5\n"]
+    assert datas(list(read_entries(files, until=at(2)))) == [b"l0\n", b"l1\n", b"l2\n"]
+    assert datas(list(read_entries(files, since=at(1), until=at(3)))) == [
+        b"l1\n",
+        b"l2\n",
+        b"l3\n",
     ]
 
 
-def test_follow_waits_for_the_file_to_appear(log: Path) -> None:
-    assert collect(log, writes=[line(0, "first")]) == [entry(0, "first")]
+def test_since_skips_files_wholly_before_it(files: LogFiles) -> None:
+    write_series(files, lines(2), lines(2, 2), lines(2, 4))
+    files.path_of(1).write_bytes(b"not even read\n" * 3)  # would be garbage if read
+    assert datas(list(read_entries(files, since=at(3)))) == [b"l3\n", b"l4\n", b"l5\n"]
 
 
-def test_follow_ends_with_a_final_partial_line(log: Path) -> None:
-    got = collect(log, writes=[line(0, "a"), line(1, "$ ", tag="P")])
-    assert got == [entry(0, "a"), LogEntry(at(1), "stdout", b"$ ")]
+def test_since_and_until_across_files(files: LogFiles) -> None:
+    write_series(files, lines(3), lines(3, 3), lines(3, 6))
+    got = datas(list(read_entries(files, since=at(2), until=at(7))))
+    assert got == [f"l{i}\n".encode() for i in range(2, 8)]
 
 
-def test_follow_of_a_finished_container_reads_to_the_end(log: Path) -> None:
-    log.write_bytes(line(0, "a") + line(1, "b"))
-
-    async def scenario() -> list[LogEntry]:
-        return [e async for e in follow_entries(log, finished=lambda: True)]
-
-    assert asyncio.run(scenario()) == [entry(0, "a"), entry(1, "b")]
-
-
-def test_follow_tail_applies_to_the_existing_content_only(log: Path) -> None:
-    log.write_bytes(b"".join(line(i, f"l{i}") for i in range(5)))
-    got = collect(log, writes=[line(5, "l5"), line(6, "l6")], tail=2)
-    assert [e.data for e in got] == [b"l3\n", b"l4\n", b"l5\n", b"l6\n"]
+def test_tail(files: LogFiles) -> None:
+    write_series(files, lines(6))
+    assert datas(list(read_entries(files, tail=2))) == [b"l4\n", b"l5\n"]
+    assert list(read_entries(files, tail=0)) == []
+    assert len(list(read_entries(files, tail=100))) == 6
+    assert len(list(read_entries(files, tail=-1))) == 6
 
 
-def test_follow_since(log: Path) -> None:
-    log.write_bytes(b"".join(line(i, f"l{i}") for i in range(3)))
-    got = collect(log, writes=[line(3, "l3")], since=at(2))
-    assert [e.data for e in got] == [b"l2\n", b"l3\n"]
+def test_tail_across_files_reads_only_the_last_ones(files: LogFiles) -> None:
+    write_series(files, lines(3), lines(3, 3), lines(3, 6), lines(3, 9))
+    files.path_of(1).write_bytes(b"not even read\n" * 3)
+    assert datas(list(read_entries(files, tail=4))) == [f"l{i}\n".encode() for i in range(8, 12)]
+    assert len(list(read_entries(files, tail=9))) == 9
 
 
-def test_follow_until_stops_at_the_first_later_line(log: Path) -> None:
-    got = collect(
-        log, writes=[line(0, "a"), line(1, "b"), line(5, "late")], finished_after=10, until=at(3)
-    )
-    assert [e.data for e in got] == [b"a\n", b"b\n"]
+def test_tail_counts_after_the_time_filter(files: LogFiles) -> None:
+    write_series(files, lines(3), lines(3, 3))
+    assert datas(list(read_entries(files, until=at(3), tail=2))) == [b"l2\n", b"l3\n"]
+    assert datas(list(read_entries(files, since=at(4), tail=5))) == [b"l4\n", b"l5\n"]
 
 
-def test_follow_until_keeps_earlier_lines_already_in_the_file(log: Path) -> None:
-    # Same content as read_entries(until=...) would return, even though the later line
-    # is read in the same chunk as the earlier ones.
-    log.write_bytes(line(0, "a") + line(1, "b") + line(5, "late"))
-    got = collect(log, finished_after=10, until=at(3))
-    assert [e.data for e in got] == [b"a\n", b"b\n"]
+def test_tail_includes_a_final_partial_line(files: LogFiles) -> None:
+    write_series(files, line(0, "a") + line(1, "b") + line(2, "c", tag="P"))
+    assert datas(list(read_entries(files, tail=2))) == [b"b\n", b"c"]
 
 
-def test_follow_copes_with_truncation(log: Path) -> None:
-    log.write_bytes(line(0, "a") + line(1, "b"))
+def test_a_read_stops_where_the_log_ended_when_it_began(files: LogFiles) -> None:
+    write_series(files, lines(2))
+    entries = read_entries(files)
+    first = next(entries)
+    append(files, line(5, "later"))
+    assert [first, *entries] == [entry(0, "l0"), entry(1, "l1")]
 
-    async def scenario() -> list[LogEntry]:
-        done = asyncio.Event()
-        got: list[LogEntry] = []
 
-        async def rotate() -> None:
-            await asyncio.sleep(0.08)
-            log.write_bytes(line(2, "c"))  # truncated and rewritten, shorter
-            await asyncio.sleep(0.12)
-            done.set()
+# following --------------------------------------------------------------------------------
 
-        task = asyncio.create_task(rotate())
-        got = [e async for e in follow_entries(log, finished=done.is_set)]
-        await task
-        return got
 
-    assert [e.data for e in asyncio.run(scenario())] == [b"a\n", b"b\n", b"c\n"]
+def test_follow_reads_what_is_there_and_what_comes(files: LogFiles) -> None:
+    write_series(files, line(0, "old"))
+    reader = EntryReader(LogReader(files))
+    assert follow_all(reader) == [entry(0, "old")]
+    append(files, line(1, "new") + line(2, "hel", tag="P"))
+    assert follow_all(reader) == [entry(1, "new")]
+    append(files, line(3, "lo"))
+    assert follow_all(reader) == [LogEntry(at(2), "stdout", b"hello\n")]
+    assert reader.read() is None
+
+
+def test_follow_across_rotations_loses_and_repeats_nothing(files: LogFiles) -> None:
+    write_series(files, lines(2))
+    reader = EntryReader(LogReader(files))
+    got = follow_all(reader)
+    append(files, lines(2, 2))
+    rotate(files)  # the reader has not seen l2, l3 yet: it must finish that file first
+    append(files, lines(2, 4))
+    got += follow_all(reader)
+    files.adopt()
+    got += follow_all(reader)
+    append(files, lines(1, 6))
+    rotate(files)
+    files.adopt()
+    rotate(files)  # two rotations, the reader behind both
+    files.adopt()
+    append(files, lines(1, 7))
+    got += follow_all(reader)
+    assert datas(got) == [f"l{i}\n".encode() for i in range(8)]
+
+
+def test_follow_waits_in_the_live_file_not_in_the_spare(files: LogFiles) -> None:
+    write_series(files, lines(1))
+    reader = LogReader(files)
+    assert reader.read() == lines(1)
+    assert reader.read() == b""
+    with open(files.spare, "ab") as spare:  # never happens; if it did, it must not be read
+        spare.write(b"spare\n")
+    assert reader.read() == b""
+    append(files, lines(1, 1))
+    assert reader.read() == lines(1, 1)
+
+
+def test_follow_from_the_end(files: LogFiles) -> None:
+    write_series(files, lines(3), lines(2, 3))
+    reader = EntryReader(LogReader(files, at_end=True))
+    assert reader.read() is None
+    append(files, line(9, "new"))
+    assert follow_all(reader) == [entry(9, "new")]
+
+
+def test_follow_before_the_first_file_exists(files: LogFiles) -> None:
+    reader = EntryReader(LogReader(files))
+    assert reader.read() is None
+    files.prepare_run(1000)
+    append(files, line(0, "first"))
+    assert follow_all(reader) == [entry(0, "first")]
+
+
+def test_follow_until_ends_at_the_first_later_line(files: LogFiles) -> None:
+    write_series(files, lines(2))
+    reader = EntryReader(LogReader(files), until=at(3))
+    assert datas(follow_all(reader)) == [b"l0\n", b"l1\n"]
+    append(files, line(3, "l3") + line(5, "late") + line(2, "never"))
+    assert datas(follow_all(reader)) == [b"l3\n"]
+    assert reader.ended
+
+
+def test_follow_flush_gives_a_final_partial_line(files: LogFiles) -> None:
+    write_series(files, line(0, "a") + line(1, "$ ", tag="P"))
+    reader = EntryReader(LogReader(files))
+    assert follow_all(reader) == [entry(0, "a")]
+    assert reader.flush() == [LogEntry(at(1), "stdout", b"$ ")]
+
+
+def test_follow_of_a_compressed_backlog(files: LogFiles) -> None:
+    write_series(files, lines(2), lines(2, 2))
+    (old,) = files.prune(5)
+    files.compress(old)
+    assert gzip.decompress(files.listing()[0].path.read_bytes()) == lines(2)
+    reader = EntryReader(LogReader(files))
+    assert datas(follow_all(reader)) == [f"l{i}\n".encode() for i in range(4)]

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 
 from dockyard.controller.config import ControllerConfig
+from dockyard.controller.logconfig import LogSettings, log_settings
 from dockyard.core.capabilities import DEFAULT_CAPABILITIES, effective
 from dockyard.core.errors import InvalidArgument, PermissionDenied
 from dockyard.core.models import HostConfig, RestartPolicy
@@ -21,7 +22,6 @@ __all__ = ["ALLOWED_CAPABILITY_ADDS", "Admitted", "admit"]
 MIN_MEMORY = 6 * 1024 * 1024
 ALLOWED_CAPABILITY_ADDS = frozenset({*DEFAULT_CAPABILITIES, "CAP_NET_ADMIN"})
 _RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
-_LOG_DRIVERS = ("", "json-file", "local", "k8s-file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,8 @@ class Admitted:
     resources: Resources
     capabilities: tuple[str, ...]
     warnings: tuple[str, ...]
+    logging: LogSettings
+    """The log files' settings; their warnings are the create's, not the update's."""
 
 
 def _refuse(what: str, why: str) -> PermissionDenied:
@@ -143,10 +145,7 @@ def admit(hc: HostConfig, config: ControllerConfig) -> Admitted:
     """Check ``hc`` against policy and return what the container will get."""
     check_policy(hc)
     _restart_policy(hc.restart_policy, hc.auto_remove)
-    if hc.log_type not in _LOG_DRIVERS:
-        raise InvalidArgument(
-            f"logging driver {hc.log_type!r} is not supported (use json-file or local)"
-        )
+    logging = log_settings(hc.log_type, hc.log_options, config)
     resources = resources_for(hc, config)
     capabilities = effective(
         add=list(hc.cap_add), drop=list(hc.cap_drop), allowed_add=ALLOWED_CAPABILITY_ADDS
@@ -163,4 +162,9 @@ def admit(hc: HostConfig, config: ControllerConfig) -> Admitted:
         )
     if hc.memory_swap > 0:
         warnings.append("this host has no swap: MemorySwap limits memory+swap as given")
-    return Admitted(resources=resources, capabilities=capabilities, warnings=tuple(warnings))
+    return Admitted(
+        resources=resources,
+        capabilities=capabilities,
+        warnings=tuple(warnings),
+        logging=logging,
+    )

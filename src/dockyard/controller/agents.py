@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -239,8 +239,9 @@ class AgentClient:
 
     # streams -------------------------------------------------------------------------
 
-    async def logs(self, container_id: str, params: dict[str, str]) -> AsyncIterator[bytes]:
-        """The agent's log stream for the container, in Docker's framing, chunk by chunk."""
+    async def logs(self, container_id: str, params: dict[str, str]) -> AsyncGenerator[bytes, None]:
+        """The agent's log stream for the container, in Docker's framing, chunk by chunk;
+        the first chunk is b"" as soon as the agent has accepted the request."""
         try:
             async with self.session().get(
                 f"{self._base()}/v1/containers/{container_id}/logs", params=params
@@ -248,6 +249,7 @@ class AgentClient:
                 if response.status >= 300:
                     payload = await response.read()
                     raise from_wire(json.loads(payload).get("error"))
+                yield b""
                 async for chunk in response.content.iter_any():
                     yield chunk
         except (aiohttp.ClientError, OSError) as exc:

@@ -36,6 +36,14 @@ class ControllerConfig:
     max_memory: int = 16 * 1024 * MIB
     default_stop_timeout: int = 10
     log_max_size: int = 16 * MIB
+    """Log files of a container that asks for no ``max-size`` hold this many bytes each."""
+    log_max_files: int = 3
+    """... and at most this many files are kept (``max-file``)."""
+    log_max_bytes: int = 256 * MIB
+    """The ceiling of ``max-size`` x ``max-file`` for any container (a larger request gets a
+    smaller ``max-size`` and a warning)."""
+    log_max_files_limit: int = 16
+    """The ceiling of ``max-file`` (a larger request is cut down, with a warning)."""
     memory_overcommit: float = 4.0
     """Placement counts a host's memory this many times over: limits are ceilings, and
     most containers use a fraction of theirs (the operator's choice; 1.0 = none)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, Coroutine
 from dataclasses import dataclass, replace
 from signal import SIGKILL
 from typing import Any
@@ -28,6 +28,8 @@ from dockyard.controller.events import EventLog
 from dockyard.controller.healthcheck import healthcheck_spec
 from dockyard.controller.hosts import HostRegistry
 from dockyard.controller.images import ImageService
+from dockyard.controller.logconfig import details_prefix, log_attributes
+from dockyard.controller.logs import follow_logs
 from dockyard.controller.merge import build_process, merge_config
 from dockyard.controller.mounts import plan_mounts
 from dockyard.controller.networks import NetworkService
@@ -70,6 +72,7 @@ __all__ = ["ContainerService", "CreateResult", "UpdateRequest"]
 
 log = logging.getLogger("dockyard.controller")
 _ACTIVE = (Status.RUNNING, Status.PAUSED)
+_LOG_RETRY = 1.0  # seconds between attempts to resume a log follow whose agent went away
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +131,7 @@ class ContainerService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._watches: dict[str, _Watch] = {}
         self._restarts = RestartTracker()
+        self._restarting: dict[str, int] = {}  # ``docker restart``s under way, by container
         self._tasks: set[asyncio.Task[None]] = set()
         self._cache: dict[str, Container] = {}
 
@@ -268,7 +272,9 @@ class ContainerService:
                 extra_hosts=host_config.extra_hosts,
                 shm_size=host_config.shm_size,
                 oom_score_adj=max(0, host_config.oom_score_adj),
-                log_max_size=self._config.log_max_size,
+                log_max_size=admitted.logging.max_size,
+                log_max_files=admitted.logging.max_files,
+                log_compress=admitted.logging.compress,
                 auto_remove=host_config.auto_remove,
                 healthcheck=healthcheck,
             )
@@ -283,7 +289,9 @@ class ContainerService:
         container.phase = ""
         self._put(container)
         self._events.container(container, "create")
-        return CreateResult(container=container, warnings=admitted.warnings)
+        return CreateResult(
+            container=container, warnings=admitted.warnings + admitted.logging.warnings
+        )
 
     def _add_named(self, container: Container, *, chosen: bool) -> None:
         """Store a new record; a generated name that is taken is replaced and tried again
@@ -384,9 +392,19 @@ class ContainerService:
         return self._config.default_stop_timeout
 
     async def restart(self, *, tenant: str, ref: str, timeout: int | None = None) -> Container:
-        with contextlib.suppress(NotModified):
-            await self.stop(tenant=tenant, ref=ref, timeout=timeout)
-        container = await self.start(tenant=tenant, ref=ref)
+        container_id = self.get(tenant=tenant, ref=ref).id
+        # Marked while under way, so a log follow knows the stop is not the end.
+        self._restarting[container_id] = self._restarting.get(container_id, 0) + 1
+        try:
+            with contextlib.suppress(NotModified):
+                await self.stop(tenant=tenant, ref=ref, timeout=timeout)
+            container = await self.start(tenant=tenant, ref=ref)
+        finally:
+            left = self._restarting.pop(container_id) - 1
+            if left:
+                self._restarting[container_id] = left
+            if container_id in self._watches:
+                self._watch(container_id).notify()
         self._events.container(container, "restart")
         return container
 
@@ -579,8 +597,53 @@ class ContainerService:
         """One resource-use sample from the container's agent (zero when not running)."""
         return await self._hosts.client(container.host).stats(container.id)
 
-    def logs(self, container: Container, params: dict[str, str]) -> AsyncIterator[bytes]:
-        return self._hosts.client(container.host).logs(container.id, params)
+    def logs(self, container: Container, params: dict[str, str]) -> AsyncGenerator[bytes, None]:
+        """The container's log stream in Docker's framing; ``params`` is the query on the
+        agent protocol (``details=1`` gets the attributes added here). A follow goes on
+        across restarts and agent restarts (controller.logs)."""
+        params = dict(params)
+        if params.get("details") == "1":
+            params["attrs"] = details_prefix(log_attributes(container))
+        if params.get("follow") != "1":
+            return self._hosts.client(container.host).logs(container.id, params)
+
+        def open_stream(query: dict[str, str]) -> AsyncGenerator[bytes, None]:
+            return self._hosts.client(container.host).logs(container.id, query)
+
+        async def retry() -> bool:
+            await asyncio.sleep(_LOG_RETRY)
+            return self._current(container) is not None
+
+        return follow_logs(
+            open_stream,
+            params,
+            tty=container.config.tty,
+            run_over=lambda run: self._run_over(container, run),
+            retry=retry,
+        )
+
+    async def _run_over(self, container: Container, run: int) -> bool:
+        """Whether a log follow ends after the output of the run that started at ``run``:
+        yes once the container is removed, or stopped with no restart coming; no once a
+        later run started. Waits while that is not known yet."""
+        while True:
+            if self._current(container) is None:
+                return True
+            change = self._watch(container.id).next_change()
+            current = self._current(container)
+            if current is None:
+                return True
+            state = current.state
+            if state.started_at > run:
+                return False
+            settled = (
+                state.started_at == run
+                and state.status not in (*_ACTIVE, Status.RESTARTING)
+                and container.id not in self._restarting
+            )
+            if settled:
+                return True
+            await change.wait()
 
     async def attach(self, container: Container, params: dict[str, str]) -> RawStream:
         stream = await self._hosts.client(container.host).attach(container.id, params)

@@ -18,6 +18,7 @@ from dockyard.api.docker.container_json import (
 )
 from dockyard.api.docker.context import ApiContext, tenant_of
 from dockyard.api.docker.filters import name_pattern, parse_filters
+from dockyard.api.docker.logs import log_params, stream_logs
 from dockyard.api.docker.streams import relay
 from dockyard.api.errors import json_response
 from dockyard.controller.containers import UpdateRequest
@@ -385,43 +386,11 @@ async def container_wait(request: web.Request) -> web.StreamResponse:
 # streams --------------------------------------------------------------------------------
 
 
-def _log_params(request: web.Request) -> dict[str, str]:
-    stdout, stderr = flag(request, "stdout"), flag(request, "stderr")
-    if not stdout and not stderr:
-        raise InvalidArgument("Bad parameters: you must choose at least one stream")
-    params = {
-        "stdout": "1" if stdout else "0",
-        "stderr": "1" if stderr else "0",
-        "follow": "1" if flag(request, "follow") else "0",
-        "timestamps": "1" if flag(request, "timestamps") else "0",
-    }
-    for key in ("since", "until"):
-        value = request.query.get(key, "")
-        if value and value != "0":
-            params[key] = str(parse_time_filter(value))
-    tail = request.query.get("tail", "all") or "all"
-    if tail != "all":
-        if not tail.isdecimal():
-            raise InvalidArgument(f"invalid value for tail: {tail!r}")
-        params["tail"] = tail
-    return params
-
-
 @routes.get("/containers/{id}/logs")
 async def container_logs(request: web.Request) -> web.StreamResponse:
     ctx = ApiContext.of(request)
     c = ctx.controller.containers.get(tenant=tenant_of(request).id, ref=request.match_info["id"])
-    params = _log_params(request)
-    stream = ctx.controller.containers.logs(c, params)
-    response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"})
-    first = await anext(stream, None)
-    await response.prepare(request)
-    if first is not None:
-        await response.write(first)
-        async for chunk in stream:
-            await response.write(chunk)
-    await response.write_eof()
-    return response
+    return await stream_logs(request, ctx.controller.containers.logs(c, log_params(request)))
 
 
 @routes.post("/containers/{id}/attach")

@@ -26,6 +26,7 @@ from urllib.parse import quote_plus
 
 from dockyard.controller.config import ControllerConfig
 from dockyard.core.errors import InvalidArgument
+from dockyard.core.linregex import LinearRegex, RegexError
 from dockyard.core.models import Container
 
 __all__ = ["DRIVERS", "LogSettings", "details_prefix", "log_attributes", "log_settings"]
@@ -182,11 +183,9 @@ def _check_attributes(options: Mapping[str, str]) -> None:
     for key in ("labels-regex", "env-regex"):
         if key in options:
             try:
-                re.compile(options[key])
-            except re.error as exc:
-                raise InvalidArgument(
-                    f"error parsing regexp: {exc.msg}: `{options[key]}`"
-                ) from None
+                LinearRegex(options[key])
+            except RegexError as exc:
+                raise InvalidArgument(f"error parsing regexp: {exc}: `{options[key]}`") from None
     tag = options.get("tag", "")
     for name in _TAG_FIELD.findall(tag):
         if name not in _TAG_FIELDS:
@@ -237,8 +236,8 @@ def log_attributes(container: Container) -> dict[str, str]:
             if name in source:
                 extra[name] = source[name]
         pattern = options.get(f"{key}-regex", "")
-        if pattern:
-            matcher = re.compile(pattern)
+        if pattern:  # a tenant's pattern: matched in linear time (core.linregex)
+            matcher = LinearRegex(pattern)
             extra.update({k: v for k, v in source.items() if matcher.search(k)})
     tag = options.get("tag", "")
     if tag:

@@ -425,8 +425,11 @@ async def serve_logs(
             entries = read_entries(
                 keeper.files(container_id), since=query.since, until=query.until, tail=query.tail
             )
-            while chunk := await asyncio.to_thread(_take, entries, encoder):
-                await response.write(chunk)
+            try:
+                while chunk := await asyncio.to_thread(_take, entries, encoder):
+                    await response.write(chunk)
+            finally:
+                entries.close()
         else:
             # Each item is one chunk read from the files (or a run's end): written at once,
             # so a follower sees lines as they come.

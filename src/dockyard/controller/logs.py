@@ -72,17 +72,20 @@ async def follow_logs(
 
     ``run_over(started_at)``: whether the follow ends after that run's output.
     ``retry()``: after the agent's stream broke, wait, and say whether to reconnect
-    (False: the container is gone).
+    (False: the container is gone). An agent that cannot be reached at all for the first
+    request is the caller's error (Unavailable), not a wait.
     """
     stamps = params.get("timestamps") == "1"
     query = {**params, "follow": "1", "runs": "1", "timestamps": "1"}
     cursor = _Cursor()
+    connected = False
     while True:
         stream = open_stream(query)
         reader = FrameReader()
         try:
             async for chunk in stream:
                 if not chunk:
+                    connected = True
                     yield b""  # the agent accepted the request: the client gets headers
                     continue
                 out: list[bytes] = []
@@ -101,6 +104,8 @@ async def follow_logs(
                 if out:
                     yield b"".join(out)
         except Unavailable:
+            if not connected:
+                raise
             if not await retry():
                 return
             query = cursor.resume(query)

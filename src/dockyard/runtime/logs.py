@@ -19,7 +19,7 @@ import gzip
 import io
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -353,7 +353,7 @@ def start_seq(files: LogFiles, *, since: int = 0, tail: int = -1, until: int = 0
 
 def read_entries(
     files: LogFiles, *, since: int = 0, until: int = 0, tail: int = -1
-) -> Iterator[LogEntry]:
+) -> Generator[LogEntry, None, None]:
     """The log as it is now: entries with ``since <= time <= until`` (0: no bound), only
     the last ``tail`` of them when ``tail >= 0``."""
     if tail == 0:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
+import pytest
+
 from dockyard.controller.logs import follow_logs
 from dockyard.core.clock import parse_time_filter
 from dockyard.core.errors import Unavailable
@@ -141,3 +143,16 @@ def test_resumes_with_the_original_query_when_nothing_was_sent() -> None:
     agent = Agent([Agent.BROKEN], [line(0, "a"), run_end(3)])
     assert payloads(follow(agent, over={3}, tail="1")) == [(STDOUT, b"a\n")]
     assert agent.queries[1]["tail"] == "1"
+
+
+def test_an_agent_unreachable_from_the_start_is_an_error() -> None:
+    class Down(Agent):
+        def open(self, query: dict[str, str]) -> AsyncGenerator[bytes, None]:
+            async def stream() -> AsyncGenerator[bytes, None]:
+                raise Unavailable("agent is unreachable")
+                yield b""  # pragma: no cover
+
+            return stream()
+
+    with pytest.raises(Unavailable):
+        follow(Down())

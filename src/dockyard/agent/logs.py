@@ -91,11 +91,11 @@ class LogKeeper:
     def prepare_run(self, container_id: str, request: CreateRequest) -> int:
         """Ready the files before conmon starts and watch for its rotations; returns the
         ``--log-size-max`` to give conmon (0: none)."""
-        self._policies[container_id] = _policy(request)
+        policy = self._policies[container_id] = _policy(request)
         files = self.files(container_id)
         cap = files.prepare_run(request.log_max_size)
         self._watch(container_id)
-        if len(files.listing()) > 2:  # more than a new container's file and spare
+        if _untidy(files, policy):
             self._housekeep(container_id)
         return cap
 
@@ -117,20 +117,17 @@ class LogKeeper:
 
     def recover(self, container_id: str, request: CreateRequest, *, running: bool) -> None:
         """After an agent restart: take in what conmon rotated meanwhile."""
-        self._policies[container_id] = _policy(request)
+        policy = self._policies[container_id] = _policy(request)
         files = self.files(container_id)
         if files.live.exists():
             files.adopt()
         if running:
             self._watch(container_id)
-        self._housekeep(container_id)
-
-    async def drain(self) -> None:
-        """Wait for pruning and compression under way (tests, shutdown)."""
-        while self._jobs:
-            await asyncio.gather(*self._jobs.values(), return_exceptions=True)
+        if _untidy(files, policy):
+            self._housekeep(container_id)
 
     def close(self) -> None:
+        """Stop watching (agent shutdown; conmon goes on rotating without us)."""
         self._watches.close()
 
     # watching ----------------------------------------------------------------------------
@@ -305,6 +302,15 @@ def _policy(request: CreateRequest) -> _Policy:
         max_files=max(request.log_max_files, 1),
         compress=request.log_compress,
     )
+
+
+def _untidy(files: LogFiles, policy: _Policy) -> bool:
+    """Whether files are to be pruned or compressed (the current one and a spare are
+    always there)."""
+    listing = files.listing()
+    if len(listing) > policy.max_files + 1:
+        return True
+    return policy.compress and any(f.gz is None for f in listing[:-2])
 
 
 def _tidy(files: LogFiles, policy: _Policy) -> None:

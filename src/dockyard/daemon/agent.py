@@ -110,6 +110,7 @@ async def run(layout: Layout, controller: str) -> None:
         await wait_for_signal()
     finally:
         watch.close()
+        manager.logs.close()
         await runner.cleanup()
         log.info("agent stopped; containers keep running under conmon")
 

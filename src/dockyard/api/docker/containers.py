@@ -390,7 +390,8 @@ async def container_wait(request: web.Request) -> web.StreamResponse:
 async def container_logs(request: web.Request) -> web.StreamResponse:
     ctx = ApiContext.of(request)
     c = ctx.controller.containers.get(tenant=tenant_of(request).id, ref=request.match_info["id"])
-    return await stream_logs(request, ctx.controller.containers.logs(c, log_params(request)))
+    stream = ctx.controller.containers.logs(c, log_params(request))
+    return await stream_logs(request, stream, tty=c.config.tty)
 
 
 @routes.post("/containers/{id}/attach")

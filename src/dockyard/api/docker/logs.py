@@ -16,7 +16,8 @@ from collections.abc import AsyncGenerator
 from aiohttp import web
 
 from dockyard.core.clock import parse_time_filter
-from dockyard.core.errors import InvalidArgument
+from dockyard.core.errors import DockyardError, InvalidArgument
+from dockyard.wire.framing import SYSERR, frame
 from dockyard.wire.query import flag
 
 __all__ = ["log_params", "stream_logs"]
@@ -55,11 +56,13 @@ def _client_gone(request: web.Request) -> bool:
 
 
 async def stream_logs(
-    request: web.Request, stream: AsyncGenerator[bytes, None]
+    request: web.Request, stream: AsyncGenerator[bytes, None], *, tty: bool
 ) -> web.StreamResponse:
     """Send ``stream`` as the response. Errors before the first chunk (no such container
-    on the agent) are the request's; a client that goes away ends the stream, even while
-    the container is quiet, so nothing is left following on its behalf."""
+    on the agent) are the request's; one after it ends the stream with Docker's "Error
+    grabbing logs" line (on the system-error stream without a TTY). A client that goes
+    away ends the stream, even while the container is quiet, so nothing is left following
+    on its behalf."""
     response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"})
     try:
         first = await anext(stream, None)
@@ -79,6 +82,9 @@ async def stream_logs(
                     task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        except DockyardError as exc:
+            text = f"Error grabbing logs: {exc.message}\n".encode()
+            await response.write(text if tty else frame(SYSERR, text))
         finally:
             task.cancel()
         if not _client_gone(request):

@@ -29,7 +29,7 @@ from itertools import islice
 from aiohttp import web
 
 from dockyard.agent.inotify import IN_MODIFY, IN_MOVED_TO, IN_Q_OVERFLOW, Watches
-from dockyard.core.errors import InvalidArgument
+from dockyard.core.errors import InvalidArgument, Unavailable
 from dockyard.core.protocol import CreateRequest
 from dockyard.runtime.logfiles import LogFiles
 from dockyard.runtime.logs import EntryReader, LogEntry, LogReader, read_entries, start_seq
@@ -141,7 +141,13 @@ class LogKeeper:
             return
         pulse = self._pulses.get(container_id)
         mask = IN_MOVED_TO | (IN_MODIFY if pulse is not None and pulse.followers else 0)
-        self._watches.watch(container_id, self._paths(container_id).bundle, mask)
+        try:
+            self._watches.watch(container_id, self._paths(container_id).bundle, mask)
+        except Unavailable as exc:
+            # Out of inotify watches (fs.inotify.max_user_watches): the container runs
+            # all the same; its rotations are taken in at the next start or agent restart,
+            # and until then only the spare and the current file are kept.
+            log.warning("cannot watch the logs of %s: %s", container_id[:12], exc)
 
     def _unwatch(self, container_id: str) -> None:
         self._watched.discard(container_id)

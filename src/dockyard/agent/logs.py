@@ -44,7 +44,6 @@ log = logging.getLogger("dockyard.agent")
 _BATCH = 64 * 1024  # bytes written to the client at once
 _LIVE_CHUNK = 64 * 1024  # bytes parsed in the event loop at a time while following
 _IDLE_CHECK = 1.0  # seconds between checks that an idle follower's client is still there
-_ACTIVE = ("running", "paused")
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +382,8 @@ class _Encoder:
     def __init__(self, query: LogQuery, *, framed: bool) -> None:
         self._query = query
         self._framed = framed
+        # For the controller (runs), one frame per entry: it reads each line's time.
+        self._split = not (query.follow and query.runs)
         self._prefix = (query.attrs.encode() + b" ") if query.details else b""
         self._want = {"stdout": query.stdout, "stderr": query.stderr}
 
@@ -394,7 +395,9 @@ class _Encoder:
             data = self._prefix + entry.data if self._prefix else entry.data
             if self._query.timestamps:
                 data = timestamp(entry.time) + b" " + data
-            out.append(frame(stream_number(entry.stream), data) if self._framed else data)
+            if self._framed:
+                data = frame(stream_number(entry.stream), data, split=self._split)
+            out.append(data)
         return b"".join(out)
 
 

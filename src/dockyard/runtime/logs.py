@@ -28,6 +28,7 @@ from dockyard.runtime.logfiles import LogFiles, SeriesFile
 __all__ = ["EntryReader", "LogEntry", "LogReader", "parse_line", "read_entries", "start_seq"]
 
 _CHUNK = 1 << 20
+_MAX_ENTRY = 1 << 20  # a longer line is given in parts, as Docker's loggers give it
 _FULL_LINE = re.compile(rb"^\S+ \S+ F", re.MULTILINE)
 
 
@@ -78,7 +79,8 @@ def parse_line(line: bytes) -> tuple[int, str, bool, bytes] | None:
 
 
 class _Joiner:
-    """Join partial chunks per stream into whole lines."""
+    """Join partial chunks per stream into whole lines; a line longer than _MAX_ENTRY
+    comes out in parts (all but the last without a newline), so memory stays bounded."""
 
     def __init__(self) -> None:
         self._pending: dict[str, tuple[int, bytes]] = {}
@@ -90,6 +92,8 @@ class _Joiner:
         when, stream, full, text = parsed
         start, head = self._pending.pop(stream, (when, b""))
         if not full:
+            if len(head) + len(text) >= _MAX_ENTRY:
+                return LogEntry(time=start, stream=stream, data=head + text)
             self._pending[stream] = (start, head + text)
             return None
         return LogEntry(time=start, stream=stream, data=head + text + b"\n")

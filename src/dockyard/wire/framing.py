@@ -32,9 +32,11 @@ def stream_number(name: str) -> int:
     return STDERR if name == "stderr" else STDOUT
 
 
-def frame(stream: int, data: bytes) -> bytes:
-    """One frame per call; large payloads are split so no frame exceeds 1 MiB."""
-    if len(data) <= _MAX_FRAME:
+def frame(stream: int, data: bytes, *, split: bool = True) -> bytes:
+    """One frame per call; large payloads are split so no frame exceeds 1 MiB, unless
+    ``split`` is false (one frame whatever the size: a receiver that needs each payload
+    whole, like the controller reading an agent's log stream)."""
+    if len(data) <= _MAX_FRAME or not split:
         return _HEADER.pack(stream, len(data)) + data
     return b"".join(
         _HEADER.pack(stream, len(data[i : i + _MAX_FRAME])) + data[i : i + _MAX_FRAME]

@@ -261,6 +261,19 @@ def test_since_until_with_fractions_and_tail_all(
     assert logs(tail="nonsense") == b"a\nb\nc\n"  # Docker's fallback: all
 
 
+def test_a_line_of_megabytes_is_whole(client: docker.DockerClient, cleanup: list[str]) -> None:
+    container = client.containers.run(
+        "busybox",
+        ["sh", "-c", "echo before; head -c 3000000 /dev/zero | tr '\\0' x; echo; echo after"],
+        detach=True,
+    )
+    cleanup.append(container.id)
+    container.wait(timeout=60)
+    expected = b"before\n" + b"x" * 3_000_000 + b"\nafter\n"
+    assert container.logs() == expected
+    assert b"".join(container.logs(stream=True, follow=True)) == expected
+
+
 def test_tty_logs_are_raw_also_when_followed(
     client: docker.DockerClient, cleanup: list[str]
 ) -> None:

@@ -156,3 +156,11 @@ def test_an_agent_unreachable_from_the_start_is_an_error() -> None:
 
     with pytest.raises(Unavailable):
         follow(Down())
+
+
+def test_a_line_larger_than_a_client_frame_passes_whole() -> None:
+    big = "z" * (3 << 20)
+    agent = Agent([frame(STDOUT, f"{BASE.format(0)} {big}\n".encode(), split=False), run_end(1)])
+    got = payloads(follow(agent, over={1}))
+    assert b"".join(p for _, p in got) == big.encode() + b"\n"
+    assert len(got) == 4 and all(len(p) <= 1 << 20 for _, p in got)  # 1 MiB frames

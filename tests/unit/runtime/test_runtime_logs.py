@@ -338,3 +338,13 @@ def test_follow_of_a_compressed_backlog(files: LogFiles) -> None:
     assert gzip.decompress(files.listing()[0].path.read_bytes()) == lines(2)
     reader = EntryReader(LogReader(files))
     assert datas(follow_all(reader)) == [f"l{i}\n".encode() for i in range(4)]
+
+
+def test_a_huge_line_comes_in_parts(files: LogFiles) -> None:
+    chunk = "x" * 8192  # conmon writes long lines in chunks of its buffer
+    chunks = 300  # 2.4 MiB
+    write_series(files, b"".join(line(0, chunk, tag="P") for _ in range(chunks)) + line(1, "end"))
+    got = list(read_entries(files))
+    assert b"".join(e.data for e in got) == chunk.encode() * chunks + b"end\n"
+    assert len(got) == 3 and all(len(e.data) <= (1 << 20) + 8192 for e in got)
+    assert not got[0].data.endswith(b"\n") and got[-1].data.endswith(b"end\n")

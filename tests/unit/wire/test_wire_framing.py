@@ -102,3 +102,9 @@ def test_round_trip_whatever_the_chunking(
         position += cut
     got += reader.feed(data[position:])
     assert got == messages
+
+
+def test_a_large_payload_can_stay_whole() -> None:
+    data = b"y" * (3 * MIB)
+    assert frames(frame(STDOUT, data, split=False)) == [(STDOUT, data)]
+    assert len(frames(frame(STDOUT, data))) == 3

@@ -102,8 +102,11 @@ class LogKeeper:
         self._pulse(container_id).fire()
 
     def run_ended(self, container_id: str) -> None:
-        """conmon has exited: no more rotations until the next start."""
+        """conmon has exited: no more rotations until the next start. One it made just
+        before it exited may not have been seen yet: it is taken in now."""
         self._unwatch(container_id)
+        with contextlib.suppress(OSError):
+            self.files(container_id).adopt()
         self._pulse(container_id).fire()
 
     def forget(self, container_id: str) -> None:

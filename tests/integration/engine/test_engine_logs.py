@@ -413,7 +413,7 @@ def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCloud]:
 
 @pytest.fixture
 def oc(own: TestCloud) -> Iterator[docker.DockerClient]:
-    client = docker.DockerClient(base_url=own.docker_host, timeout=60)
+    client = own.client()
     yield client
     for container in client.containers.list(all=True):
         container.remove(force=True, v=True)

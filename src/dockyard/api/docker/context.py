@@ -13,8 +13,8 @@ from dockyard.core.tenancy import Tenant
 __all__ = ["ApiContext", "principal_of", "tenant_of"]
 
 CONTEXT_KEY = web.AppKey("dockyard_context", object)
-TENANT_KEY = "dockyard_tenant"
-PRINCIPAL_KEY = "dockyard_principal"
+TENANT_KEY = web.RequestKey("dockyard_tenant", Tenant)
+PRINCIPAL_KEY = web.RequestKey("dockyard_principal", Principal)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,8 @@ __all__ = ["ExecManager", "StartedExec", "remove_execs", "resize_terminal"]
 
 _PACKET = 8192 + 1  # conmon's attach packets: one byte naming the pipe, then data
 _MAX_FINISHED = 64  # finished execs kept per container; older ones are forgotten
-_EXIT_REPORT_TIMEOUT = 5.0  # how long an attached start waits for the exit code
+_EXIT_REPORT_TIMEOUT = 30.0  # how long an attached start waits for the exit code (a loaded
+# host can take seconds between the end of the output and conmon's report)
 _NOT_FOUND_CODE, _CANNOT_RUN_CODE = 127, 126  # Docker's codes for an exec that never ran
 
 

@@ -378,8 +378,9 @@ async def container_wait(request: web.Request) -> web.StreamResponse:
     finally:
         await waiter.aclose()
     body: dict[str, Any] = {"StatusCode": code, "Error": {"Message": error} if error else None}
-    await response.write(json.dumps(body).encode() + b"\n")
-    await response.write_eof()
+    with contextlib.suppress(ConnectionResetError):  # the client left: nobody to tell
+        await response.write(json.dumps(body).encode() + b"\n")
+        await response.write_eof()
     return response
 
 

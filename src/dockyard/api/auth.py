@@ -7,14 +7,20 @@ anything else, to pick an API version; they say nothing about any tenant).
 Everything else without a valid token is 401; a token's scopes then decide: ``read`` for
 GET and HEAD, ``write`` for the rest.
 
-Failed attempts (a token presented and refused) are counted per source (the peer's address
-over TCP, its uid on the unix socket): after :data:`MAX_FAILURES` within :data:`WINDOW`
-seconds the source gets 429 for :data:`BLOCK` seconds, even with a good token. Calls
+On the TLS listener the handshake already demanded a client certificate signed by
+Dockyard's CA; its record (``dockyard.controller.certs``) names the caller. A token sent
+over TLS as well must name the same user, and the call gets the scopes both hold.
+
+Failed attempts (a token or a certificate presented and refused) are counted per source
+(the peer's address over TCP, its uid on the unix socket): after :data:`MAX_FAILURES`
+within :data:`WINDOW` seconds the source gets 429 for :data:`BLOCK` seconds, even with a
+good token. Calls
 without any token are refused but not counted: they guess nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import socket
 import struct
@@ -25,9 +31,10 @@ from typing import Any
 from aiohttp import web
 
 from dockyard.api.docker.context import PRINCIPAL_KEY, TENANT_KEY
+from dockyard.controller.certs import CertificateService
 from dockyard.controller.identity import IdentityService
 from dockyard.core.errors import PermissionDenied, RateLimited, Unauthenticated
-from dockyard.core.identity import TOKEN_HEADER
+from dockyard.core.identity import TOKEN_HEADER, Principal
 
 __all__ = ["BLOCK", "MAX_FAILURES", "WINDOW", "FailureLimiter", "auth_middleware"]
 
@@ -79,7 +86,11 @@ class FailureLimiter:
             self._failures = {k: v for k, v in self._failures.items() if v}
 
 
-def auth_middleware(identity: IdentityService, limiter: FailureLimiter) -> Any:
+def auth_middleware(
+    identity: IdentityService, limiter: FailureLimiter, certs: CertificateService | None = None
+) -> Any:
+    """``certs``: who client certificates name (the TLS listener's app needs it)."""
+
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.endswith(_OPEN_PATHS):
@@ -87,13 +98,14 @@ def auth_middleware(identity: IdentityService, limiter: FailureLimiter) -> Any:
         source = _source(request)
         limiter.check(source)
         text = _token_text(request)
-        if not text:  # not a guess: nothing to count
+        der = _peer_certificate(request)
+        if not text and der is None:  # not a guess: nothing to count
             raise Unauthenticated(
                 "authentication required: send a Dockyard token in the X-Dockyard-Token "
                 "header (dockyard login writes it into your docker config)"
             )
         try:
-            principal = identity.authenticate(text)
+            principal = _principal(identity, certs, text, der)
         except Unauthenticated:
             limiter.failed(source)
             raise
@@ -105,6 +117,35 @@ def auth_middleware(identity: IdentityService, limiter: FailureLimiter) -> Any:
         return await handler(request)
 
     return authenticate
+
+
+def _principal(
+    identity: IdentityService, certs: CertificateService | None, text: str, der: bytes | None
+) -> Principal:
+    if der is None:
+        return identity.authenticate(text)
+    if certs is None:  # a TLS listener built without its certificate service
+        raise Unauthenticated("client certificates are not accepted here")
+    by_cert = certs.authenticate(der)
+    if not text:
+        return by_cert
+    by_token = identity.authenticate(text)
+    if by_token.user.id != by_cert.user.id:
+        raise Unauthenticated("the token and the client certificate name different users")
+    both = tuple(s for s in by_token.scopes if s in by_cert.scopes)
+    return dataclasses.replace(by_token, scopes=both, cert_serial=by_cert.cert_serial)
+
+
+def _peer_certificate(request: web.Request) -> bytes | None:
+    """The client certificate of a TLS connection (DER), verified by the handshake."""
+    transport = request.transport
+    if transport is None:
+        return None
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return der if isinstance(der, bytes) and der else None
 
 
 def _token_text(request: web.Request) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dockyard.api.admin import add_admin_routes
+from dockyard.api.certs import add_cert_admin_routes
 from dockyard.api.errors import docker_errors, json_response
 from dockyard.controller.app import Controller
 from dockyard.core.errors import InvalidArgument, NotFound
@@ -39,4 +40,5 @@ def make_internal_app(controller: Controller) -> web.Application:
     app.router.add_get("/internal/v1/blobs/{digest}", blob)
     app.router.add_get("/internal/v1/ready", ready)
     add_admin_routes(app, controller)
+    add_cert_admin_routes(app, controller)
     return app

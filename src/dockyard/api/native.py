@@ -36,6 +36,7 @@ async def whoami(request: web.Request) -> web.Response:
             "user": user_json(principal.user),
             "scopes": list(principal.scopes),
             "token": principal.token_id,
+            "certificate": principal.cert_serial,
         }
     )
 

@@ -31,7 +31,11 @@ class Daemon:
     args: tuple[str, ...]
 
 
-def daemons(layout: Layout, *, bridge_subnet: str, uid_range_start: int) -> list[Daemon]:
+def daemons(
+    layout: Layout, *, bridge_subnet: str, uid_range_start: int, tls_address: str = ""
+) -> list[Daemon]:
+    """The agent and the controller of ``layout``; ``tls_address``: the controller's TLS
+    listener (``host:port``; empty: none)."""
     common = (
         "--state-dir",
         str(layout.state_dir),
@@ -61,6 +65,7 @@ def daemons(layout: Layout, *, bridge_subnet: str, uid_range_start: int) -> list
                 bridge_subnet,
                 "--uid-range-start",
                 str(uid_range_start),
+                *(("--tls-address", tls_address) if tls_address else ()),
             ),
         ),
     ]

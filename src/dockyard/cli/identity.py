@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from dockyard.client.certs import context_from_env
 from dockyard.client.dockerconfig import clear_token, default_config_dir, read_token, write_token
 from dockyard.client.native import AdminClient, NativeClient
 from dockyard.core.errors import DockyardError
@@ -43,6 +44,13 @@ def _endpoint(host: str | None) -> str:
 
 def _config_dir(config_dir: Path | None) -> Path:
     return config_dir or default_config_dir()
+
+
+def _native(host: str | None, token: str, config_dir: Path | None) -> NativeClient:
+    """A client of the endpoint, over TLS with the client certificate when the docker CLI
+    would use TLS there (``tcp://`` with ``DOCKER_TLS_VERIFY``)."""
+    address = _endpoint(host)
+    return NativeClient(address, token, context=context_from_env(address, _config_dir(config_dir)))
 
 
 def _fail(exc: DockyardError) -> click.ClickException:
@@ -74,25 +82,55 @@ _config_option = click.option(
 
 @click.command()
 @click.option("--token", help="the token (asked for when not given)")
+@click.option("--no-cert", is_flag=True, help="do not fetch a TLS client certificate")
+@click.option(
+    "--cert-ttl", default=0, help="client certificate lifetime in seconds (0: the longest)"
+)
+@click.option(
+    "--cert-dir",
+    type=click.Path(path_type=Path),
+    help="where ca.pem, cert.pem and key.pem go (default: the docker config directory)",
+)
 @_config_option
 @_host_option
-def login(token: str | None, config_dir: Path | None, host: str | None) -> None:
+def login(
+    token: str | None,
+    no_cert: bool,
+    cert_ttl: int,
+    cert_dir: Path | None,
+    config_dir: Path | None,
+    host: str | None,
+) -> None:
     """Log in with a token: store it in the docker config so that docker and docker-py
-    send it."""
+    send it, and fetch a client certificate for ``docker --tlsverify``."""
     text = token or click.prompt("Token", hide_input=True)
     try:
-        who = NativeClient(_endpoint(host), text).whoami()
+        client = _native(host, text, config_dir)
+        who = client.whoami()
     except DockyardError as exc:
         raise _fail(exc) from exc
     path = write_token(_config_dir(config_dir), text)
     click.echo(f"Logged in as {who['user']['name']} of {who['tenant']['name']} ({path})", err=True)
+    if not no_cert:
+        from dockyard.cli.certs import fetch_cert
+
+        fetch_cert(client, cert_dir or _config_dir(config_dir), ttl=cert_ttl)
 
 
 @click.command()
 @_config_option
-def logout(config_dir: Path | None) -> None:
-    """Remove the token from the docker config."""
+@click.option(
+    "--cert-dir",
+    type=click.Path(path_type=Path),
+    help="where the client certificate is (default: the docker config directory)",
+)
+def logout(config_dir: Path | None, cert_dir: Path | None) -> None:
+    """Remove the token from the docker config, and the client certificate Dockyard
+    issued (the certificate stays valid until it expires: revoke it first to end it)."""
+    from dockyard.client.certs import CertFiles, remove_cert_files
+
     removed = clear_token(_config_dir(config_dir))
+    removed = remove_cert_files(CertFiles(cert_dir or _config_dir(config_dir))) or removed
     click.echo("Logged out" if removed else "Not logged in", err=True)
 
 
@@ -102,13 +140,15 @@ def logout(config_dir: Path | None) -> None:
 def whoami(config_dir: Path | None, host: str | None) -> None:
     """Show the user, tenant and scopes of the current login."""
     try:
-        who = NativeClient(_endpoint(host), read_token(_config_dir(config_dir))).whoami()
+        who = _native(host, read_token(_config_dir(config_dir)), config_dir).whoami()
     except DockyardError as exc:
         raise _fail(exc) from exc
     click.echo(f"user:   {who['user']['name']} ({who['user']['role']})")
     click.echo(f"tenant: {who['tenant']['name']}")
     click.echo(f"scopes: {', '.join(who['scopes'])}")
     click.echo(f"token:  {who['token']}")
+    if who.get("certificate"):
+        click.echo(f"cert:   {who['certificate']}")
 
 
 @click.group()
@@ -121,7 +161,7 @@ def token() -> None:
 @_host_option
 def token_list(config_dir: Path | None, host: str | None) -> None:
     try:
-        listed = NativeClient(_endpoint(host), read_token(_config_dir(config_dir))).tokens()
+        listed = _native(host, read_token(_config_dir(config_dir)), config_dir).tokens()
     except DockyardError as exc:
         raise _fail(exc) from exc
     _token_table(listed)
@@ -138,7 +178,7 @@ def token_create(
 ) -> None:
     """Make a token for yourself; prints it (the only time it is shown)."""
     try:
-        made = NativeClient(_endpoint(host), read_token(_config_dir(config_dir))).create_token(
+        made = _native(host, read_token(_config_dir(config_dir)), config_dir).create_token(
             scopes=list(scopes) or None, ttl=ttl, description=description
         )
     except DockyardError as exc:
@@ -152,7 +192,7 @@ def token_create(
 @_host_option
 def token_revoke(token_id: str, config_dir: Path | None, host: str | None) -> None:
     try:
-        NativeClient(_endpoint(host), read_token(_config_dir(config_dir))).revoke_token(token_id)
+        _native(host, read_token(_config_dir(config_dir)), config_dir).revoke_token(token_id)
     except DockyardError as exc:
         raise _fail(exc) from exc
 
@@ -180,20 +220,27 @@ def _token_table(listed: list[dict[str, Any]]) -> None:
 
 def login_local(layout: Layout) -> Path:
     """Log the embedded cloud's local admin in (``dockyard up``): keep a working token in
-    ``layout.docker_config_dir``, else bootstrap the first tenant and write a new one."""
+    ``layout.docker_config_dir``, else bootstrap the first tenant and write a new one; and
+    keep a client certificate there, fetching one when it is missing, about to expire or
+    was obtained with a replaced token."""
+    from dockyard.cli.certs import ensure_local_cert
+
     config_dir = layout.docker_config_dir
+    address = f"unix://{layout.docker_socket}"
     current = read_token(config_dir)
     if current:
         try:
-            NativeClient(f"unix://{layout.docker_socket}", current).whoami()
+            NativeClient(address, current).whoami()
         except DockyardError:
             pass  # revoked, expired, or another cloud's: make a new one
         else:
+            ensure_local_cert(NativeClient(address, current), config_dir, renew=False)
             return config_dir
     made = AdminClient(f"unix://{layout.controller_socket}").bootstrap(
         tenant="default", user="admin"
     )
     write_token(config_dir, made["token"])
+    ensure_local_cert(NativeClient(address, made["token"]), config_dir, renew=True)
     return config_dir
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from dockyard.cli import daemons as d
+from dockyard.cli.certs import cert
 from dockyard.cli.identity import admin, login, login_local, logout, token, whoami
 from dockyard.core.errors import DockyardError
 from dockyard.core.layout import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, Layout
@@ -22,6 +23,7 @@ __all__ = ["main"]
 
 _DEFAULT_SUBNET = "10.89.0.0/16"
 _DEFAULT_UID_START = 1_000_000_000
+_DEFAULT_TLS_ADDRESS = "127.0.0.1:2376"
 
 
 def _layout_options(func: click.decorators.FC) -> click.decorators.FC:
@@ -67,20 +69,32 @@ def main() -> None:
     show_default=True,
     help="first host uid handed to tenants' user namespaces",
 )
+@click.option(
+    "--tls-address",
+    default=_DEFAULT_TLS_ADDRESS,
+    show_default=True,
+    help="host:port of the TLS listener for docker --tlsverify ('': none)",
+)
 @click.option("--timeout", default=60.0, show_default=True, help="seconds to wait for ready")
-def up(
+def up(  # noqa: PLR0917  (click passes options positionally)
     state_dir: Path,
     run_dir: Path,
     instance: str,
     bridge_subnet: str,
     uid_range_start: int,
+    tls_address: str,
     timeout: float,
 ) -> None:
     """Start the embedded cloud (idempotent: running daemons are left alone)."""
     if os.geteuid() != 0:
         raise click.ClickException("dockyard up must run as root")
     layout = Layout(state_dir=state_dir, run_dir=run_dir, instance=instance)
-    for daemon in d.daemons(layout, bridge_subnet=bridge_subnet, uid_range_start=uid_range_start):
+    for daemon in d.daemons(
+        layout,
+        bridge_subnet=bridge_subnet,
+        uid_range_start=uid_range_start,
+        tls_address=tls_address,
+    ):
         started = d.start(daemon, layout)
         click.echo(f"{daemon.name}: {'started' if started else 'already running'}")
     try:
@@ -90,6 +104,10 @@ def up(
         raise click.ClickException(exc.message) from exc
     click.echo(f"logged in as admin of tenant default ({config_dir})")
     click.echo(f'Dockyard is up. Run: eval "$(dockyard env{_layout_flags(layout)})"')
+    if tls_address:
+        click.echo(
+            f'For TLS (docker --tlsverify): eval "$(dockyard env --tls{_layout_flags(layout)})"'
+        )
 
 
 @main.command()
@@ -106,10 +124,22 @@ def down(state_dir: Path, run_dir: Path, instance: str) -> None:
 
 @main.command()
 @_layout_options
-def env(state_dir: Path, run_dir: Path, instance: str) -> None:
+@click.option("--tls", is_flag=True, help="the TLS listener, with the local admin's certificate")
+def env(state_dir: Path, run_dir: Path, instance: str, tls: bool) -> None:
     """Print shell lines that point docker and docker-py at Dockyard."""
     layout = Layout(state_dir=state_dir, run_dir=run_dir, instance=instance)
-    click.echo(f"export DOCKER_HOST=unix://{layout.docker_socket}")
+    if tls:
+        try:
+            endpoint = layout.tls_endpoint_file.read_text().strip()
+        except FileNotFoundError:
+            raise click.ClickException(
+                "the controller serves no TLS listener (dockyard up --tls-address HOST:PORT)"
+            ) from None
+        click.echo(f"export DOCKER_HOST={endpoint}")
+        click.echo("export DOCKER_TLS_VERIFY=1")
+        click.echo(f"export DOCKER_CERT_PATH={layout.docker_config_dir}")
+    else:
+        click.echo(f"export DOCKER_HOST=unix://{layout.docker_socket}")
     if (layout.docker_config_dir / "config.json").exists():
         click.echo(f"export DOCKER_CONFIG={layout.docker_config_dir}")
 
@@ -138,5 +168,5 @@ def _layout_flags(layout: Layout) -> str:
     return flags
 
 
-for _command in (login, logout, whoami, token, admin):
+for _command in (login, logout, whoami, token, cert, admin):
     main.add_command(_command)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import ssl
 from typing import Any
 from urllib.parse import urlencode
 
@@ -53,19 +54,29 @@ class _UnixConnection(http.client.HTTPConnection):
 
 
 class HttpClient:
-    """Calls to ``address`` (``unix:///path`` or ``http://host:port``) with ``headers``."""
+    """Calls to ``address`` (``unix:///path``, ``http://host:port`` or, with a TLS
+    ``context``, ``tcp://host:port``) with ``headers``."""
 
     def __init__(
-        self, address: str, *, headers: dict[str, str] | None = None, timeout: float = 60
+        self,
+        address: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float = 60,
+        context: ssl.SSLContext | None = None,
     ) -> None:
         self.address = address
         self._headers = dict(headers or {})
         self._timeout = timeout
+        self._context = context
 
     def _connection(self) -> http.client.HTTPConnection:
         if self.address.startswith("unix://"):
             return _UnixConnection(self.address.removeprefix("unix://"), self._timeout)
         host = self.address.removeprefix("http://").removeprefix("tcp://")
+        if self._context is not None:
+            host = host.removeprefix("https://")
+            return http.client.HTTPSConnection(host, timeout=self._timeout, context=self._context)
         return http.client.HTTPConnection(host, timeout=self._timeout)
 
     def call(

@@ -4,6 +4,7 @@ internal socket)."""
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from dockyard.client.http import HttpClient
@@ -13,8 +14,12 @@ __all__ = ["AdminClient", "NativeClient"]
 
 
 class NativeClient:
-    def __init__(self, address: str, token: str) -> None:
-        self._http = HttpClient(address, headers={TOKEN_HEADER: token} if token else {})
+    """``context``: TLS settings for a ``tcp://`` address (a client certificate's)."""
+
+    def __init__(self, address: str, token: str, *, context: ssl.SSLContext | None = None) -> None:
+        self._http = HttpClient(
+            address, headers={TOKEN_HEADER: token} if token else {}, context=context
+        )
 
     def whoami(self) -> dict[str, Any]:
         result: dict[str, Any] = self._http.call("GET", "/v1/whoami")
@@ -35,6 +40,21 @@ class NativeClient:
 
     def revoke_token(self, token_id: str) -> None:
         self._http.call("DELETE", f"/v1/tokens/{token_id}")
+
+    def create_cert(self, csr_pem: str, *, ttl: int = 0) -> dict[str, Any]:
+        """A client certificate for the key behind ``csr_pem``: its record with
+        ``certificate`` and ``ca`` (PEM) and the TLS ``endpoint``."""
+        result: dict[str, Any] = self._http.call(
+            "POST", "/v1/certs", body={"csr": csr_pem, "ttl": ttl}
+        )
+        return result
+
+    def certs(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._http.call("GET", "/v1/certs")
+        return result
+
+    def revoke_cert(self, serial: str) -> None:
+        self._http.call("DELETE", f"/v1/certs/{serial}")
 
 
 class AdminClient:
@@ -100,3 +120,12 @@ class AdminClient:
 
     def revoke_token(self, tenant: str, token_id: str) -> None:
         self._http.call("DELETE", f"/admin/v1/tenants/{tenant}/tokens/{token_id}")
+
+    def certs(self, tenant: str, *, user: str = "") -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._http.call(
+            "GET", f"/admin/v1/tenants/{tenant}/certs", params={"user": user} if user else None
+        )
+        return result
+
+    def revoke_cert(self, tenant: str, serial: str) -> None:
+        self._http.call("DELETE", f"/admin/v1/tenants/{tenant}/certs/{serial}")

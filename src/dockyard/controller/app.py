@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 
+from dockyard.controller.certs import CertificateService
 from dockyard.controller.config import ControllerConfig
 from dockyard.controller.containers import ContainerService
 from dockyard.controller.events import EventLog
@@ -68,6 +69,13 @@ class Controller:
         )
         self.files = ContainerFileService(containers=self.containers, hosts=self.hosts)
         self.identity = IdentityService(store)
+        self.certs = CertificateService(
+            store,
+            tls_dir=layout.tls_dir,
+            ca_name=f"Dockyard CA ({layout.instance})",
+            max_ttl=config.client_cert_max_ttl,
+        )
+        self.identity.on_forget(self.certs.forget)
         self._followers: list[AgentFollower] = []
         self._default_tenant: Tenant | None = None
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from dataclasses import dataclass
 
+from dockyard.core.certs import CLIENT_CERT_MAX_TTL
+from dockyard.core.errors import InvalidArgument
 from dockyard.core.layout import Layout
 
 __all__ = [
@@ -12,6 +16,8 @@ __all__ = [
     "DEFAULT_EVENTS_MAX_AGE",
     "DEFAULT_UID_RANGE_START",
     "ControllerConfig",
+    "default_tls_names",
+    "parse_address",
 ]
 
 MIB = 1024 * 1024
@@ -51,3 +57,47 @@ class ControllerConfig:
     """Events each tenant keeps at most (0: no bound by count)."""
     events_max_age: int = DEFAULT_EVENTS_MAX_AGE
     """Events older than this (ns) are dropped (0: no bound by age)."""
+    tls_address: str = ""
+    """``host:port`` of the TLS listener (client certificates required); empty: none."""
+    tls_names: tuple[str, ...] = ()
+    """Host names and IPs the listener's certificate is valid for."""
+    client_cert_max_ttl: int = CLIENT_CERT_MAX_TTL
+    """The longest lifetime of a client certificate, in seconds."""
+
+    @property
+    def tls_endpoint(self) -> str:
+        """``tcp://host:port`` of the TLS listener for clients ("" without one); a wildcard
+        address is advertised by this host's name."""
+        if not self.tls_address:
+            return ""
+        host, port = parse_address(self.tls_address)
+        if _is_unspecified(host):
+            host = socket.gethostname()
+        return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``(host, port)`` of ``host:port`` (``[v6]:port`` for IPv6); InvalidArgument else."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdecimal() or not 0 < int(port) < 65536:
+        raise InvalidArgument(f"invalid address {text!r}: expected host:port")
+    return host, int(port)
+
+
+def default_tls_names(address: str) -> tuple[str, ...]:
+    """The names the TLS listener's certificate is valid for when none are configured:
+    localhost, the loopback addresses, this host's name and the listening address."""
+    host, _ = parse_address(address)
+    names = ["localhost", "127.0.0.1", "::1", socket.gethostname()]
+    if not _is_unspecified(host):
+        names.append(host)
+    return tuple(dict.fromkeys(names))
+
+
+def _is_unspecified(host: str) -> bool:
+    """Whether ``host`` is a wildcard address (0.0.0.0 or ::)."""
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False

@@ -65,6 +65,7 @@ class IdentityService:
         self._store = store
         self._clock = clock
         self._verified: dict[str, tuple[float, Principal]] = {}
+        self._forget_hooks: list[Callable[[Callable[[Principal], bool]], None]] = []
 
     # tenants -------------------------------------------------------------------------------
 
@@ -204,7 +205,15 @@ class IdentityService:
         self._verified[text] = (now, principal)
         return principal
 
+    def on_forget(self, hook: Callable[[Callable[[Principal], bool]], None]) -> None:
+        """Have ``hook(matches)`` called whenever principals are forgotten (a token
+        revoked, a user or tenant removed), so other caches of principals (client
+        certificates') drop theirs at once too."""
+        self._forget_hooks.append(hook)
+
     def _forget(self, matches: Callable[[Principal], bool]) -> None:
         for key, (_, principal) in list(self._verified.items()):
             if matches(principal):
                 del self._verified[key]
+        for hook in self._forget_hooks:
+            hook(matches)

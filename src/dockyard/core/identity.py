@@ -93,7 +93,10 @@ class Principal:
     tenant: Tenant
     user: User
     scopes: tuple[str, ...]
-    token_id: str = ""  # empty when a client certificate authenticated the call
+    token_id: str = ""
+    """The token behind the call: the one it sent, or the one its client certificate was
+    obtained with (a certificate lives no longer than that token)."""
+    cert_serial: str = ""  # the client certificate that authenticated the call, if one did
 
     def may(self, scope: str) -> bool:
         return scope in self.scopes

@@ -60,6 +60,17 @@ class Layout:
         return self.state_dir / "docker-config"
 
     @property
+    def tls_dir(self) -> Path:
+        """The controller's certificate authority and its TLS listener's key pair."""
+        return self.controller_dir / "tls"
+
+    @property
+    def tls_endpoint_file(self) -> Path:
+        """Holds ``tcp://host:port`` of the TLS listener while the controller serves one
+        (``dockyard env --tls`` reads it)."""
+        return self.run_dir / "docker-tls.endpoint"
+
+    @property
     def controller_socket(self) -> Path:
         """The controller's internal API, for agents."""
         return self.run_dir / "controller.sock"

@@ -9,6 +9,7 @@ import fcntl
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ __all__ = [
     "layout_arguments",
     "layout_from",
     "pidfile_lock",
+    "serve_tls",
     "serve_unix",
     "setup_logging",
     "use_pidfd_child_watcher",
@@ -99,6 +101,24 @@ async def serve_unix(app: web.Application, path: Path, *, mode: int) -> web.AppR
     site = web.UnixSite(runner, str(path))
     await site.start()
     os.chmod(path, mode)
+    return runner
+
+
+async def serve_tls(
+    app: web.Application, host: str, port: int, *, context: ssl.SSLContext
+) -> web.AppRunner:
+    """Serve ``app`` over TLS on ``host:port`` with ``context`` (which decides what the
+    handshake demands of clients)."""
+    if not dockyard.wire.python_parser_active():
+        raise RuntimeError("aiohttp was imported before dockyard.wire; hijacking would break")
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     return runner
 
 

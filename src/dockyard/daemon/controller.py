@@ -11,6 +11,8 @@ import asyncio
 import logging
 import sys
 
+from aiohttp import web
+
 from dockyard.api.docker.app import make_docker_app
 from dockyard.api.internal import make_internal_app
 from dockyard.controller.app import Controller
@@ -20,7 +22,11 @@ from dockyard.controller.config import (
     DEFAULT_EVENTS_MAX_AGE,
     DEFAULT_UID_RANGE_START,
     ControllerConfig,
+    default_tls_names,
+    parse_address,
 )
+from dockyard.controller.pki import server_context
+from dockyard.core.certs import CLIENT_CERT_MAX_TTL
 from dockyard.core.clock import go_duration
 from dockyard.core.errors import InvalidArgument
 from dockyard.daemon.common import (
@@ -28,6 +34,7 @@ from dockyard.daemon.common import (
     layout_arguments,
     layout_from,
     pidfile_lock,
+    serve_tls,
     serve_unix,
     setup_logging,
     wait_for_signal,
@@ -47,15 +54,34 @@ async def run(config: ControllerConfig, agents: list[str], *, seed: bool) -> Non
         if seed:
             await controller.seed_busybox()
         docker = await serve_unix(make_docker_app(controller), layout.docker_socket, mode=0o660)
-        log.info("controller ready: DOCKER_HOST=unix://%s", layout.docker_socket)
         try:
-            await wait_for_signal()
+            tls = await _serve_tls(controller) if config.tls_address else None
+            log.info("controller ready: DOCKER_HOST=unix://%s", layout.docker_socket)
+            try:
+                await wait_for_signal()
+            finally:
+                if tls is not None:
+                    layout.tls_endpoint_file.unlink(missing_ok=True)
+                    await tls.cleanup()
         finally:
             await docker.cleanup()
     finally:
         await internal.cleanup()
         await controller.close()
         log.info("controller stopped")
+
+
+async def _serve_tls(controller: Controller) -> web.AppRunner:
+    """The Docker and native API over TLS, for clients with a certificate from our CA."""
+    config = controller.config
+    host, port = parse_address(config.tls_address)
+    names = config.tls_names or default_tls_names(config.tls_address)
+    await asyncio.to_thread(controller.certs.prepare_listener, names)
+    context = server_context(controller.certs.files)
+    runner = await serve_tls(make_docker_app(controller, tls=True), host, port, context=context)
+    config.layout.tls_endpoint_file.write_text(config.tls_endpoint + "\n")
+    log.info("TLS listener on %s (names: %s)", config.tls_endpoint, ", ".join(names))
+    return runner
 
 
 def _duration(text: str) -> int:
@@ -91,6 +117,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop events older than this Go duration, e.g. 168h (0: no limit by age)",
     )
     parser.add_argument(
+        "--tls-address",
+        default="",
+        help="serve the Docker API over TLS on host:port, client certificates required",
+    )
+    parser.add_argument(
+        "--tls-name",
+        action="append",
+        default=[],
+        help="a host name or IP the TLS certificate is valid for (repeatable; default: "
+        "localhost, 127.0.0.1, ::1, this host's name and the listening address)",
+    )
+    parser.add_argument(
+        "--client-cert-max-ttl",
+        type=_duration,
+        default=CLIENT_CERT_MAX_TTL * 1_000_000_000,
+        help="longest lifetime of a client certificate, a Go duration (default 720h)",
+    )
+    parser.add_argument(
         "--seed-busybox",
         action="store_true",
         help="give the default tenant busybox:latest if it has none",
@@ -108,7 +152,15 @@ def main(argv: list[str] | None = None) -> int:
         uid_range_start=args.uid_range_start,
         events_keep=args.events_keep,
         events_max_age=args.events_max_age,
+        tls_address=args.tls_address,
+        tls_names=tuple(args.tls_name),
+        client_cert_max_ttl=max(args.client_cert_max_ttl // 1_000_000_000, 1),
     )
+    if args.tls_address:
+        try:
+            parse_address(args.tls_address)
+        except InvalidArgument as exc:
+            build_parser().error(exc.message)
     try:
         with pidfile_lock(layout.controller_pidfile):
             asyncio.run(run(config, args.agent, seed=args.seed_busybox))

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, Protocol
 
+from dockyard.core.certs import ClientCert
 from dockyard.core.events import Event
 from dockyard.core.identity import Token, User
 from dockyard.core.models import Container, ExecInstance, Host, Image, Network, Volume
@@ -42,8 +43,8 @@ class Store(Protocol):
     def list_tenants(self) -> list[Tenant]: ...
 
     def delete_tenant(self, tenant_id: str) -> None:
-        """Remove the tenant with its users and tokens (callers first make sure it owns
-        nothing else)."""
+        """Remove the tenant with its users, tokens and client certificates (callers first
+        make sure it owns nothing else)."""
 
     # users and tokens
     def add_user(self, user: User) -> None:
@@ -55,7 +56,7 @@ class Store(Protocol):
     def list_users(self, *, tenant: str) -> list[User]: ...
 
     def delete_user(self, *, tenant: str, user_id: str) -> None:
-        """Remove the user and its tokens."""
+        """Remove the user with its tokens and client certificates."""
 
     def add_token(self, token: Token) -> None: ...
 
@@ -67,6 +68,21 @@ class Store(Protocol):
     def revoke_token(self, *, tenant: str, token_id: str, when: int) -> Token:
         """Mark the tenant's token revoked at ``when`` (once; later calls keep the first
         time); NotFound if the tenant has no such token."""
+
+    # client certificates
+    def add_cert(self, cert: ClientCert) -> None:
+        """AlreadyExists if a certificate with that serial was recorded before."""
+
+    def get_cert(self, serial: str) -> ClientCert:
+        """System scope, for authentication: the certificate with this serial; NotFound
+        otherwise."""
+
+    def list_certs(self, *, tenant: str, user: str | None = None) -> list[ClientCert]:
+        """The tenant's certificates (one user's with ``user``), oldest first."""
+
+    def revoke_cert(self, *, tenant: str, serial: str, when: int) -> ClientCert:
+        """Mark the tenant's certificate revoked at ``when`` (once; later calls keep the
+        first time); NotFound if the tenant has no such certificate."""
 
     # hosts
     def put_host(self, host: Host) -> None: ...

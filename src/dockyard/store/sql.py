@@ -22,6 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from dockyard.core.certs import ClientCert
 from dockyard.core.clock import now_ns
 from dockyard.core.errors import AlreadyExists, Internal, InvalidArgument, NotFound, Unavailable
 from dockyard.core.events import Event
@@ -63,6 +64,15 @@ tokens = sa.Table(
     "tokens",
     metadata,
     sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False, index=True),
+    sa.Column("user", sa.String(64), nullable=False, index=True),
+    sa.Column("doc", sa.Text, nullable=False),
+)
+
+certs = sa.Table(
+    "certs",
+    metadata,
+    sa.Column("serial", sa.String(40), primary_key=True),
     sa.Column("tenant", sa.String(64), nullable=False, index=True),
     sa.Column("user", sa.String(64), nullable=False, index=True),
     sa.Column("doc", sa.Text, nullable=False),
@@ -264,6 +274,7 @@ class SqlStore:
     def delete_tenant(self, tenant_id: str) -> None:
         with self._tx() as conn:
             conn.execute(tokens.delete().where(tokens.c.tenant == tenant_id))
+            conn.execute(certs.delete().where(certs.c.tenant == tenant_id))
             conn.execute(users.delete().where(users.c.tenant == tenant_id))
             conn.execute(tenants.delete().where(tenants.c.id == tenant_id))
 
@@ -298,6 +309,7 @@ class SqlStore:
     def delete_user(self, *, tenant: str, user_id: str) -> None:
         with self._tx() as conn:
             conn.execute(tokens.delete().where(tokens.c.tenant == tenant, tokens.c.user == user_id))
+            conn.execute(certs.delete().where(certs.c.tenant == tenant, certs.c.user == user_id))
             conn.execute(users.delete().where(users.c.tenant == tenant, users.c.id == user_id))
 
     def add_token(self, token: Token) -> None:
@@ -334,6 +346,46 @@ class SqlStore:
                 token = replace(token, revoked=when)
                 conn.execute(tokens.update().where(*where).values(doc=_dump(token)))
         return token
+
+    # client certificates -----------------------------------------------------------------
+
+    def add_cert(self, cert: ClientCert) -> None:
+        with self._tx() as conn:
+            try:
+                conn.execute(
+                    certs.insert().values(
+                        serial=cert.serial, tenant=cert.tenant, user=cert.user, doc=_dump(cert)
+                    )
+                )
+            except IntegrityError as exc:
+                raise AlreadyExists(f"certificate {cert.serial} already recorded") from exc
+
+    def get_cert(self, serial: str) -> ClientCert:
+        with self._tx() as conn:
+            doc = conn.execute(sa.select(certs.c.doc).where(certs.c.serial == serial)).scalar()
+        if doc is None:
+            raise NotFound(f"no such certificate: {serial}")
+        return _load(ClientCert, doc)
+
+    def list_certs(self, *, tenant: str, user: str | None = None) -> list[ClientCert]:
+        query = sa.select(certs.c.doc).where(certs.c.tenant == tenant)
+        if user is not None:
+            query = query.where(certs.c.user == user)
+        with self._tx() as conn:
+            found = [_load(ClientCert, doc) for doc in conn.execute(query).scalars()]
+        return sorted(found, key=lambda c: (c.created, c.serial))
+
+    def revoke_cert(self, *, tenant: str, serial: str, when: int) -> ClientCert:
+        where = (certs.c.serial == serial, certs.c.tenant == tenant)
+        with self._tx() as conn:
+            doc = conn.execute(sa.select(certs.c.doc).where(*where)).scalar()
+            if doc is None:
+                raise NotFound(f"no such certificate: {serial}")
+            cert = _load(ClientCert, doc)
+            if not cert.revoked:
+                cert = replace(cert, revoked=when)
+                conn.execute(certs.update().where(*where).values(doc=_dump(cert)))
+        return cert
 
     # hosts -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import secrets
 import select
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import termios
@@ -35,6 +36,14 @@ __all__ = ["DockerCli", "TestCloud"]
 _CGROUP = Path("/sys/fs/cgroup")
 
 
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 @dataclass
 class TestCloud:
     """One test instance. ``instance`` names its kernel objects; ``subnet`` is its bridge's."""
@@ -47,6 +56,8 @@ class TestCloud:
     uid_range_start: int = field(
         default_factory=lambda: 2_000_000_000 + secrets.randbelow(4000) * 65536 * 4
     )
+    tls_port: int = field(default_factory=_free_port)
+    """The controller's TLS listener, on 127.0.0.1."""
 
     @property
     def layout(self) -> Layout:
@@ -57,6 +68,23 @@ class TestCloud:
     @property
     def docker_host(self) -> str:
         return f"unix://{self.layout.docker_socket}"
+
+    @property
+    def tls_host(self) -> str:
+        return f"tcp://127.0.0.1:{self.tls_port}"
+
+    def tls_env(self, cert_dir: Path | None = None) -> dict[str, str]:
+        """Environment for a ``docker --tlsverify`` process on the TLS listener, with the
+        certificate in ``cert_dir`` (default: the first tenant's admin's) and no docker
+        config of the cloud (so no token: the certificate alone authenticates)."""
+        env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_CONFIG", "DOCKER_HOST")}
+        cert_path = cert_dir or self.layout.docker_config_dir
+        return {
+            **env,
+            "DOCKER_HOST": self.tls_host,
+            "DOCKER_TLS_VERIFY": "1",
+            "DOCKER_CERT_PATH": str(cert_path),
+        }
 
     @property
     def token(self) -> str:
@@ -82,7 +110,10 @@ class TestCloud:
 
     def _daemons(self) -> list[d.Daemon]:
         return d.daemons(
-            self.layout, bridge_subnet=self.subnet, uid_range_start=self.uid_range_start
+            self.layout,
+            bridge_subnet=self.subnet,
+            uid_range_start=self.uid_range_start,
+            tls_address=f"127.0.0.1:{self.tls_port}",
         )
 
     @classmethod

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+from dockyard.core.certs import ClientCert
 from dockyard.core.errors import (
     AlreadyExists,
     DockyardError,
@@ -67,6 +68,7 @@ __all__ = [
     "check_addresses_concurrently",
     "check_addresses_released_return_to_the_pool",
     "check_ambiguous_prefix_is_invalid_argument",
+    "check_client_certs",
     "check_container_found_by_full_id",
     "check_container_found_by_name",
     "check_container_found_by_unique_prefix",
@@ -870,6 +872,59 @@ def check_users_and_tokens(make_store: StoreFactory) -> None:
         assert store.get_token(issued[2].token.id) == issued[2].token
 
 
+def _cert(*, serial: str, tenant: str, user: str, created: int) -> ClientCert:
+    return ClientCert(
+        serial=serial,
+        tenant=tenant,
+        user=user,
+        fingerprint=_hex_id(serial),
+        scopes=("read", "write"),
+        token=_hex_id("e")[:16],
+        created=created,
+        expires=created + 1000,
+    )
+
+
+def check_client_certs(make_store: StoreFactory) -> None:
+    """Client certificates are found by serial for authentication, recorded once, listed
+    and revoked per tenant, and go with their user and their tenant."""
+    with _opened(make_store) as store:
+        a = store.ensure_tenant("acme")
+        b = store.ensure_tenant("globex")
+        alice = User(id=_hex_id("a1"), tenant=a.id, name="alice", role=Role.ADMIN, created=1)
+        bob = User(id=_hex_id("a2"), tenant=a.id, name="bob", role=Role.MEMBER, created=2)
+        other = User(id=_hex_id("a3"), tenant=b.id, name="alice", role=Role.MEMBER, created=3)
+        for user in (alice, bob, other):
+            store.add_user(user)
+        mine = _cert(serial="1f", tenant=a.id, user=alice.id, created=10)
+        bobs = _cert(serial="2f", tenant=a.id, user=bob.id, created=11)
+        theirs = _cert(serial="3f", tenant=b.id, user=other.id, created=12)
+        for cert in (bobs, mine, theirs):
+            store.add_cert(cert)
+        _raises(AlreadyExists, lambda: store.add_cert(replace(mine, user=bob.id)), "serial")
+        assert store.get_cert("1f") == mine
+        _raises(NotFound, lambda: store.get_cert("4f"), "unknown serial")
+        assert store.list_certs(tenant=a.id) == [mine, bobs]
+        assert store.list_certs(tenant=a.id, user=bob.id) == [bobs]
+        assert store.list_certs(tenant=b.id) == [theirs]
+        _raises(
+            NotFound,
+            lambda: store.revoke_cert(tenant=b.id, serial="1f", when=20),
+            "B revokes A's certificate",
+        )
+        assert store.get_cert("1f").revoked == 0
+        assert store.revoke_cert(tenant=a.id, serial="1f", when=20).revoked == 20
+        assert store.revoke_cert(tenant=a.id, serial="1f", when=30).revoked == 20
+        assert store.get_cert("1f") == replace(mine, revoked=20)
+
+        store.delete_user(tenant=a.id, user_id=bob.id)
+        _raises(NotFound, lambda: store.get_cert("2f"), "deleted user's certificate")
+        assert store.get_cert("1f").revoked == 20
+        store.delete_tenant(a.id)
+        _raises(NotFound, lambda: store.get_cert("1f"), "deleted tenant's certificate")
+        assert store.get_cert("3f") == theirs
+
+
 def check_tenant_by_name_and_delete(make_store: StoreFactory) -> None:
     """Tenants are found by name; deleting one removes its users and tokens, no other's."""
     with _opened(make_store) as store:
@@ -913,6 +968,7 @@ CHECKS: tuple[Check, ...] = (
     check_execs,
     check_users_and_tokens,
     check_tenant_by_name_and_delete,
+    check_client_certs,
     check_images,
     check_image_tags_move_between_images,
     check_images_of_other_tenants_are_invisible,

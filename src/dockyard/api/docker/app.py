@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from dockyard.api import native
+from dockyard.api import certs, native
 from dockyard.api.auth import FailureLimiter, auth_middleware
 from dockyard.api.docker import (
     containers,
@@ -74,12 +74,16 @@ ROUTE_TABLES = (
 """Every Docker API handler, by module (the docs test checks each is documented)."""
 
 
-def make_docker_app(controller: Controller) -> web.Application:
+def make_docker_app(controller: Controller, *, tls: bool = False) -> web.Application:
+    """The Docker and native API; ``tls``: for the TLS listener, where client certificates
+    authenticate callers."""
     app = web.Application(
         middlewares=[
             docker_errors,
             _api_version,
-            auth_middleware(controller.identity, FailureLimiter()),
+            auth_middleware(
+                controller.identity, FailureLimiter(), controller.certs if tls else None
+            ),
         ],
         client_max_size=0,
     )
@@ -95,4 +99,5 @@ def make_docker_app(controller: Controller) -> web.Application:
             app.router.add_route(route.method, route.path, route.handler)
             app.router.add_route(route.method, _VERSION_PREFIX + route.path, route.handler)
     app.add_routes(native.routes)  # Dockyard's own /v1/... (no Docker version prefix)
+    app.add_routes(certs.routes)
     return app

@@ -18,6 +18,7 @@ from aiohttp import web
 
 import dockyard.wire
 from dockyard.core.layout import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, Layout
+from dockyard.wire.tls import TLSSite
 
 __all__ = [
     "AlreadyRunning",
@@ -108,12 +109,12 @@ async def serve_tls(
     app: web.Application, host: str, port: int, *, context: ssl.SSLContext
 ) -> web.AppRunner:
     """Serve ``app`` over TLS on ``host:port`` with ``context`` (which decides what the
-    handshake demands of clients)."""
+    handshake demands of clients), half-close included (``dockyard.wire.tls``)."""
     if not dockyard.wire.python_parser_active():
         raise RuntimeError("aiohttp was imported before dockyard.wire; hijacking would break")
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
+    site = TLSSite(runner, host, port, context=context)
     try:
         await site.start()
     except BaseException:

@@ -9,7 +9,7 @@ import click
 import pytest
 
 import dockyard.wire  # noqa: F401  (before aiohttp)
-from dockyard.api import admin, native
+from dockyard.api import admin, certs, native
 from dockyard.api.docker.app import ROUTE_TABLES
 from dockyard.cli.main import main as cli
 from dockyard.daemon.agent import build_parser as agent_parser
@@ -40,7 +40,8 @@ def test_every_docker_endpoint_is_documented(method: str, path: str) -> None:
 
 
 def _native_routes() -> list[tuple[str, str]]:
-    return [(r.method, r.path) for r in native.routes]  # type: ignore[union-attr]
+    tables = (native.routes, certs.routes)
+    return [(r.method, r.path) for table in tables for r in table]  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(("method", "path"), _native_routes())
@@ -51,7 +52,7 @@ def test_every_native_endpoint_is_documented(method: str, path: str) -> None:
 
 def test_every_admin_endpoint_is_documented() -> None:
     text = (DOCS / "native-api.md").read_text()
-    for route in admin.routes:
+    for route in [*admin.routes, *certs.admin_routes]:
         path = route.path  # type: ignore[union-attr]
         assert path in text, f"{path} is served on the internal socket but not documented"
 

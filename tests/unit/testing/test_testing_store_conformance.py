@@ -93,6 +93,16 @@ class KeepsEverythingStore(SqlStore):
         return 0
 
 
+class UndyingCertsStore(SqlStore):
+    """Keeps a removed user's client certificates."""
+
+    def delete_user(self, *, tenant: str, user_id: str) -> None:
+        mine = self.list_certs(tenant=tenant, user=user_id)
+        super().delete_user(tenant=tenant, user_id=user_id)
+        for cert in mine:
+            self.add_cert(cert)
+
+
 @pytest.fixture
 def factory(tmp_path: Path) -> Iterator[Callable[[type[SqlStore]], StoreFactory]]:
     counter = itertools.count()
@@ -113,6 +123,7 @@ def factory(tmp_path: Path) -> Iterator[Callable[[type[SqlStore]], StoreFactory]
         (OverlappingTenantsStore, store_conformance.check_tenants_get_disjoint_uid_ranges),
         (SharedEventsStore, store_conformance.check_events_of_other_tenants_are_invisible),
         (KeepsEverythingStore, store_conformance.check_event_retention),
+        (UndyingCertsStore, store_conformance.check_client_certs),
     ],
     ids=lambda value: getattr(value, "__name__", ""),
 )

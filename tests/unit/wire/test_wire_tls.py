@@ -4,6 +4,7 @@ close_notify (what ``docker run`` over --tlsverify does), and plain requests sti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from pathlib import Path
@@ -35,6 +36,9 @@ async def _echo_after_eof(request: web.Request) -> web.StreamResponse:
     return stream.finish()
 
 
+_REQUEST = b"POST /attach HTTP/1.1\r\nHost: x\r\nUpgrade: tcp\r\nConnection: Upgrade\r\n\r\n"
+
+
 def _half_close_client(port: int, context: ssl.SSLContext) -> bytes:
     """Send a hijack request and, once answered, b"hello"; close our side with
     close_notify (the socket stays open, as Go's tls.Conn.CloseWrite does), then read
@@ -61,7 +65,7 @@ def _half_close_client(port: int, context: ssl.SSLContext) -> bytes:
                 break
             except ssl.SSLWantReadError:
                 pump(read=True)
-        tls.write(b"POST /attach HTTP/1.1\r\nHost: x\r\nUpgrade: tcp\r\nConnection: Upgrade\r\n\r\n")
+        tls.write(_REQUEST)
         pump(read=False)
         answer = b""
         while b"\r\n\r\n" not in answer:  # the docker CLI waits for the 101, then streams
@@ -70,10 +74,8 @@ def _half_close_client(port: int, context: ssl.SSLContext) -> bytes:
             except ssl.SSLWantReadError:
                 pump(read=True)
         tls.write(b"hello")
-        try:
+        with contextlib.suppress(ssl.SSLWantReadError):
             tls.unwrap()  # close_notify out; the server's comes later
-        except ssl.SSLWantReadError:
-            pass
         pump(read=False)
         while True:
             try:

@@ -12,12 +12,14 @@ effect when using ssl"), and the output is lost.
 protocol that returns True from ``eof_received()`` (``wire.hijack.HijackedStream``) keeps
 writing until it closes the transport, and the TLS shutdown happens then. It leans on
 asyncio's ``SSLProtocol`` internals (the implementation of Python 3.11 and later), so
-``tests/unit/wire/test_wire_tls.py`` checks the behaviour on real sockets.
+``tests/unit/wire/test_wire_tls.py`` checks the behaviour on real sockets. It also sends
+the TLS alert of a refused handshake before hanging up, which asyncio drops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from asyncio import sslproto
 from typing import Any
@@ -45,6 +47,15 @@ class HalfCloseTLSProtocol(sslproto.SSLProtocol):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Error calling eof_received()")
+
+    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
+        if handshake_exc is not None:
+            # asyncio drops the connection without sending the alert OpenSSL wrote
+            # ("certificate required", "unknown ca"): the client would only see EOF.
+            # Send it first, so that docker says why, as it does with dockerd.
+            with contextlib.suppress(Exception):
+                self._process_outgoing()  # type: ignore[attr-defined]
+        super()._on_handshake_complete(handshake_exc)
 
     def _start_shutdown(self) -> None:
         # Called right after _call_eof_received when close_notify arrives, and again when

@@ -144,3 +144,34 @@ def test_plain_requests_are_answered_and_the_connection_ends(tmp_path: Path) -> 
 
     answer = asyncio.run(main())
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hi")
+
+
+def test_a_refused_handshake_tells_the_client_why(tmp_path: Path) -> None:
+    server_context, client_context = _contexts(tmp_path)
+    server_context.verify_mode = ssl.CERT_REQUIRED
+    server_context.load_verify_locations(cafile=str(tmp_path / "tls" / "ca.pem"))
+
+    def connect(port: int) -> str:
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+                client_context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+            ):
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                return repr(sock.recv(65536))
+        except ssl.SSLError as exc:
+            return str(exc)
+
+    async def main() -> str:
+        runner = web.AppRunner(web.Application(), handle_signals=False)
+        await runner.setup()
+        site = TLSSite(runner, "127.0.0.1", 0, context=server_context)
+        await site.start()
+        assert site._server is not None
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            return await asyncio.to_thread(connect, port)
+        finally:
+            await runner.cleanup()
+
+    assert "CERTIFICATE_REQUIRED" in asyncio.run(main()).upper()

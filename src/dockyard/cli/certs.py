@@ -64,20 +64,26 @@ def fetch_cert(client: NativeClient, directory: Path, *, ttl: int = 0) -> dict[s
     return made
 
 
-def ensure_local_cert(client: NativeClient, directory: Path, *, renew: bool) -> None:
+def ensure_local_cert(client: NativeClient, directory: Path, *, renew: bool) -> bool:
     """Keep a working certificate in ``directory`` (the embedded cloud's local admin):
     fetch one when ``renew``, when there is none, or when it expires within a week.
-    Errors propagate: ``dockyard up`` should say what failed."""
+    Whether there is one; a failure is a warning on stderr (the token login stands, and a
+    controller started by an older Dockyard has no certificates to give)."""
     files = CertFiles(directory)
     expires = files.expires()
     soon = datetime.datetime.now(datetime.UTC) + _RENEW_BEFORE
     if not renew and files.present() and expires is not None and expires > soon:
-        return
+        return True
     request = make_key_request()
-    made = client.create_cert(request.csr_pem)
-    write_cert_files(
-        files, key_pem=request.key_pem, cert_pem=made["certificate"], ca_pem=made["ca"]
-    )
+    try:
+        made = client.create_cert(request.csr_pem)
+        write_cert_files(
+            files, key_pem=request.key_pem, cert_pem=made["certificate"], ca_pem=made["ca"]
+        )
+    except DockyardError as exc:
+        click.echo(f"No client certificate for the local admin: {exc.message}", err=True)
+        return False
+    return True
 
 
 def _cert_table(listed: list[dict[str, Any]]) -> None:

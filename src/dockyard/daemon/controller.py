@@ -56,6 +56,8 @@ async def run(config: ControllerConfig, agents: list[str], *, seed: bool) -> Non
         docker = await serve_unix(make_docker_app(controller), layout.docker_socket, mode=0o660)
         try:
             tls = await _serve_tls(controller) if config.tls_address else None
+            if tls is None:
+                layout.tls_endpoint_file.unlink(missing_ok=True)  # a previous run's
             log.info("controller ready: DOCKER_HOST=unix://%s", layout.docker_socket)
             try:
                 await wait_for_signal()
@@ -71,14 +73,22 @@ async def run(config: ControllerConfig, agents: list[str], *, seed: bool) -> Non
         log.info("controller stopped")
 
 
-async def _serve_tls(controller: Controller) -> web.AppRunner:
-    """The Docker and native API over TLS, for clients with a certificate from our CA."""
+async def _serve_tls(controller: Controller) -> web.AppRunner | None:
+    """The Docker and native API over TLS, for clients with a certificate from our CA.
+
+    An address that cannot be bound (taken by another server) is logged as an error and
+    the controller goes on without TLS: the docker socket, what the embedded cloud needs,
+    still works, and ``dockyard env --tls`` says there is no listener."""
     config = controller.config
     host, port = parse_address(config.tls_address)
     names = config.tls_names or default_tls_names(config.tls_address)
     await asyncio.to_thread(controller.certs.prepare_listener, names)
     context = server_context(controller.certs.files)
-    runner = await serve_tls(make_docker_app(controller, tls=True), host, port, context=context)
+    try:
+        runner = await serve_tls(make_docker_app(controller, tls=True), host, port, context=context)
+    except OSError as exc:
+        log.error("no TLS listener: cannot listen on %s: %s", config.tls_address, exc)  # noqa: TRY400
+        return None
     config.layout.tls_endpoint_file.write_text(config.tls_endpoint + "\n")
     log.info("TLS listener on %s (names: %s)", config.tls_endpoint, ", ".join(names))
     return runner

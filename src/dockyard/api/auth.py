@@ -14,8 +14,8 @@ over TLS as well must name the same user, and the call gets the scopes both hold
 Failed attempts (a token or a certificate presented and refused) are counted per source
 (the peer's address over TCP, its uid on the unix socket): after :data:`MAX_FAILURES`
 within :data:`WINDOW` seconds the source gets 429 for :data:`BLOCK` seconds, even with a
-good token. Calls
-without any token are refused but not counted: they guess nothing.
+good token. Calls without any token (or certificate) are refused but not counted: they
+guess nothing.
 """
 
 from __future__ import annotations

@@ -192,7 +192,8 @@ class Container:
     runs). ``ports`` holds the published ports actually bound, ``"80/tcp" -> bindings``.
     ``manually_stopped`` records an explicit stop, which restart policies respect.
     ``mounts`` are the resolved volume and tmpfs mounts (anonymous volumes named).
-    ``memory`` is the memory limit it was admitted with (what it reserves on its host).
+    ``memory`` is the memory limit it was admitted with (what it reserves on its host);
+    ``size`` names its size (``dockyard.core.sizes``; "" for records made before sizes).
     ``phase`` is "" at rest, or ``creating`` / ``removing`` while that operation runs, so
     the controller can finish or roll it back after a crash.
     """
@@ -217,6 +218,7 @@ class Container:
     memory: int = 0
     mounts: tuple[MountSpec, ...] = ()
     anonymous_volumes: tuple[str, ...] = ()
+    size: str = ""
 
 
 @dataclass(slots=True)

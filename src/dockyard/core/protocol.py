@@ -40,6 +40,7 @@ __all__ = [
     "ProcessSpec",
     "Resources",
     "StopRequest",
+    "TenantUsage",
     "TopResult",
     "VolumeRequest",
 ]
@@ -65,7 +66,12 @@ class ProcessSpec:
 
 @dataclass(frozen=True, slots=True)
 class Resources:
-    """cgroup limits; 0 means "no limit" (or the kernel default)."""
+    """cgroup limits; 0 means "no limit" (or the kernel default).
+
+    ``writable`` is no cgroup limit: it caps the bytes the container's writable layer may
+    hold (its size's cap). No filesystem quota can enforce it on the hosts we run on, so
+    the agent measures the layer periodically and kills a container past it (ADR 0013).
+    """
 
     memory: int = 0
     memory_swap: int = 0
@@ -77,6 +83,7 @@ class Resources:
     cpuset_mems: str = ""
     pids_limit: int = 0
     blkio_weight: int = 0
+    writable: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +286,22 @@ class FileChange:
 
     path: str
     kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class TenantUsage:
+    """What one tenant uses on one host. ``memory`` (bytes in use, page cache included)
+    and ``cpu`` (ns of CPU time since the tenant's first container there started) come
+    from the tenant's parent cgroup; ``writable`` and ``volumes`` (bytes allocated on
+    disk) from the agent's last disk measurement, taken at ``measured`` (ns, 0: not yet)."""
+
+    tenant: str
+    memory: int = 0
+    cpu: int = 0
+    containers_running: int = 0
+    writable: int = 0
+    volumes: int = 0
+    measured: int = 0
 
 
 @dataclass(frozen=True, slots=True)

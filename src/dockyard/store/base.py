@@ -21,6 +21,7 @@ from dockyard.core.certs import ClientCert
 from dockyard.core.events import Event
 from dockyard.core.identity import Token, User
 from dockyard.core.models import Container, ExecInstance, Host, Image, Network, Volume
+from dockyard.core.quotas import TenantQuota
 from dockyard.core.tenancy import Tenant
 
 __all__ = ["ALL_TENANTS", "Store"]
@@ -45,6 +46,14 @@ class Store(Protocol):
     def delete_tenant(self, tenant_id: str) -> None:
         """Remove the tenant with its users, tokens and client certificates (callers first
         make sure it owns nothing else)."""
+
+    # plans and quotas
+    def get_tenant_quota(self, tenant_id: str) -> TenantQuota:
+        """The tenant's plan and limit overrides: plan "" and none for a new tenant.
+        NotFound if there is no such tenant."""
+
+    def put_tenant_quota(self, quota: TenantQuota) -> None:
+        """Replace the tenant's plan and overrides (whole); NotFound if no such tenant."""
 
     # users and tokens
     def add_user(self, user: User) -> None:
@@ -100,6 +109,11 @@ class Store(Protocol):
         """Replace the stored record with the same id (and tenant); NotFound if it is gone."""
 
     def rename_container(self, *, tenant: str, container_id: str, name: str) -> None: ...
+
+    def container_totals(self, *, tenant: str) -> tuple[int, int]:
+        """(memory, number) of the tenant's containers in every state and phase, a create
+        under way included: what its memory and container quotas count. One aggregate
+        query, not a load of every record."""
 
     def reservations(self) -> dict[str, tuple[int, int]]:
         """Per host: (memory reserved, number) of running, paused or restarting containers.

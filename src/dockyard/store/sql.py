@@ -29,6 +29,7 @@ from dockyard.core.events import Event
 from dockyard.core.identity import Token, User
 from dockyard.core.ids import new_id
 from dockyard.core.models import Container, ExecInstance, Host, Image, Network, Volume
+from dockyard.core.quotas import TenantQuota, validate_overrides
 from dockyard.core.serde import from_data, to_data
 from dockyard.core.tenancy import UID_RANGE_SIZE, Tenant
 from dockyard.store.base import ALL_TENANTS
@@ -48,6 +49,8 @@ tenants = sa.Table(
     sa.Column("uid_base", sa.BigInteger, nullable=False, unique=True),
     sa.Column("uid_size", sa.BigInteger, nullable=False),
     sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("plan", sa.String(64), nullable=False, server_default=""),
+    sa.Column("quota", sa.Text, nullable=False, server_default="{}"),
 )
 
 users = sa.Table(
@@ -278,6 +281,29 @@ class SqlStore:
             conn.execute(users.delete().where(users.c.tenant == tenant_id))
             conn.execute(tenants.delete().where(tenants.c.id == tenant_id))
 
+    # plans and quotas ----------------------------------------------------------------------
+
+    def get_tenant_quota(self, tenant_id: str) -> TenantQuota:
+        query = sa.select(tenants.c.plan, tenants.c.quota).where(tenants.c.id == tenant_id)
+        with self._tx() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFound(f"no such tenant: {tenant_id}")
+        return TenantQuota(
+            tenant=tenant_id, plan=row.plan, overrides=validate_overrides(json.loads(row.quota))
+        )
+
+    def put_tenant_quota(self, quota: TenantQuota) -> None:
+        overrides = json.dumps(validate_overrides(quota.overrides), sort_keys=True)
+        with self._tx() as conn:
+            result = conn.execute(
+                tenants.update()
+                .where(tenants.c.id == quota.tenant)
+                .values(plan=quota.plan, quota=overrides)
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"no such tenant: {quota.tenant}")
+
     # users and tokens --------------------------------------------------------------------
 
     def add_user(self, user: User) -> None:
@@ -487,6 +513,14 @@ class SqlStore:
                 raise AlreadyExists(
                     f'Conflict. The container name "/{name}" is already in use.'
                 ) from exc
+
+    def container_totals(self, *, tenant: str) -> tuple[int, int]:
+        query = sa.select(sa.func.sum(containers.c.memory), sa.func.count()).where(
+            containers.c.tenant == tenant
+        )
+        with self._tx() as conn:
+            memory, count = conn.execute(query).one()
+        return int(memory or 0), int(count)
 
     def reservations(self) -> dict[str, tuple[int, int]]:
         query = (

@@ -57,6 +57,7 @@ from dockyard.core.models import (
     Volume,
 )
 from dockyard.core.protocol import MountSpec
+from dockyard.core.quotas import UNLIMITED, TenantQuota
 from dockyard.core.tenancy import UID_RANGE_SIZE
 from dockyard.store.base import ALL_TENANTS, Store
 
@@ -74,6 +75,7 @@ __all__ = [
     "check_container_found_by_unique_prefix",
     "check_container_names_unique_per_tenant",
     "check_container_not_found",
+    "check_container_totals_count_every_state",
     "check_containers_of_other_tenants_are_invisible",
     "check_delete_container",
     "check_event_retention",
@@ -90,6 +92,7 @@ __all__ = [
     "check_networks",
     "check_rename_container",
     "check_tenant_by_name_and_delete",
+    "check_tenant_quotas",
     "check_tenants_get_disjoint_uid_ranges",
     "check_users_and_tokens",
     "check_volumes",
@@ -951,6 +954,69 @@ def check_tenant_by_name_and_delete(make_store: StoreFactory) -> None:
         assert again.uid_base not in (a.uid_base, b.uid_base)
 
 
+def check_tenant_quotas(make_store: StoreFactory) -> None:
+    """A tenant starts on plan "" with no overrides; its plan and overrides are replaced
+    whole, kept apart from other tenants', refused for unknown tenants (NotFound) and for
+    unknown quotas or limits below -1 (InvalidArgument); they go with the tenant."""
+    with _opened(make_store) as store:
+        a = store.ensure_tenant("acme")
+        b = store.ensure_tenant("globex")
+        assert store.get_tenant_quota(a.id) == TenantQuota(tenant=a.id)
+        chosen = TenantQuota(
+            tenant=a.id, plan="pro", overrides={"memory": 3 << 30, "public_ips": UNLIMITED}
+        )
+        store.put_tenant_quota(chosen)
+        assert store.get_tenant_quota(a.id) == chosen
+        assert store.get_tenant_quota(b.id) == TenantQuota(tenant=b.id)
+        assert store.tenant_by_name("acme") == a  # the tenant itself is unchanged
+        store.put_tenant_quota(TenantQuota(tenant=a.id, plan="free"))
+        assert store.get_tenant_quota(a.id) == TenantQuota(tenant=a.id, plan="free")
+        _raises(NotFound, lambda: store.get_tenant_quota("no-such"), "quota of unknown tenant")
+        _raises(
+            NotFound,
+            lambda: store.put_tenant_quota(TenantQuota(tenant="no-such", plan="free")),
+            "setting the quota of an unknown tenant",
+        )
+        _raises(
+            InvalidArgument,
+            lambda: store.put_tenant_quota(TenantQuota(tenant=b.id, overrides={"cpus": 1})),
+            "an unknown quota",
+        )
+        _raises(
+            InvalidArgument,
+            lambda: store.put_tenant_quota(TenantQuota(tenant=b.id, overrides={"volumes": -2})),
+            "a limit below -1",
+        )
+        assert store.get_tenant_quota(b.id) == TenantQuota(tenant=b.id)
+        store.delete_tenant(a.id)
+        _raises(NotFound, lambda: store.get_tenant_quota(a.id), "quota of a deleted tenant")
+        again = store.ensure_tenant("acme")
+        assert store.get_tenant_quota(again.id) == TenantQuota(tenant=again.id)
+
+
+def check_container_totals_count_every_state(make_store: StoreFactory) -> None:
+    """container_totals sums the memory and counts the containers of one tenant in every
+    state and phase (created, running, exited, dead, mid-create), none of another's."""
+    with _opened(make_store) as store:
+        assert store.container_totals(tenant=TENANT_A) == (0, 0)
+        states = (Status.CREATED, Status.RUNNING, Status.EXITED, Status.DEAD, Status.PAUSED)
+        for index, status in enumerate(states):
+            record = _container(tenant=TENANT_A, name=f"c{index}", cid=_hex_id(f"c{index}"))
+            record.memory = (index + 1) * 64 << 20
+            record.state = ContainerState(status=status)
+            store.add_container(record)
+        creating = _container(tenant=TENANT_A, name="new", cid=_hex_id("d0"))
+        creating.memory, creating.phase = 256 << 20, "creating"
+        store.add_container(creating)
+        other = _container(tenant=TENANT_B, name="c0", cid=_hex_id("e0"))
+        other.memory = 1 << 30
+        store.add_container(other)
+        assert store.container_totals(tenant=TENANT_A) == ((1 + 2 + 3 + 4 + 5 + 4) * 64 << 20, 6)
+        assert store.container_totals(tenant=TENANT_B) == (1 << 30, 1)
+        store.delete_container(tenant=TENANT_A, container_id=creating.id)
+        assert store.container_totals(tenant=TENANT_A) == ((1 + 2 + 3 + 4 + 5) * 64 << 20, 5)
+
+
 CHECKS: tuple[Check, ...] = (
     check_tenants_get_disjoint_uid_ranges,
     check_hosts,
@@ -969,6 +1035,8 @@ CHECKS: tuple[Check, ...] = (
     check_users_and_tokens,
     check_tenant_by_name_and_delete,
     check_client_certs,
+    check_tenant_quotas,
+    check_container_totals_count_every_state,
     check_images,
     check_image_tags_move_between_images,
     check_images_of_other_tenants_are_invisible,

@@ -44,6 +44,7 @@ from dockyard.core.errors import (
     DockyardError,
     InvalidArgument,
     NotFound,
+    QuotaExceeded,
     Unavailable,
 )
 from dockyard.core.layout import Layout
@@ -57,6 +58,7 @@ from dockyard.core.protocol import (
     Resources,
 )
 from dockyard.core.signals import parse_signal
+from dockyard.core.units import format_bytes
 from dockyard.images.layers import LayerStore
 from dockyard.images.snapshot import Snapshotter
 from dockyard.network.host import HostNetwork
@@ -132,6 +134,9 @@ class ContainerManager:
         self._background: set[asyncio.Task[None]] = set()
         self._releasing: dict[str, asyncio.Task[None]] = {}
         self._prepared: dict[str, asyncio.Task[int]] = {}
+        self.writable_used: dict[str, int] = {}
+        """Bytes each container's writable layer held when last measured (agent.usage)."""
+        self._exit_reasons: dict[str, str] = {}  # why the agent itself killed a container
         self.rootfs_users = RootfsUsers()  # docker cp and export at work in a rootfs
         self._nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         if self._nofile == resource.RLIM_INFINITY:
@@ -162,7 +167,15 @@ class ContainerManager:
         return Cgroup(self._cgroups_path(record.request))
 
     def _cgroups_path(self, req: CreateRequest) -> str:
-        return f"{self._layout.cgroup_root}/{req.tenant[:16]}/{req.id}"
+        return f"{self.tenant_cgroup_path(req.tenant)}/{req.id}"
+
+    def tenant_cgroup_path(self, tenant: str) -> str:
+        """The parent cgroup of every container of ``tenant`` on this host."""
+        return f"{self._layout.cgroup_root}/{tenant[:16]}"
+
+    def records(self) -> list[AgentRecord]:
+        """Every container on this host (a snapshot)."""
+        return list(self._records.values())
 
     def status(self, container_id: str) -> ContainerStatus:
         return self._get(container_id).status_message()
@@ -247,8 +260,34 @@ class ContainerManager:
             record = self._get(container_id)
             if record.status in ("running", "paused"):
                 raise Conflict(f"container {container_id} is already running")
+            self._check_writable(record)
             await self._start_locked(record)
             return record.status_message()
+
+    def _check_writable(self, record: AgentRecord) -> None:
+        """QuotaExceeded if the writable layer was last measured past its cap."""
+        used = self.writable_used.get(record.id, 0)
+        cap = record.request.resources.writable
+        if cap and used > cap:
+            raise QuotaExceeded(
+                f"the writable layer of container {record.id[:12]} holds {format_bytes(used)}, "
+                f"more than the {format_bytes(cap)} its size allows: copy out what you need "
+                "and remove it, or give it a larger size (docker update -m)"
+            )
+
+    async def kill_over_cap(self, container_id: str, used: int) -> None:
+        """Kill a running container whose writable layer holds ``used`` bytes, past its
+        cap; the exit carries the reason as its error (the disk's OOM kill)."""
+        record = self._get(container_id)
+        cap = record.request.resources.writable
+        self._exit_reasons[container_id] = (
+            f"killed: the writable layer held {format_bytes(used)}, more than the "
+            f"{format_bytes(cap)} its size allows"
+        )
+        try:
+            await self.kill(container_id, signals.SIGKILL)
+        except (Conflict, NotFound):
+            self._exit_reasons.pop(container_id, None)
 
     async def _create_runtime(self, record: AgentRecord) -> int:
         """Write config.json and have conmon run ``crun create``: the process exists,
@@ -403,7 +442,12 @@ class ContainerManager:
             # output into the log; it exits once it has. Reporting the exit earlier would
             # let `docker run` read the logs short of their end.
             await _wait_for_monitor(paths)
-            await self._finish(record, code=code, when=_mtime_ns(paths.exit_file))
+            await self._finish(
+                record,
+                code=code,
+                when=_mtime_ns(paths.exit_file),
+                error=self._exit_reasons.pop(container_id, ""),
+            )
         if record.request.auto_remove:
             # --rm: the container goes right after its exit is reported, whether or not
             # the controller is there to ask (as Docker's daemon does it).
@@ -547,6 +591,7 @@ class ContainerManager:
             record.phase = "deleting"
             self._save(record)
             self._records.pop(container_id, None)
+            self.writable_used.pop(container_id, None)
             self._exit_event(container_id).set()
             self.logs.forget(container_id)
         self._locks.pop(container_id, None)

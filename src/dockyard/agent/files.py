@@ -173,6 +173,9 @@ class ContainerFiles:
         ) as child:
             await child.feed(body)
             await child.answer()
+        # Measured anew in the next round, running or not: a copy grows the writable layer
+        # (or a volume) like a write from inside does.
+        self._manager.writable_used.pop(container_id, None)
 
     async def changes(self, container_id: str) -> list[FileChange]:
         """``docker diff``: what the container changed over its image."""

@@ -25,6 +25,7 @@ from dockyard.agent.files_http import add_file_routes
 from dockyard.agent.logs import serve_logs
 from dockyard.agent.stats import sample
 from dockyard.agent.top import top
+from dockyard.agent.usage import DiskWatch
 from dockyard.core.errors import DockyardError, InvalidArgument, NotFound
 from dockyard.core.protocol import (
     AgentInfo,
@@ -90,6 +91,7 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
     volumes: LocalVolumes,
     info: Callable[[], AgentInfo],
     files: ContainerFiles | None = None,
+    usage: DiskWatch | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=64 * 1024 * 1024)
     routes = web.RouteTableDef()
@@ -299,6 +301,12 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
             volumes.remove, tenant=request.match_info["tenant"], name=request.match_info["name"]
         )
         return _json({})
+
+    if usage is not None:
+
+        @routes.get("/v1/tenants/{tenant}/usage")
+        async def tenant_usage(request: web.Request) -> web.Response:
+            return _json(await usage.tenant_usage(request.match_info["tenant"]))
 
     if files is not None:
         add_file_routes(routes, files)  # archive, export, changes (agent/files_http.py)

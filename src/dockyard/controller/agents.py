@@ -31,6 +31,7 @@ from dockyard.core.protocol import (
     PathStat,
     Resources,
     StopRequest,
+    TenantUsage,
     TopResult,
     VolumeRequest,
 )
@@ -236,6 +237,9 @@ class AgentClient:
 
     async def remove_volume(self, tenant: str, name: str) -> None:
         await self._call("DELETE", f"/v1/volumes/{tenant}/{name}")
+
+    async def tenant_usage(self, tenant: str) -> TenantUsage:
+        return await self._typed(TenantUsage, "GET", f"/v1/tenants/{tenant}/usage")
 
     # streams -------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from dockyard.agent.files import ContainerFiles
 from dockyard.agent.hostinfo import host_info
 from dockyard.agent.inotify import DirectoryWatch
 from dockyard.agent.server import make_app
+from dockyard.agent.usage import DEFAULT_DISK_INTERVAL, DiskWatch
 from dockyard.core.ids import new_id
 from dockyard.core.layout import Layout
 from dockyard.core.protocol import ExecStatus
@@ -55,7 +56,7 @@ def agent_id(layout: Layout) -> str:
         return value
 
 
-async def run(layout: Layout, controller: str) -> None:
+async def run(layout: Layout, controller: str, *, disk_interval: float) -> None:
     use_pidfd_child_watcher()
     for directory in (layout.agent_dir, layout.containers_dir, layout.exits_dir):
         directory.mkdir(parents=True, exist_ok=True)
@@ -90,6 +91,8 @@ async def run(layout: Layout, controller: str) -> None:
     watch.start()
     await manager.recover()
     manager.process_pending_exits()
+    disk = DiskWatch(manager=manager, volumes=volumes, interval=disk_interval)
+    disk.start()
     ident = agent_id(layout)
     info = host_info(
         agent_id=ident, boot_id=events.boot_id, root_dir=layout.agent_dir, crun="/usr/bin/crun"
@@ -101,6 +104,7 @@ async def run(layout: Layout, controller: str) -> None:
             volumes=volumes,
             info=lambda: info,
             files=ContainerFiles(manager=manager, volumes=volumes, layers=layers),
+            usage=disk,
         ),
         layout.agent_socket,
         mode=0o600,
@@ -110,6 +114,7 @@ async def run(layout: Layout, controller: str) -> None:
         await wait_for_signal()
     finally:
         watch.close()
+        await disk.close()
         manager.logs.close()
         await runner.cleanup()
         log.info("agent stopped; containers keep running under conmon")
@@ -123,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="controller's internal address, unix:///path or http://host:port",
     )
+    parser.add_argument(
+        "--disk-interval",
+        type=float,
+        default=DEFAULT_DISK_INTERVAL,
+        help="seconds between measurements of writable layers and volumes (0: on demand)",
+    )
     return parser
 
 
@@ -132,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     layout = layout_from(args)
     try:
         with pidfile_lock(layout.agent_pidfile):
-            asyncio.run(run(layout, args.controller))
+            asyncio.run(run(layout, args.controller, disk_interval=args.disk_interval))
     except AlreadyRunning:
         log.info("an agent already runs for %s", layout.state_dir)
     return 0

@@ -100,9 +100,7 @@ class DiskWatch:
         started = now_ns()
         records = self._manager.records()
         # What may have grown: running now, or ran since the previous round began.
-        busy = {
-            r.id for r in records if r.status in _ACTIVE or r.finished_at >= self._previous
-        }
+        busy = {r.id for r in records if r.status in _ACTIVE or r.finished_at >= self._previous}
         layers = {
             r.id: self._manager.paths(r.id).upper
             for r in records

@@ -1,4 +1,4 @@
-"""The operator's API: tenants, their users and tokens (``dockyard admin ...``).
+"""The operator's API: tenants, their users, tokens, plans and quotas (``dockyard admin``).
 
 Served on the controller's root-only internal socket, never on the tenants' endpoint:
 whoever can open that socket is the operator. JSON in and out; errors in Docker's form.
@@ -10,24 +10,37 @@ from typing import Any
 
 from aiohttp import web
 
-from dockyard.api.docker.body import get_bool, get_int, get_str, get_str_list, read_json
+from dockyard.api.docker.body import (
+    get_bool,
+    get_int,
+    get_map,
+    get_str,
+    get_str_list,
+    read_json,
+)
 from dockyard.api.errors import json_response
+from dockyard.api.quota_json import plan_json, report_json
 from dockyard.controller.app import Controller
 from dockyard.controller.identity import IdentityService, NewTenant
+from dockyard.controller.plans import BOOTSTRAP_PLAN
 from dockyard.core.errors import InvalidArgument
 from dockyard.core.identity import Role, Token, User
+from dockyard.core.quotas import parse_limit
 from dockyard.core.tenancy import Tenant
 
 __all__ = ["add_admin_routes", "routes", "token_json", "user_json"]
 
 
-def tenant_json(tenant: Tenant) -> dict[str, Any]:
-    return {
+def tenant_json(tenant: Tenant, *, plan: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {
         "id": tenant.id,
         "name": tenant.name,
         "uid_base": tenant.uid_base,
         "uid_size": tenant.uid_size,
     }
+    if plan:
+        out["plan"] = plan
+    return out
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -47,9 +60,9 @@ def token_json(token: Token) -> dict[str, Any]:
     }
 
 
-def _new_tenant_json(made: NewTenant) -> dict[str, Any]:
+def _new_tenant_json(made: NewTenant, *, plan: str) -> dict[str, Any]:
     return {
-        "tenant": tenant_json(made.tenant),
+        "tenant": tenant_json(made.tenant, plan=plan),
         "user": user_json(made.user),
         "token": made.token.text,
         "token_id": made.token.token.id,
@@ -86,29 +99,43 @@ def _tenant(request: web.Request) -> Tenant:
     return _identity(request).tenant(request.match_info["tenant"])
 
 
+def _plan_of(request: web.Request, tenant: Tenant) -> str:
+    quotas = _controller(request).quotas
+    return quotas.plan_of(quotas.settings(tenant.id)).name
+
+
 @routes.post("/admin/v1/bootstrap")
 async def bootstrap(request: web.Request) -> web.Response:
     body = await read_json(request)
+    quotas = _controller(request).quotas
+    plan = quotas.plan(get_str(body, "plan") or BOOTSTRAP_PLAN).name
     made = _identity(request).bootstrap(
         get_str(body, "tenant") or "default", user=get_str(body, "user") or "admin"
     )
-    return json_response(_new_tenant_json(made), status=201)
+    if not quotas.settings(made.tenant.id).plan:  # a plan never chosen: the operator's own
+        quotas.update(made.tenant.id, plan=plan)
+    return json_response(_new_tenant_json(made, plan=_plan_of(request, made.tenant)), status=201)
 
 
 @routes.get("/admin/v1/tenants")
 async def tenants(request: web.Request) -> web.Response:
-    return json_response([tenant_json(t) for t in _identity(request).list_tenants()])
+    return json_response(
+        [tenant_json(t, plan=_plan_of(request, t)) for t in _identity(request).list_tenants()]
+    )
 
 
 @routes.post("/admin/v1/tenants")
 async def create_tenant(request: web.Request) -> web.Response:
     body = await read_json(request)
     name, user = get_str(body, "name"), get_str(body, "user") or "admin"
+    quotas = _controller(request).quotas
+    plan = quotas.plan(get_str(body, "plan") or quotas.default_plan).name  # before making it
     made = _identity(request).create_tenant(name, user=user)
+    quotas.update(made.tenant.id, plan=plan)
     if get_bool(body, "seed_busybox"):
         images = _controller(request).images
         await images.seed_busybox(tenant=made.tenant.id, tags=("busybox:latest",))
-    return json_response(_new_tenant_json(made), status=201)
+    return json_response(_new_tenant_json(made, plan=plan), status=201)
 
 
 @routes.delete("/admin/v1/tenants/{tenant}")
@@ -164,3 +191,41 @@ async def issue(request: web.Request) -> web.Response:
 async def revoke(request: web.Request) -> web.Response:
     _identity(request).revoke(_tenant(request).id, request.match_info["token"])
     return web.Response(status=204)
+
+
+# plans and quotas ------------------------------------------------------------------------
+
+
+@routes.get("/admin/v1/plans")
+async def plans(request: web.Request) -> web.Response:
+    quotas = _controller(request).quotas
+    return json_response(
+        [plan_json(p, default=p.name == quotas.default_plan) for p in quotas.plans()]
+    )
+
+
+@routes.get("/admin/v1/tenants/{tenant}/quota")
+async def quota(request: web.Request) -> web.Response:
+    tenant = _tenant(request)
+    report = await _controller(request).quotas.report(tenant.id)
+    return json_response(report_json(tenant, report))
+
+
+@routes.put("/admin/v1/tenants/{tenant}/quota")
+async def set_quota(request: web.Request) -> web.Response:
+    tenant = _tenant(request)
+    body = await read_json(request)
+    raw = get_map(body, "limits")
+    limits = {}
+    for name, value in raw.items():
+        if not isinstance(value, str | int):
+            raise InvalidArgument(f"invalid limit for {name}: {value!r}")
+        limits[name] = parse_limit(name, value)
+    quotas = _controller(request).quotas
+    quotas.update(
+        tenant.id,
+        plan=get_str(body, "plan"),
+        limits=limits,
+        reset=get_str_list(body, "reset") or (),
+    )
+    return json_response(report_json(tenant, await quotas.report(tenant.id)))

@@ -1,7 +1,8 @@
 """Dockyard's own API (``/v1/...``) beside Docker's, on the same endpoint and auth.
 
 What the ``dockyard`` CLI needs that Docker's API has no words for: who am I, my tokens,
-and (with the ``admin`` scope) my tenant's users. Documented in docs/native-api.md.
+(with the ``admin`` scope) my tenant's users, the container sizes, and my use against my
+quotas. Documented in docs/native-api.md.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from dockyard.api.admin import token_json, user_json
 from dockyard.api.docker.body import get_int, get_str, get_str_list, read_json
 from dockyard.api.docker.context import ApiContext, principal_of
 from dockyard.api.errors import json_response
+from dockyard.api.quota_json import asked_from, refusal_json, report_json, sizes_json
 from dockyard.core.errors import InvalidArgument, NotFound, PermissionDenied
 from dockyard.core.identity import Principal, Role
+from dockyard.core.quotas import quota_exceeded
 
 __all__ = ["routes"]
 
@@ -109,3 +112,36 @@ async def remove_user(request: web.Request) -> web.Response:
         principal.tenant.id, request.match_info["name"]
     )
     return web.Response(status=204)
+
+
+@routes.get("/v1/sizes")
+async def sizes(request: web.Request) -> web.Response:
+    config = ApiContext.of(request).controller.config
+    return json_response(sizes_json(config.default_size))
+
+
+@routes.get("/v1/usage")
+async def usage(request: web.Request) -> web.Response:
+    tenant = principal_of(request).tenant
+    report = await ApiContext.of(request).controller.quotas.report(tenant.id)
+    return json_response(report_json(tenant, report))
+
+
+@routes.post("/v1/usage/check")
+async def usage_check(request: web.Request) -> web.Response:
+    controller = ApiContext.of(request).controller
+    tenant = principal_of(request).tenant
+    asked, chosen = asked_from(
+        await read_json(request, empty_ok=True), default_size=controller.config.default_size
+    )
+    report, refused = await controller.quotas.dry_run(tenant.id, asked)
+    return json_response(
+        {
+            "fits": not refused,
+            "message": quota_exceeded(refused, plan=report.plan.name).message if refused else "",
+            "asked": asked.as_dict(),
+            "containers": [{"size": s.name, "memory": s.memory} for s in chosen],
+            "refusals": [refusal_json(r) for r in refused],
+            **report_json(tenant, report),
+        }
+    )

@@ -281,15 +281,22 @@ def tenant() -> None:
 @tenant.command("create")
 @click.argument("name")
 @click.option("--user", default="admin", show_default=True, help="its first (admin) user")
+@click.option("--plan", default="", help="its plan (default: the controller's default plan)")
 @click.option("--seed-busybox", is_flag=True, help="give it busybox:latest")
 @_admin_options
-def tenant_create(
-    name: str, user: str, seed_busybox: bool, state_dir: Path, run_dir: Path, instance: str
+def tenant_create(  # noqa: PLR0917  (click passes options positionally)
+    name: str,
+    user: str,
+    plan: str,
+    seed_busybox: bool,
+    state_dir: Path,
+    run_dir: Path,
+    instance: str,
 ) -> None:
     """Create a tenant with an admin user; prints that user's token."""
     try:
         made = _admin_client(state_dir, run_dir, instance).create_tenant(
-            name, user=user, seed_busybox=seed_busybox
+            name, user=user, seed_busybox=seed_busybox, plan=plan
         )
     except DockyardError as exc:
         raise _fail(exc) from exc
@@ -304,8 +311,11 @@ def tenant_list(state_dir: Path, run_dir: Path, instance: str) -> None:
     except DockyardError as exc:
         raise _fail(exc) from exc
     _table(
-        ["NAME", "ID", "UIDS"],
-        [[t["name"], t["id"][:12], f"{t['uid_base']}+{t['uid_size']}"] for t in listed],
+        ["NAME", "ID", "PLAN", "UIDS"],
+        [
+            [t["name"], t["id"][:12], t.get("plan", ""), f"{t['uid_base']}+{t['uid_size']}"]
+            for t in listed
+        ],
     )
 
 

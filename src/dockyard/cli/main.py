@@ -16,6 +16,7 @@ import click
 from dockyard.cli import daemons as d
 from dockyard.cli.certs import cert
 from dockyard.cli.identity import admin, login, login_local, logout, token, whoami
+from dockyard.cli.usage import info, usage
 from dockyard.core.errors import DockyardError
 from dockyard.core.layout import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, Layout
 
@@ -168,5 +169,5 @@ def _layout_flags(layout: Layout) -> str:
     return flags
 
 
-for _command in (login, logout, whoami, token, cert, admin):
+for _command in (login, logout, whoami, token, cert, admin, usage, info):
     main.add_command(_command)

@@ -56,6 +56,32 @@ class NativeClient:
     def revoke_cert(self, serial: str) -> None:
         self._http.call("DELETE", f"/v1/certs/{serial}")
 
+    def sizes(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._http.call("GET", "/v1/sizes")
+        return result
+
+    def usage(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call("GET", "/v1/usage")
+        return result
+
+    def check_usage(
+        self,
+        *,
+        containers: list[dict[str, Any]] | None = None,
+        volumes: int = 0,
+        public_ips: int = 0,
+        image_storage: int = 0,
+    ) -> dict[str, Any]:
+        """Would this fit? ``containers`` holds ``{"size": name}`` or ``{"memory": bytes}``."""
+        body = {
+            "containers": containers or [],
+            "volumes": volumes,
+            "public_ips": public_ips,
+            "image_storage": image_storage,
+        }
+        result: dict[str, Any] = self._http.call("POST", "/v1/usage/check", body=body)
+        return result
+
 
 class AdminClient:
     def __init__(self, address: str) -> None:
@@ -71,12 +97,13 @@ class AdminClient:
         result: list[dict[str, Any]] = self._http.call("GET", "/admin/v1/tenants")
         return result
 
-    def create_tenant(self, name: str, *, user: str, seed_busybox: bool = False) -> dict[str, Any]:
-        result: dict[str, Any] = self._http.call(
-            "POST",
-            "/admin/v1/tenants",
-            body={"name": name, "user": user, "seed_busybox": seed_busybox},
-        )
+    def create_tenant(
+        self, name: str, *, user: str, seed_busybox: bool = False, plan: str = ""
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "user": user, "seed_busybox": seed_busybox}
+        if plan:
+            body["plan"] = plan
+        result: dict[str, Any] = self._http.call("POST", "/admin/v1/tenants", body=body)
         return result
 
     def remove_tenant(self, name: str) -> None:
@@ -129,3 +156,27 @@ class AdminClient:
 
     def revoke_cert(self, tenant: str, serial: str) -> None:
         self._http.call("DELETE", f"/admin/v1/tenants/{tenant}/certs/{serial}")
+
+    def plans(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._http.call("GET", "/admin/v1/plans")
+        return result
+
+    def quota(self, tenant: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call("GET", f"/admin/v1/tenants/{tenant}/quota")
+        return result
+
+    def set_quota(
+        self,
+        tenant: str,
+        *,
+        plan: str = "",
+        limits: dict[str, int | str] | None = None,
+        reset: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Move ``tenant`` to ``plan``, drop the overrides in ``reset`` (``"all"``), set
+        ``limits`` (quota -> bytes, count, a size such as ``"4g"`` or ``"unlimited"``)."""
+        body: dict[str, Any] = {"plan": plan, "limits": limits or {}, "reset": reset or []}
+        result: dict[str, Any] = self._http.call(
+            "PUT", f"/admin/v1/tenants/{tenant}/quota", body=body
+        )
+        return result

@@ -16,8 +16,9 @@ from dockyard.core.capabilities import DEFAULT_CAPABILITIES, effective
 from dockyard.core.errors import InvalidArgument, PermissionDenied
 from dockyard.core.models import HostConfig, RestartPolicy
 from dockyard.core.protocol import Resources
+from dockyard.core.sizes import Size, choose_size
 
-__all__ = ["ALLOWED_CAPABILITY_ADDS", "Admitted", "admit"]
+__all__ = ["ALLOWED_CAPABILITY_ADDS", "Admitted", "admit", "container_size"]
 
 MIN_MEMORY = 6 * 1024 * 1024
 ALLOWED_CAPABILITY_ADDS = frozenset({*DEFAULT_CAPABILITIES, "CAP_NET_ADMIN"})
@@ -31,6 +32,8 @@ class Admitted:
     warnings: tuple[str, ...]
     logging: LogSettings
     """The log files' settings; their warnings are the create's, not the update's."""
+    size: Size
+    """The container's size: its memory, default CPU shares and writable-layer cap."""
 
 
 def _refuse(what: str, why: str) -> PermissionDenied:
@@ -80,23 +83,31 @@ def _restart_policy(policy: RestartPolicy, auto_remove: bool) -> None:
         raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
 
 
-def resources_for(hc: HostConfig, config: ControllerConfig) -> Resources:
-    """Validate the limits and apply the defaults every container gets."""
-    ncpu = os.cpu_count() or 1
+def container_size(hc: HostConfig, config: ControllerConfig, *, label: str = "") -> Size:
+    """The size a container gets: the one its ``dockyard.size`` ``label`` names, else the
+    smallest holding its memory request, else the default; InvalidArgument beyond the
+    largest, for an unknown name, or for a request larger than the named size."""
     if hc.memory < 0 or hc.memory_reservation < 0 or hc.shm_size < 0:
         raise InvalidArgument("memory values cannot be negative")
     if hc.memory and hc.memory < MIN_MEMORY:
         raise InvalidArgument("Minimum memory limit allowed is 6MB")
-    if hc.memory > config.max_memory:
-        raise InvalidArgument(
-            f"memory limit {hc.memory} exceeds the largest container size ({config.max_memory})"
-        )
-    memory = hc.memory or config.default_memory
-    if hc.memory_swap > 0 and hc.memory_swap < memory:
+    return choose_size(label=label, memory=hc.memory, default=config.default_size)
+
+
+def resources_for(hc: HostConfig, config: ControllerConfig, size: Size | None = None) -> Resources:
+    """Validate the limits and apply the defaults every container gets: the memory, CPU
+    shares (unless asked for) and writable-layer cap of its ``size`` (by default the one
+    :func:`container_size` picks without a label)."""
+    ncpu = os.cpu_count() or 1
+    if size is None:
+        size = container_size(hc, config)
+    # Docker's checks are on what was asked; the size only ever rounds memory up.
+    requested = hc.memory or size.memory
+    if hc.memory_swap > 0 and hc.memory_swap < requested:
         raise InvalidArgument(
             "Minimum memoryswap limit should be larger than memory limit, see usage"
         )
-    if hc.memory_reservation and hc.memory_reservation > memory:
+    if hc.memory_reservation and hc.memory_reservation > requested:
         raise InvalidArgument(
             "Minimum memory limit can not be less than memory reservation limit, see usage"
         )
@@ -127,26 +138,30 @@ def resources_for(hc: HostConfig, config: ControllerConfig) -> Resources:
         period = 100_000
         quota = hc.nano_cpus * period // 1_000_000_000
     pids = hc.pids_limit if hc.pids_limit > 0 else config.default_pids
+    swap = max(hc.memory_swap, size.memory) if hc.memory_swap > 0 else min(hc.memory_swap, 0)
     return Resources(
-        memory=memory,
-        memory_swap=hc.memory_swap if hc.memory_swap > 0 else (-1 if hc.memory_swap < 0 else 0),
+        memory=size.memory,
+        memory_swap=-1 if swap < 0 else swap,
         memory_reservation=hc.memory_reservation,
-        cpu_shares=hc.cpu_shares,
+        cpu_shares=hc.cpu_shares or size.cpu_shares,
         cpu_quota=quota,
         cpu_period=period,
         cpuset_cpus=hc.cpuset_cpus,
         cpuset_mems=hc.cpuset_mems,
         pids_limit=pids,
         blkio_weight=hc.blkio_weight,
+        writable=size.writable,
     )
 
 
-def admit(hc: HostConfig, config: ControllerConfig) -> Admitted:
-    """Check ``hc`` against policy and return what the container will get."""
+def admit(hc: HostConfig, config: ControllerConfig, *, size_label: str = "") -> Admitted:
+    """Check ``hc`` against policy and return what the container will get;
+    ``size_label`` is the value of its ``dockyard.size`` label, if any."""
     check_policy(hc)
     _restart_policy(hc.restart_policy, hc.auto_remove)
     logging = log_settings(hc.log_type, hc.log_options, config)
-    resources = resources_for(hc, config)
+    size = container_size(hc, config, label=size_label)
+    resources = resources_for(hc, config, size)
     capabilities = effective(
         add=list(hc.cap_add), drop=list(hc.cap_drop), allowed_add=ALLOWED_CAPABILITY_ADDS
     )
@@ -167,4 +182,5 @@ def admit(hc: HostConfig, config: ControllerConfig) -> Admitted:
         capabilities=capabilities,
         warnings=tuple(warnings),
         logging=logging,
+        size=size,
     )

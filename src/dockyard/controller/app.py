@@ -21,6 +21,7 @@ from dockyard.controller.hosts import HostRegistry
 from dockyard.controller.identity import IdentityService
 from dockyard.controller.images import ImageService
 from dockyard.controller.networks import NetworkService
+from dockyard.controller.quotas import QuotaService
 from dockyard.controller.sync import AgentFollower
 from dockyard.controller.volumes import VolumeService
 from dockyard.core.errors import DockyardError, NotFound
@@ -42,11 +43,20 @@ class Controller:
         self.store = store
         self.hosts = HostRegistry(store)
         self.events = EventLog(store, keep=config.events_keep, max_age=config.events_max_age)
+        content = ContentStore(layout.blobs_dir)
+        self.quotas = QuotaService(
+            store=store,
+            plans=config.plans,
+            default_plan=config.default_plan,
+            content=content,
+            hosts=self.hosts,
+        )
         self.images = ImageService(
             store=store,
-            content=ContentStore(layout.blobs_dir),
+            content=content,
             spool_dir=layout.controller_dir / "tmp",
             events=self.events,
+            quotas=self.quotas,
         )
         self.networks = NetworkService(store=store, layout=layout, subnet=config.bridge_subnet)
         self.volumes = VolumeService(
@@ -54,6 +64,7 @@ class Controller:
             agent_for=self.hosts.client,
             default_host=self.hosts.default_host,
             events=self.events,
+            quotas=self.quotas,
         )
         self.containers = ContainerService(
             store=store,
@@ -63,6 +74,7 @@ class Controller:
             networks=self.networks,
             volumes=self.volumes,
             events=self.events,
+            quotas=self.quotas,
         )
         self.execs = ExecService(
             store=store, hosts=self.hosts, containers=self.containers, events=self.events

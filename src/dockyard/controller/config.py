@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from dockyard.controller.plans import DEFAULT_PLAN, builtin_plans
 from dockyard.core.certs import CLIENT_CERT_MAX_TTL
 from dockyard.core.errors import InvalidArgument
 from dockyard.core.layout import Layout
+from dockyard.core.quotas import Plan
+from dockyard.core.sizes import DEFAULT_SIZE
 
 __all__ = [
     "DEFAULT_BRIDGE_SUBNET",
@@ -32,14 +36,15 @@ class ControllerConfig:
     """``bridge_subnet`` is the default network's IPv4 subnet on every host; two instances
     on one host need different ones. ``uid_range_start`` is the first host uid handed to
     tenants. The ``default_*`` limits apply when a create asks for none, so that one
-    container can never take the host down (a fork bomb meets ``default_pids``)."""
+    container can never take the host down (a fork bomb meets ``default_pids``); a
+    container's memory is that of its size (``dockyard.core.sizes``), ``default_size``
+    when it asks for none."""
 
     layout: Layout
     bridge_subnet: str = DEFAULT_BRIDGE_SUBNET
     uid_range_start: int = DEFAULT_UID_RANGE_START
-    default_memory: int = 256 * MIB
+    default_size: str = DEFAULT_SIZE
     default_pids: int = 1024
-    max_memory: int = 16 * 1024 * MIB
     default_stop_timeout: int = 10
     log_max_size: int = 16 * MIB
     """Log files of a container that asks for no ``max-size`` hold this many bytes each."""
@@ -63,6 +68,10 @@ class ControllerConfig:
     """Host names and IPs the listener's certificate is valid for."""
     client_cert_max_ttl: int = CLIENT_CERT_MAX_TTL
     """The longest lifetime of a client certificate, in seconds."""
+    plans: Mapping[str, Plan] = field(default_factory=builtin_plans)
+    """Plans tenants can be on, by name (``controller.plans``; ``--plans`` adds to them)."""
+    default_plan: str = DEFAULT_PLAN
+    """The plan of a tenant whose plan was never chosen, or is no longer offered."""
 
     @property
     def tls_endpoint(self) -> str:

@@ -33,6 +33,7 @@ from dockyard.controller.logs import follow_logs
 from dockyard.controller.merge import build_process, merge_config
 from dockyard.controller.mounts import plan_mounts
 from dockyard.controller.networks import NetworkService
+from dockyard.controller.quotas import QuotaService
 from dockyard.controller.restart import RestartTracker
 from dockyard.controller.volumes import VolumeService
 from dockyard.core.clock import now_ns
@@ -64,6 +65,7 @@ from dockyard.core.protocol import (
     TopResult,
 )
 from dockyard.core.signals import parse_signal
+from dockyard.core.sizes import SIZE_LABEL
 from dockyard.core.tenancy import Tenant
 from dockyard.scheduler.placement import PlacementRequest, place
 from dockyard.store.base import ALL_TENANTS, Store
@@ -120,8 +122,10 @@ class ContainerService:
         networks: NetworkService,
         volumes: VolumeService,
         events: EventLog,
+        quotas: QuotaService,
     ) -> None:
         self._store = store
+        self._quotas = quotas
         self._events = events
         self._config = config
         self._hosts = hosts
@@ -198,10 +202,15 @@ class ContainerService:
     async def create(
         self, *, tenant: Tenant, name: str, config: ContainerConfig, host_config: HostConfig
     ) -> CreateResult:
-        """Create a container from the user's config (Docker's Config and HostConfig)."""
-        admitted = admit(host_config, self._config)
+        """Create a container from the user's config (Docker's Config and HostConfig).
+
+        Its size comes from the user's ``dockyard.size`` label or ``-m`` (an image's label
+        does not choose it) and is written into the label; QuotaExceeded, with nothing
+        made, if the tenant's memory or container quota cannot take it."""
+        admitted = admit(host_config, self._config, size_label=config.labels.get(SIZE_LABEL, ""))
         image = self._images.resolve(tenant=tenant.id, ref=config.image)
         merged = merge_config(config, self._images.config(image))
+        merged.labels[SIZE_LABEL] = admitted.size.name
         container_id = new_id()
         if not merged.hostname:
             merged.hostname = container_id[:12]
@@ -226,13 +235,17 @@ class ContainerService:
             memory=admitted.resources.memory,
             mounts=tuple(mounts),
             anonymous_volumes=tuple(anonymous),
+            size=admitted.size.name,
         )
         volumes_host = await self._volume_host(tenant.id, mounts)
         container.host = place(
             self._hosts.view(self._store.reservations(), overcommit=self._config.memory_overcommit),
             PlacementRequest(memory=admitted.resources.memory, pinned_host=volumes_host),
         ).host
-        self._add_named(container, chosen=bool(name))
+        async with self._quotas.lock(tenant.id):
+            # No await between the check and the add: the new record counts at once.
+            self._quotas.check_container(tenant.id, memory=container.memory)
+            self._add_named(container, chosen=bool(name))
         created_volumes: list[str] = []
         try:
             for mount in mounts:
@@ -562,12 +575,20 @@ class ContainerService:
             new_hc = container.host_config
             changes = {f: getattr(update.host_config, f) for f in update.fields}
             new_hc = replace(new_hc, **changes)
-            admitted = admit(new_hc, self._config)
-            container.host_config = new_hc
-            container.memory = admitted.resources.memory
-            # The agent applies the limits now if the container runs, else at next start.
-            await self._hosts.client(container.host).update(container.id, admitted.resources)
-            self._put(container)
+            # A new memory limit chooses the size anew; otherwise the size stays.
+            label = "" if "memory" in update.fields else container.config.labels.get(SIZE_LABEL, "")
+            admitted = admit(new_hc, self._config, size_label=label)
+            async with self._quotas.lock(tenant):
+                self._quotas.check_memory_growth(
+                    tenant, more=admitted.resources.memory - container.memory
+                )
+                # The agent applies the limits now if the container runs, else at next start.
+                await self._hosts.client(container.host).update(container.id, admitted.resources)
+                container.host_config = new_hc
+                container.memory = admitted.resources.memory
+                container.size = admitted.size.name
+                container.config.labels = {**container.config.labels, SIZE_LABEL: container.size}
+                self._put(container)
             self._events.container(container, "update")
             return admitted.warnings
 

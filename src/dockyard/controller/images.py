@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dockyard.controller.events import EventLog
+from dockyard.controller.quotas import QuotaService
 from dockyard.core.clock import now_ns
-from dockyard.core.errors import Conflict, InvalidArgument, NotFound
+from dockyard.core.errors import Conflict, InvalidArgument, NotFound, QuotaExceeded
 from dockyard.core.models import Image
 from dockyard.core.reference import is_digest, parse_reference
 from dockyard.images.archive import ImageRecord, import_rootfs, load_archive, save_archive
@@ -77,9 +78,16 @@ class RemovalReport:
 
 class ImageService:
     def __init__(
-        self, *, store: Store, content: ContentStore, spool_dir: Path, events: EventLog
+        self,
+        *,
+        store: Store,
+        content: ContentStore,
+        spool_dir: Path,
+        events: EventLog,
+        quotas: QuotaService,
     ) -> None:
         self._store = store
+        self._quotas = quotas
         self._events = events
         self._content = content
         self._spool = spool_dir
@@ -200,13 +208,30 @@ class ImageService:
             raise
         return handle
 
+    def _admit(self, tenant: str, records: Sequence[ImageRecord]) -> None:
+        """QuotaExceeded if the tenant's image storage cannot take ``records``; then the
+        blobs they brought that no image references are removed again."""
+        layers = {
+            diff_id: size
+            for record in records
+            for diff_id, size in zip(record.diff_ids, record.layer_sizes, strict=True)
+        }
+        try:
+            self._quotas.check_image_layers(tenant, layers)
+        except QuotaExceeded:
+            for record in records:
+                self._collect(self._record_to_image(tenant, record))
+            raise
+
     async def load(self, *, tenant: str, body: AsyncIterator[bytes]) -> list[Image]:
-        """``docker load``: every image of a Docker or OCI archive."""
+        """``docker load``: every image of a Docker or OCI archive; QuotaExceeded (with
+        nothing kept) if they do not fit the tenant's image storage."""
         with await self._spool_body(body) as archive:
             async with self._lock:
                 records = await asyncio.to_thread(
                     load_archive, archive, self._content, spool_dir=self._spool
                 )
+                await asyncio.to_thread(self._admit, tenant, records)
                 images = [self._add(tenant, r) for r in records]
         for image in images:
             self._event(image, "load")
@@ -221,7 +246,8 @@ class ImageService:
         changes: Sequence[str] = (),
         message: str = "",
     ) -> Image:
-        """``docker import``: one image from a filesystem tarball."""
+        """``docker import``: one image from a filesystem tarball; QuotaExceeded (with
+        nothing kept) if it does not fit the tenant's image storage."""
         tags = (parse_reference(tag).tagged(),) if tag else ()
         with await self._spool_body(body) as source:
             async with self._lock:
@@ -235,6 +261,7 @@ class ImageService:
                         spool_dir=self._spool,
                     )
                 )
+                await asyncio.to_thread(self._admit, tenant, [record])
                 image = self._add(tenant, record, extra_tags=tags)
         for name in tags:
             self._event(image, "tag", name)
@@ -242,7 +269,8 @@ class ImageService:
         return image
 
     async def seed_busybox(self, *, tenant: str, tags: Sequence[str]) -> Image:
-        """Publish the offline busybox image (built from the host's busybox-static)."""
+        """Publish the offline busybox image (built from the host's busybox-static): the
+        operator's gift, not checked against the tenant's image storage."""
         async with self._lock:
             record = await asyncio.to_thread(
                 functools.partial(

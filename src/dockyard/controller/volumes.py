@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from dockyard.controller.agents import AgentClient
 from dockyard.controller.events import EventLog
+from dockyard.controller.quotas import QuotaService
 from dockyard.core.clock import now_ns
 from dockyard.core.errors import Conflict, InvalidArgument, NotFound
 from dockyard.core.ids import new_id, validate_name
@@ -31,8 +32,10 @@ class VolumeService:
         agent_for: Callable[[str], AgentClient],
         default_host: Callable[[], str],
         events: EventLog,
+        quotas: QuotaService,
     ) -> None:
         self._store = store
+        self._quotas = quotas
         self._events = events
         self._agent_for = agent_for
         self._default_host = default_host
@@ -54,7 +57,9 @@ class VolumeService:
         anonymous: bool = False,
         host: str = "",
     ) -> Volume:
-        """Create a volume, or return the existing one of that name (Docker's behaviour)."""
+        """Create a volume, or return the existing one of that name (Docker's behaviour).
+
+        QuotaExceeded if the tenant's volume count or volume storage has no room left."""
         if driver not in ("", "local"):
             raise InvalidArgument(f"volume driver {driver!r} is not supported (only local)")
         if options:
@@ -66,20 +71,27 @@ class VolumeService:
             return self._store.get_volume(tenant=tenant.id, name=name)
         except NotFound:
             pass
-        host = host or self._default_host()
-        result = await self._agent_for(host).create_volume(
-            VolumeRequest(name=name, tenant=tenant.id, uid_base=tenant.uid_base)
-        )
-        volume = Volume(
-            name=name,
-            tenant=tenant.id,
-            created=now_ns(),
-            host=host,
-            mountpoint=str(result.get("mountpoint", "")),
-            labels=dict(labels or {}),
-            anonymous=anonymous,
-        )
-        self._store.add_volume(volume)
+        # Held across the agent's create, until the record that makes it count is added.
+        async with self._quotas.lock(tenant.id):
+            try:
+                return self._store.get_volume(tenant=tenant.id, name=name)
+            except NotFound:
+                pass
+            await self._quotas.check_volume(tenant.id)
+            host = host or self._default_host()
+            result = await self._agent_for(host).create_volume(
+                VolumeRequest(name=name, tenant=tenant.id, uid_base=tenant.uid_base)
+            )
+            volume = Volume(
+                name=name,
+                tenant=tenant.id,
+                created=now_ns(),
+                host=host,
+                mountpoint=str(result.get("mountpoint", "")),
+                labels=dict(labels or {}),
+                anonymous=anonymous,
+            )
+            self._store.add_volume(volume)
         self._events.volume(tenant=tenant.id, name=name, action="create")
         return volume
 

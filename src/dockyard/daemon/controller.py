@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
@@ -26,6 +27,7 @@ from dockyard.controller.config import (
     parse_address,
 )
 from dockyard.controller.pki import server_context
+from dockyard.controller.plans import DEFAULT_PLAN, builtin_plans, load_plans
 from dockyard.core.certs import CLIENT_CERT_MAX_TTL
 from dockyard.core.clock import go_duration
 from dockyard.core.errors import InvalidArgument
@@ -145,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest lifetime of a client certificate, a Go duration (default 720h)",
     )
     parser.add_argument(
+        "--plans",
+        type=Path,
+        help="a TOML file of plans ([plans.<name>] tables) added to the built-in ones",
+    )
+    parser.add_argument(
+        "--default-plan",
+        default=DEFAULT_PLAN,
+        help="the plan of tenants created without one (default: free)",
+    )
+    parser.add_argument(
         "--seed-busybox",
         action="store_true",
         help="give the default tenant busybox:latest if it has none",
@@ -153,9 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     setup_logging("controller")
     layout = layout_from(args)
+    try:
+        plans = load_plans(args.plans) if args.plans else builtin_plans()
+    except InvalidArgument as exc:
+        parser.error(exc.message)
+    if args.default_plan not in plans:
+        parser.error(f"--default-plan {args.default_plan}: no such plan ({', '.join(plans)})")
     config = ControllerConfig(
         layout=layout,
         bridge_subnet=args.bridge_subnet,
@@ -165,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         tls_address=args.tls_address,
         tls_names=tuple(args.tls_name),
         client_cert_max_ttl=max(args.client_cert_max_ttl // 1_000_000_000, 1),
+        plans=plans,
+        default_plan=args.default_plan,
     )
     if args.tls_address:
         try:

@@ -55,7 +55,7 @@ def test_create_overrides(client: docker.DockerClient, cleanup: list[str]) -> No
     assert lines == ["1000", "1000", "/srv/app", "myhost", "bar", "myhost"]
     container.reload()
     assert container.name == "overrides"
-    assert container.labels == {"team": "core"}
+    assert container.labels == {"team": "core", "dockyard.size": "micro"}
     assert "FOO=bar" in container.attrs["Config"]["Env"]
     assert any(e.startswith("PATH=") for e in container.attrs["Config"]["Env"])
 
@@ -318,12 +318,15 @@ def test_update_limits(client: docker.DockerClient, cleanup: list[str], cloud: T
         return memory, int((cgroup / "memory.memsw.limit_in_bytes").read_text())
 
     assert limits() == (64 * MIB, 128 * MIB)  # Docker: no --memory-swap is twice the limit
+    # Memory is rounded up to the next size (nano, 128 MiB); "no swap" stays no swap.
     container.update(mem_limit="96m", memswap_limit="96m")
     container.reload()
-    assert container.attrs["HostConfig"]["Memory"] == 96 * MIB
-    assert limits() == (96 * MIB, 96 * MIB)
-    container.update(mem_limit="80m")  # Docker: MemorySwap 0 on update keeps the old one
-    assert limits() == (80 * MIB, 96 * MIB)
+    assert container.attrs["HostConfig"]["Memory"] == 128 * MIB
+    assert limits() == (128 * MIB, 128 * MIB)
+    container.update(mem_limit="200m", memswap_limit="400m")
+    assert limits() == (256 * MIB, 400 * MIB)
+    container.update(mem_limit="64m")  # Docker: MemorySwap 0 on update keeps the old one
+    assert limits() == (64 * MIB, 400 * MIB)
 
 
 def test_restart_policy_on_failure_with_backoff(

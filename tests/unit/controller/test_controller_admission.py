@@ -14,6 +14,7 @@ from dockyard.controller.admission import (
     ALLOWED_CAPABILITY_ADDS,
     admit,
     check_policy,
+    container_size,
     resources_for,
 )
 from dockyard.controller.config import ControllerConfig
@@ -22,6 +23,7 @@ from dockyard.core.errors import InvalidArgument, PermissionDenied
 from dockyard.core.layout import Layout
 from dockyard.core.models import HostConfig, RestartPolicy
 from dockyard.core.protocol import Resources
+from dockyard.core.sizes import LARGEST, size_named
 
 MIB = 1024 * 1024
 CONFIG = ControllerConfig(layout=Layout(state_dir=Path("/s"), run_dir=Path("/r")))
@@ -45,14 +47,24 @@ def invalid(host_config: HostConfig) -> str:
 
 
 def test_public_surface() -> None:
-    assert set(admission.__all__) == {"ALLOWED_CAPABILITY_ADDS", "Admitted", "admit"}
+    assert set(admission.__all__) == {
+        "ALLOWED_CAPABILITY_ADDS",
+        "Admitted",
+        "admit",
+        "container_size",
+    }
     assert set(DEFAULT_CAPABILITIES) | {"CAP_NET_ADMIN"} == ALLOWED_CAPABILITY_ADDS
 
 
 def test_a_plain_container_gets_the_defaults() -> None:
     admitted = admit(hc(), CONFIG)
+    micro = size_named("micro")
+    assert admitted.size == micro
     assert admitted.resources == Resources(
-        memory=CONFIG.default_memory, pids_limit=CONFIG.default_pids
+        memory=256 * MIB,
+        cpu_shares=micro.cpu_shares,
+        pids_limit=CONFIG.default_pids,
+        writable=micro.writable,
     )
     assert admitted.capabilities == DEFAULT_CAPABILITIES
     assert admitted.warnings == ()
@@ -136,7 +148,7 @@ def test_capabilities() -> None:
 
 def test_memory_below_six_megabytes() -> None:
     assert invalid(hc(memory=6 * MIB - 1)) == "Minimum memory limit allowed is 6MB"
-    assert resources_for(hc(memory=6 * MIB), CONFIG).memory == 6 * MIB
+    assert resources_for(hc(memory=6 * MIB), CONFIG).memory == 64 * MIB  # pico
 
 
 @pytest.mark.parametrize("field", ["memory", "memory_reservation", "shm_size"])
@@ -145,8 +157,48 @@ def test_negative_memory_values(field: str) -> None:
 
 
 def test_memory_above_the_largest_container() -> None:
-    assert "exceeds the largest container size" in invalid(hc(memory=CONFIG.max_memory + 1))
-    assert resources_for(hc(memory=CONFIG.max_memory), CONFIG).memory == CONFIG.max_memory
+    message = invalid(hc(memory=LARGEST.memory + 1))
+    assert "exceeds the largest container size, 2xlarge (16 GiB)" in message
+    assert resources_for(hc(memory=LARGEST.memory), CONFIG).memory == LARGEST.memory
+
+
+@pytest.mark.parametrize(
+    ("memory", "size"),
+    [(100 * MIB, "nano"), (64 * MIB, "pico"), (65 * MIB, "nano"), (3 << 30, "large")],
+)
+def test_memory_is_rounded_up_to_a_size(memory: int, size: str) -> None:
+    admitted = admit(hc(memory=memory), CONFIG)
+    assert admitted.size.name == size
+    assert admitted.resources.memory == size_named(size).memory
+    assert admitted.resources.cpu_shares == size_named(size).cpu_shares
+    assert admitted.resources.writable == size_named(size).writable
+
+
+def test_the_size_label_chooses_the_size() -> None:
+    admitted = admit(hc(), CONFIG, size_label="small")
+    assert (admitted.size.name, admitted.resources.memory) == ("small", 1 << 30)
+    # A smaller -m gets the labelled size; a larger one does not fit it.
+    assert admit(hc(memory=100 * MIB), CONFIG, size_label="small").resources.memory == 1 << 30
+    assert "does not fit size small (1 GiB)" in invalid_labelled(hc(memory=2 << 30), "small")
+    assert "unknown container size 'huge'" in invalid_labelled(hc(), "huge")
+
+
+def invalid_labelled(host_config: HostConfig, label: str) -> str:
+    with pytest.raises(InvalidArgument) as info:
+        admit(host_config, CONFIG, size_label=label)
+    return info.value.message
+
+
+def test_asked_for_cpu_shares_win_over_the_size() -> None:
+    assert admit(hc(memory=100 * MIB, cpu_shares=2048), CONFIG).resources.cpu_shares == 2048
+
+
+def test_container_size_checks_memory_before_sizing() -> None:
+    assert container_size(hc(memory=100 * MIB), CONFIG).name == "nano"
+    with pytest.raises(InvalidArgument, match="negative"):
+        container_size(hc(memory=-5), CONFIG)
+    with pytest.raises(InvalidArgument, match="6MB"):
+        container_size(hc(memory=1024), CONFIG)
 
 
 def test_swap_below_memory() -> None:
@@ -160,6 +212,11 @@ def test_swap_values() -> None:
     equal = admit(hc(memory=64 * MIB, memory_swap=64 * MIB), CONFIG)
     assert equal.resources.memory_swap == 64 * MIB
     assert any("swap" in w for w in equal.warnings)
+    # "No swap" (-m 96m --memory-swap 96m) stays no swap once memory is rounded up.
+    rounded = admit(hc(memory=96 * MIB, memory_swap=96 * MIB), CONFIG).resources
+    assert (rounded.memory, rounded.memory_swap) == (128 * MIB, 128 * MIB)
+    more = admit(hc(memory=96 * MIB, memory_swap=200 * MIB), CONFIG).resources
+    assert (more.memory, more.memory_swap) == (128 * MIB, 200 * MIB)
 
 
 def test_reservation_above_memory() -> None:
@@ -239,9 +296,9 @@ def test_pids_default_applies_unless_a_positive_limit_is_given() -> None:
 
 
 def test_defaults_come_from_the_controller_config() -> None:
-    config = dataclasses.replace(CONFIG, default_memory=32 * MIB, default_pids=77)
-    res = resources_for(hc(), config)
-    assert (res.memory, res.pids_limit) == (32 * MIB, 77)
+    config = dataclasses.replace(CONFIG, default_size="nano", default_pids=77)
+    res = admit(hc(), config).resources
+    assert (res.memory, res.pids_limit) == (128 * MIB, 77)
 
 
 def test_cpusets_pass_through() -> None:

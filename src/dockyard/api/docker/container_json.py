@@ -29,6 +29,7 @@ from dockyard.core.models import (
     Volume,
 )
 from dockyard.core.protocol import HealthState
+from dockyard.core.sizes import SIZES
 
 __all__ = [
     "container_summary",
@@ -435,6 +436,18 @@ def host_config_json(hc: HostConfig) -> dict[str, Any]:
     }
 
 
+def _sized_host_config_json(container: Container) -> dict[str, Any]:
+    """HostConfig as the container runs with it: the memory, CPU shares (unless asked
+    for) and writable-layer cap (``StorageOpt.size``) of its size."""
+    out = host_config_json(container.host_config)
+    size = next((s for s in SIZES if s.name == container.size), None)
+    if size is not None:
+        out["Memory"] = container.memory
+        out["CpuShares"] = container.host_config.cpu_shares or size.cpu_shares
+        out["StorageOpt"] = {"size": f"{size.writable >> 30}G"}
+    return out
+
+
 def _ports_json(container: Container, running: bool) -> dict[str, Any]:
     ports: dict[str, Any] = dict.fromkeys(container.config.exposed_ports)
     if running:
@@ -554,7 +567,7 @@ def inspect_container(
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": None,
-        "HostConfig": host_config_json(container.host_config),
+        "HostConfig": _sized_host_config_json(container),
         "GraphDriver": {"Data": None, "Name": "overlayfs"},
         "Mounts": mounts,
         "Config": config_json(container.config),

@@ -592,6 +592,7 @@ class ContainerManager:
             self._save(record)
             self._records.pop(container_id, None)
             self.writable_used.pop(container_id, None)
+            self._exit_reasons.pop(container_id, None)
             self._exit_event(container_id).set()
             self.logs.forget(container_id)
         self._locks.pop(container_id, None)

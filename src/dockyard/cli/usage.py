@@ -23,6 +23,7 @@ from dockyard.cli.identity import (
     _endpoint,
     _fail,
     _host_option,
+    _native,
     _table,
     admin,
 )
@@ -38,7 +39,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _client(config_dir: Path | None, host: str | None) -> NativeClient:
-    return NativeClient(_endpoint(host), read_token(_config_dir(config_dir)))
+    """As the login commands: TLS with the client certificate where docker would use it."""
+    return _native(host, read_token(_config_dir(config_dir)), config_dir)
 
 
 def _percent(used: int, limit: int) -> str:

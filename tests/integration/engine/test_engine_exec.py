@@ -54,13 +54,14 @@ def test_exec_user_workdir_and_env(box) -> None:  # type: ignore[no-untyped-def]
         workdir="/tmp",
         environment={"A": "override", "B": "2"},
     )
-    assert result.exit_code == 0
-    assert result.output.decode().split("\n")[:4] == ["1000", "1001", "/tmp", "override 2"]
+    assert result.exit_code == 0, result
+    assert result.output.decode().split("\n")[:4] == ["1000", "1001", "/tmp", "override 2"], result
     # The container's own environment and user when the exec names none.
-    assert box.exec_run(["sh", "-c", "id -u; echo $A"]).output == b"0\n1\n"
+    own = box.exec_run(["sh", "-c", "id -u; echo $A"])
+    assert own.output == b"0\n1\n", own
     unknown = box.exec_run(["true"], user="nobody-here")
-    assert unknown.exit_code == 126  # Docker's code for an exec that could not start
-    assert b"unable to find user nobody-here" in unknown.output
+    assert unknown.exit_code == 126, unknown  # Docker's code for an exec that could not start
+    assert b"unable to find user nobody-here" in unknown.output, unknown
 
 
 def test_exec_keeps_the_container_confinement(box) -> None:  # type: ignore[no-untyped-def]

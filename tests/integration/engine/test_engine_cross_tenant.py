@@ -89,7 +89,8 @@ def theirs(client: docker.DockerClient) -> Iterator[TenantA]:
     api.create_volume(spare, labels={"contract": "a"})
     web = api.create_container(
         private.id,
-        ["sh", "-c", f"echo {SECRET}; echo {SECRET} > /data/secret; exec sleep 3600"],
+        # No exec: the shell's command line (with SECRET) stays on the host's process list.
+        ["sh", "-c", f"echo {SECRET}; echo {SECRET} > /data/secret; sleep 3600; true"],
         name="web",
         labels={"contract": "a"},
         host_config=api.create_host_config(binds=[f"{volume}:/data"]),
@@ -909,6 +910,32 @@ def test_b_loads_layers_it_has_even_when_a_has_them_too(tenant_b: TenantB, their
         tenant_b.api.remove_container(box)
     finally:
         tenant_b.api.remove_image(twin.id, force=True)
+
+
+def test_b_top_shows_only_bs_processes(tenant_b: TenantB, theirs: TenantA) -> None:
+    """ps runs on the shared host: whatever B's ps arguments, only B's rows come back.
+    (A's shell has SECRET in its command line.)"""
+    api = tenant_b.api
+    own = api.create_container("busybox", ["sleep", "60"])["Id"]
+    try:
+        api.start(own)
+        for ps_args in (
+            "",
+            "aux",
+            "-e -o pid,args",
+            "-e -o lstart,user,user,user,pid,user,user,user,user,user",
+            "-e -o args,pid",
+        ):
+            result = api.top(own, ps_args=ps_args)
+            assert len(result["Processes"]) == 1, (ps_args, result)
+            assert SECRET not in json.dumps(result)
+        for ps_args in ("-e -o pid=X,ppid=PID,args", "-eo etimes=PID,args"):
+            with pytest.raises(docker.errors.APIError) as refused:
+                api.top(own, ps_args=ps_args)
+            assert refused.value.status_code == 403
+            assert "column titles cannot be set" in str(refused.value.explanation)
+    finally:
+        api.remove_container(own, force=True)
 
 
 def test_b_token_list_holds_none_of_as(tenant_b: TenantB, theirs: TenantA) -> None:

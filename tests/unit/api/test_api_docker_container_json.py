@@ -310,6 +310,17 @@ def test_devices_and_device_requests_are_recorded_for_admission() -> None:
     assert hc.cgroup == "container:web"
 
 
+@pytest.mark.parametrize(
+    "paths", [{"MaskedPaths": [], "ReadonlyPaths": []}, {"MaskedPaths": []}, {"ReadonlyPaths": []}]
+)
+def test_empty_system_paths_are_systempaths_unconfined(paths: dict[str, Any]) -> None:
+    """What the docker CLI sends for --security-opt systempaths=unconfined."""
+    _, hc, _ = create({"HostConfig": {"SecurityOpt": ["label=disable"], **paths}})
+    assert hc.security_opt == ("label=disable", "systempaths=unconfined")
+    _, hc, _ = create({"HostConfig": {"MaskedPaths": None, "ReadonlyPaths": None}})
+    assert hc.security_opt == ()
+
+
 def test_mount_propagation_and_volume_driver_options_are_recorded_for_admission() -> None:
     _, hc, warnings = create(
         {

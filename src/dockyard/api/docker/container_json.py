@@ -317,9 +317,18 @@ def parse_host_config(hc: dict[str, Any]) -> HostConfig:
         device_requests=tuple(_device_request(r) for r in hc.get("DeviceRequests") or ()),
         device_cgroup_rules=get_str_list(hc, "DeviceCgroupRules", "HostConfig") or (),
         cgroup=get_str(hc, "Cgroup", "HostConfig"),
-        security_opt=get_str_list(hc, "SecurityOpt", "HostConfig") or (),
+        security_opt=(get_str_list(hc, "SecurityOpt", "HostConfig") or ()) + _unmasked(hc),
         sysctls=get_str_map(hc, "Sysctls", "HostConfig"),
     )
+
+
+def _unmasked(hc: dict[str, Any]) -> tuple[str, ...]:
+    """The docker CLI turns ``--security-opt systempaths=unconfined`` into empty
+    ``MaskedPaths`` and ``ReadonlyPaths`` (null means the defaults): admission sees the
+    option it came from. Lists with paths are ignored with a warning (``_IGNORED``)."""
+    if hc.get("MaskedPaths") == [] or hc.get("ReadonlyPaths") == []:
+        return ("systempaths=unconfined",)
+    return ()
 
 
 def _device_request(request: Any) -> str:

@@ -711,6 +711,12 @@ def test_info_and_df_count_only_bs_objects(
         assert {i["Id"] for i in df["Images"]} == {i["Id"] for i in api.images(all=True)}
         names = {v["Name"] for v in df["Volumes"]}
         assert {v["Name"] for v in api.volumes()["Volumes"] or []} == names
+        # Shared image ids (busybox) count B's containers only, in both listings.
+        users: dict[str, int] = {}
+        for c in own:
+            users[c["ImageID"]] = users.get(c["ImageID"], 0) + 1
+        for image in [*api.images(all=True), *df["Images"]]:
+            assert image["Containers"] == users.get(image["Id"], 0), image["RepoTags"]
         own_layers = {
             layer
             for image in api.images(all=True)

@@ -44,7 +44,7 @@ from engine_image_builders import (
     tar_of,
 )
 
-from dockyard.testing.cloud import TestCloud
+from dockyard.testing.cloud import DockerCli, TestCloud
 
 DOCKYARD = Path(sys.executable).parent / "dockyard"
 SECRET = f"a-secret-{nonce()}"  # written by A into its volume and its logs
@@ -213,13 +213,13 @@ def tenant_b(cloud: TestCloud, tmp_path_factory: pytest.TempPathFactory) -> Iter
     client.close()
 
 
-def b_cli(cloud: TestCloud, b: TenantB, *args: str) -> subprocess.CompletedProcess[str]:
+def b_cli(cli: DockerCli, b: TenantB, *args: str) -> subprocess.CompletedProcess[str]:
     """The stock docker CLI acting as tenant B."""
     return subprocess.run(
-        ["docker", *args],
+        [cli.binary, *args],
         capture_output=True,
         text=True,
-        env={**cloud.env(), "DOCKER_CONFIG": str(b.config_dir)},
+        env={**cli.cloud.env(), "DOCKER_CONFIG": str(b.config_dir)},
         timeout=60,
         check=False,
     )
@@ -553,12 +553,12 @@ CLI_CASES = [
 
 @pytest.mark.parametrize(("op", "kind"), CLI_CASES)
 def test_b_cannot_reach_a_with_the_docker_cli(
-    cloud: TestCloud, tenant_b: TenantB, theirs: TenantA, op: CliOperation, kind: str
+    cli: DockerCli, tenant_b: TenantB, theirs: TenantA, op: CliOperation, kind: str
 ) -> None:
     ref = a_ref(theirs, op.target, kind)
     nothing = missing_ref(op.target, kind)
-    answer = b_cli(cloud, tenant_b, *(a.format(ref=ref) for a in op.args))
-    expected = b_cli(cloud, tenant_b, *(a.format(ref=nothing) for a in op.args))
+    answer = b_cli(cli, tenant_b, *(a.format(ref=ref) for a in op.args))
+    expected = b_cli(cli, tenant_b, *(a.format(ref=nothing) for a in op.args))
     if not op.forced:
         assert answer.returncode != 0, answer.stdout
     assert "not allowed" not in answer.stderr  # a policy refusal would tell it exists
@@ -570,7 +570,7 @@ def test_b_cannot_reach_a_with_the_docker_cli(
 
 
 def test_b_lists_nothing_of_a_with_the_docker_cli(
-    cloud: TestCloud, tenant_b: TenantB, theirs: TenantA
+    cli: DockerCli, tenant_b: TenantB, theirs: TenantA
 ) -> None:
     listings = [
         ("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"),
@@ -581,7 +581,7 @@ def test_b_lists_nothing_of_a_with_the_docker_cli(
         ("system", "df", "-v"),
     ]
     for args in listings:
-        result = b_cli(cloud, tenant_b, *args)
+        result = b_cli(cli, tenant_b, *args)
         assert result.returncode == 0, result.stderr
         for secret in (theirs.web, theirs.stopped, theirs.image, "contract-a", "contract=a"):
             assert secret not in result.stdout, (args, secret)

@@ -22,6 +22,8 @@ import os
 import resource
 import shutil
 import signal as signals
+import stat
+import tempfile
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -803,21 +805,50 @@ async def _copy_up(rootfs: Path, target: str, data: Path) -> None:
     except NotADirectoryError:
         return
     try:
+        await seed_volume(fd, data)
+    finally:
+        os.close(fd)
+
+
+async def seed_volume(source_fd: int, data: Path) -> None:
+    """Copy the directory ``source_fd`` into the volume directory ``data``, never through
+    anything the tenant made there.
+
+    The volume may be mounted in a running container of the tenant while this runs, and
+    ``cp`` (as host root) writes through a symlink it finds at a destination name: a link
+    ``data/f -> /etc/passwd`` made between the emptiness check and the copy would have the
+    image's ``f`` overwrite the host's file. So the copy goes to a staging directory beside
+    ``data`` that no container sees, and its entries are then renamed into ``data``:
+    rename(2) replaces a name, it never follows it. A name the tenant took in the
+    meantime is replaced, or, where rename cannot (a directory over a file or a non-empty
+    directory), stays the tenant's and that part of the copy is dropped.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=".seed-", dir=data.parent))
+    try:
         proc = await asyncio.create_subprocess_exec(
             "cp",
             "-a",
             "--no-dereference",
-            f"/proc/self/fd/{fd}/.",
-            f"{data}/",
-            pass_fds=(fd,),
+            f"/proc/self/fd/{source_fd}/.",
+            f"{staging}/",
+            pass_fds=(source_fd,),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
         _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise Unavailable(
+                f"copying image content into the volume failed: {err.decode().strip()}"
+            )
+        # The volume's root takes the image directory's owner and mode, as with cp into it.
+        info = os.stat(staging, follow_symlinks=False)
+        os.chown(data, info.st_uid, info.st_gid)
+        os.chmod(data, stat.S_IMODE(info.st_mode))
+        for entry in os.listdir(staging):
+            with contextlib.suppress(OSError):  # the tenant's entry of that name stays
+                os.rename(staging / entry, data / entry)
     finally:
-        os.close(fd)
-    if proc.returncode != 0:
-        raise Unavailable(f"copying image content into the volume failed: {err.decode().strip()}")
+        await asyncio.to_thread(shutil.rmtree, staging, True)
 
 
 def _read_optional(root: Path, path: str) -> str:

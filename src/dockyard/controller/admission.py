@@ -8,6 +8,7 @@ back as warnings, never silently.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dockyard.controller.config import ControllerConfig
@@ -18,7 +19,15 @@ from dockyard.core.models import HostConfig, RestartPolicy
 from dockyard.core.protocol import Resources
 from dockyard.core.sizes import Size, choose_size
 
-__all__ = ["ALLOWED_CAPABILITY_ADDS", "Admitted", "admit", "container_size"]
+__all__ = [
+    "ALLOWED_CAPABILITY_ADDS",
+    "Admitted",
+    "admit",
+    "check_mount_propagation",
+    "check_policy",
+    "check_volume_options",
+    "container_size",
+]
 
 MIN_MEMORY = 6 * 1024 * 1024
 ALLOWED_CAPABILITY_ADDS = frozenset({*DEFAULT_CAPABILITIES, "CAP_NET_ADMIN"})
@@ -40,8 +49,18 @@ def _refuse(what: str, why: str) -> PermissionDenied:
     return PermissionDenied(f"{what} is not allowed on Dockyard: {why}")
 
 
-def check_policy(hc: HostConfig) -> None:
-    """Refuse what would weaken tenant isolation (each with what and why)."""
+_HOST_NAMESPACES = "containers never share the host's namespaces"
+_OTHER_NAMESPACES = "containers never join another container's namespaces"
+_NO_DEVICES = "host devices are never passed into containers"
+_PROPAGATION = "mounts never propagate between a container and the host"
+_SHARED_PROPAGATION = frozenset({"shared", "rshared", "slave", "rslave"})
+_PRIVATE_PROPAGATION = frozenset({"", "private", "rprivate"})
+_HOST_MOUNT_OPTIONS = ("type", "o", "device")
+
+
+def check_policy(hc: HostConfig) -> list[str]:
+    """Refuse what would weaken tenant isolation (each with what and why); return a
+    warning for each security option accepted without effect."""
     if hc.privileged:
         raise _refuse("--privileged", "containers never get host-level privileges")
     for flag, mode in (
@@ -51,23 +70,93 @@ def check_policy(hc: HostConfig) -> None:
         ("--userns", hc.userns_mode),
     ):
         if mode and mode not in ("private", "shareable", "none"):
-            raise _refuse(f"{flag}={mode}", "containers never share the host's namespaces")
+            shared = mode.startswith("container:")
+            raise _refuse(f"{flag}={mode}", _OTHER_NAMESPACES if shared else _HOST_NAMESPACES)
     if hc.cgroupns_mode == "host":
-        raise _refuse("--cgroupns=host", "containers never share the host's namespaces")
+        raise _refuse("--cgroupns=host", _HOST_NAMESPACES)
+    if hc.cgroup:
+        raise _refuse(f"HostConfig.Cgroup={hc.cgroup}", _OTHER_NAMESPACES)
     if hc.devices:
-        raise _refuse("--device", "host devices are never passed into containers")
-    for opt in hc.security_opt:
-        key, _, value = opt.replace(":", "=", 1).partition("=")
-        if key in ("seccomp", "apparmor") and value == "unconfined":
-            raise _refuse(f"--security-opt {opt}", "every container runs confined")
-        if key == "systempaths" and value == "unconfined":
-            raise _refuse(f"--security-opt {opt}", "/proc and /sys stay masked")
-        if key == "no-new-privileges" and value in ("false", "0"):
-            raise _refuse(f"--security-opt {opt}", "no-new-privileges is always on")
-        if key == "label" and value == "disable":
-            raise _refuse(f"--security-opt {opt}", "every container runs confined")
+        raise _refuse("--device", _NO_DEVICES)
+    if hc.device_requests:
+        raise _refuse("--gpus", _NO_DEVICES)
+    if hc.device_cgroup_rules:
+        raise _refuse("--device-cgroup-rule", _NO_DEVICES)
+    warnings = [w for w in (_security_opt(opt) for opt in hc.security_opt) if w]
     if hc.sysctls:
         raise _refuse("--sysctl", "kernel parameters cannot be changed by tenants yet")
+    return warnings
+
+
+def _security_opt(opt: str) -> str:
+    """Check one ``--security-opt`` (``key=value``, or Docker's older ``key:value``);
+    a warning if it is accepted without effect, "" if it is what Dockyard does anyway."""
+    if opt == "no-new-privileges":
+        return ""
+    cut = min((i for i in (opt.find("="), opt.find(":")) if i > 0), default=-1)
+    if cut < 0:
+        raise InvalidArgument(f'invalid --security-opt: "{opt}"')
+    key, value = opt[:cut], opt[cut + 1 :]
+    if key in ("seccomp", "apparmor") and value == "unconfined":
+        raise _refuse(f"--security-opt {opt}", "every container runs confined")
+    if key == "seccomp":
+        if value in ("", "builtin"):
+            return ""
+        return (
+            "custom seccomp profiles are not applied: every container runs with Dockyard's "
+            "profile (at least as strict as Docker's default)"
+        )
+    if key == "apparmor":
+        return (
+            f"AppArmor profile {value!r} was ignored: containers are confined by user "
+            "namespaces, seccomp and capabilities"
+        )
+    if key == "label":
+        if value == "disable":
+            raise _refuse(f"--security-opt {opt}", "every container runs confined")
+        return f"SELinux label {value!r} was ignored: this host does not use SELinux"
+    if key == "systempaths":
+        if value == "unconfined":
+            raise _refuse(f"--security-opt {opt}", "/proc and /sys stay masked")
+    elif key == "no-new-privileges":
+        if value in ("false", "0"):
+            raise _refuse(f"--security-opt {opt}", "no-new-privileges is always on")
+        if value in ("true", "1"):
+            return ""
+    elif key == "writable-cgroups":
+        if value in ("true", "1"):
+            raise _refuse(f"--security-opt {opt}", "cgroups stay read-only in containers")
+        if value in ("false", "0"):
+            return ""
+    raise InvalidArgument(f'invalid --security-opt: "{opt}"')
+
+
+def check_mount_propagation(mode: str) -> None:
+    """Refuse a mount propagation that would let mounts cross between container and host."""
+    if mode in _SHARED_PROPAGATION:
+        raise _refuse(f"mount propagation {mode!r}", _PROPAGATION)
+    if mode not in _PRIVATE_PROPAGATION:
+        raise InvalidArgument(f"invalid mount propagation: {mode!r}")
+
+
+def check_volume_options(driver: str, options: Mapping[str, str]) -> None:
+    """What ``docker volume create -d DRIVER -o KEY=VALUE`` (or ``--mount volume-opt=``)
+    may ask for. The local driver's ``type``, ``o`` and ``device`` have the host mount a
+    path, a device or a network filesystem for the tenant (``-o type=none -o o=bind -o
+    device=/etc``): refused. Other options do not exist."""
+    if driver not in ("", "local"):
+        raise InvalidArgument(f"volume driver {driver!r} is not supported (only local)")
+    for key in _HOST_MOUNT_OPTIONS:
+        if key in options:
+            raise _refuse(
+                f"volume option {key}={options[key]}",
+                "a volume is storage Dockyard provides, never a mount the host makes for a "
+                "tenant (a host path, a device or a network filesystem)",
+            )
+    if options:
+        raise InvalidArgument(
+            f"the local volume driver takes no options (got {', '.join(sorted(options))})"
+        )
 
 
 def _restart_policy(policy: RestartPolicy, auto_remove: bool) -> None:
@@ -157,7 +246,7 @@ def resources_for(hc: HostConfig, config: ControllerConfig, size: Size | None = 
 def admit(hc: HostConfig, config: ControllerConfig, *, size_label: str = "") -> Admitted:
     """Check ``hc`` against policy and return what the container will get;
     ``size_label`` is the value of its ``dockyard.size`` label, if any."""
-    check_policy(hc)
+    warnings = check_policy(hc)
     _restart_policy(hc.restart_policy, hc.auto_remove)
     logging = log_settings(hc.log_type, hc.log_options, config)
     size = container_size(hc, config, label=size_label)
@@ -165,7 +254,11 @@ def admit(hc: HostConfig, config: ControllerConfig, *, size_label: str = "") -> 
     capabilities = effective(
         add=list(hc.cap_add), drop=list(hc.cap_drop), allowed_add=ALLOWED_CAPABILITY_ADDS
     )
-    warnings: list[str] = []
+    if hc.pids_limit < 0:
+        warnings.append(
+            f"PidsLimit {hc.pids_limit} (unlimited) is not allowed: the container gets at "
+            f"most {config.default_pids} processes"
+        )
     if hc.oom_score_adj < -1000 or hc.oom_score_adj > 1000:
         raise InvalidArgument(
             f"Invalid value {hc.oom_score_adj}, range for oom score adj is [-1000, 1000]"

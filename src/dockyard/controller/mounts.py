@@ -3,13 +3,15 @@
 Sources, as Docker accepts them: ``Binds`` (``name:/path[:ro]``; a bare ``/path`` is an
 anonymous volume), ``Mounts`` (type ``volume`` or ``tmpfs``), ``Tmpfs`` and the image's
 ``Volumes`` (anonymous volumes unless something is mounted there). Bind mounts of host
-paths are refused: the host's files are not the tenant's.
+paths are refused: the host's files are not the tenant's; so are shared or slave mount
+propagation and volume driver options that have the host mount something.
 """
 
 from __future__ import annotations
 
 import posixpath
 
+from dockyard.controller.admission import check_mount_propagation, check_volume_options
 from dockyard.core.errors import InvalidArgument, PermissionDenied
 from dockyard.core.ids import new_id, validate_name
 from dockyard.core.models import ContainerConfig, HostConfig
@@ -18,7 +20,8 @@ from dockyard.core.tmpfs import tmpfs_options
 
 __all__ = ["plan_mounts"]
 
-_BIND_MODES = {"ro", "rw", "z", "Z", "nocopy", "private", "rprivate"}
+_PROPAGATION_MODES = {"private", "rprivate", "shared", "rshared", "slave", "rslave"}
+_BIND_MODES = {"ro", "rw", "z", "Z", "nocopy", *_PROPAGATION_MODES}
 
 
 def _target(path: str) -> str:
@@ -46,6 +49,8 @@ def _parse_bind(spec: str) -> tuple[str, str, bool, bool]:
             f"bind mount of host path {source!r} is not allowed on Dockyard: containers "
             "only see their own files and volumes (use a named volume)"
         )
+    for mode in modes & _PROPAGATION_MODES:
+        check_mount_propagation(mode)
     validate_name(source, what="volume")
     return source, _target(target), "ro" in modes, "nocopy" not in modes
 
@@ -71,6 +76,8 @@ def plan_mounts(
     for mount in host_config.mounts:
         target = _target(mount.target)
         if mount.type == "volume":
+            check_mount_propagation(mount.propagation)
+            check_volume_options(mount.volume_driver, mount.volume_options)
             name = mount.source
             if name:
                 validate_name(name, what="volume")

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from dockyard.controller.admission import check_volume_options
 from dockyard.controller.agents import AgentClient
 from dockyard.controller.events import EventLog
 from dockyard.controller.quotas import QuotaService
 from dockyard.core.clock import now_ns
-from dockyard.core.errors import Conflict, InvalidArgument, NotFound
+from dockyard.core.errors import Conflict, NotFound
 from dockyard.core.ids import new_id, validate_name
 from dockyard.core.models import Volume
 from dockyard.core.protocol import VolumeRequest
@@ -59,13 +60,10 @@ class VolumeService:
     ) -> Volume:
         """Create a volume, or return the existing one of that name (Docker's behaviour).
 
-        QuotaExceeded if the tenant's volume count or volume storage has no room left."""
-        if driver not in ("", "local"):
-            raise InvalidArgument(f"volume driver {driver!r} is not supported (only local)")
-        if options:
-            raise InvalidArgument(
-                f"the local volume driver takes no options (got {', '.join(sorted(options))})"
-            )
+        QuotaExceeded if the tenant's volume count or volume storage has no room left;
+        PermissionDenied for driver options that would have the host mount something
+        (:func:`~dockyard.controller.admission.check_volume_options`)."""
+        check_volume_options(driver, options or {})
         name = validate_name(name, what="volume") if name else new_id()
         try:
             return self._store.get_volume(tenant=tenant.id, name=name)

@@ -70,6 +70,10 @@ class MountRequest:
     read_only: bool = False
     options: tuple[str, ...] = ()
     volume_nocopy: bool = False
+    # Asked-for settings that admission checks (and refuses for what reaches the host).
+    propagation: str = ""
+    volume_driver: str = ""
+    volume_options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +170,9 @@ class HostConfig:
     userns_mode: str = ""
     cgroupns_mode: str = ""
     devices: tuple[str, ...] = ()
+    device_requests: tuple[str, ...] = ()  # --gpus: the capabilities asked for
+    device_cgroup_rules: tuple[str, ...] = ()
+    cgroup: str = ""  # Docker's HostConfig.Cgroup: another container's cgroup to join
     security_opt: tuple[str, ...] = ()
     sysctls: dict[str, str] = field(default_factory=dict)
 

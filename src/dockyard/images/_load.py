@@ -7,13 +7,16 @@ archive, make the whole archive invalid.
 
 Every layer is decompressed while it is hashed into an uncommitted blob writer; digests are
 checked against the image config's ``rootfs.diff_ids`` and against the blob digests the
-format states. Blobs are committed to the content store only after every image in the
-archive has been verified, so a rejected archive leaves nothing behind.
+format states. A layer the content store holds already is hashed all the same (and not
+written): the store is shared by tenants, so naming a digest never stands in for content.
+Blobs are committed to the content store only after every image in the archive has been
+verified, so a rejected archive leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import posixpath
 import re
 import tarfile
@@ -373,24 +376,28 @@ class _Loader:
         member = self._archive.member(ref.name)
         if ref.size is not None and member.size != ref.size:
             raise InvalidArgument(f"invalid archive: layer {ref.name} has the wrong size")
+        raw = HashingReader(self._archive.open(ref.name))
         if self._store.has(diff_id):
-            size = self._store.size(diff_id)
+            # The store is shared by every tenant, and a digest is not a key: an archive
+            # that names a layer someone else loaded must carry that layer's content too,
+            # or anyone who learnt a digest could run with another tenant's files (and
+            # learn which layers exist). Hashed, not stored: the blob is there already.
+            content = hashlib.sha256()
+            size = copy_stream(decompressed(raw, what="layers"), content.update)
+            digest = "sha256:" + content.hexdigest()
         else:
             writer = self._store.writer()
             self._writers.append(writer)
-            raw = HashingReader(self._archive.open(ref.name))
             copy_stream(decompressed(raw, what="layers"), writer.write)
-            raw.drain()
-            if ref.digest is not None and raw.digest != ref.digest:
-                raise InvalidArgument(
-                    f"invalid archive: layer {ref.name} does not match its digest"
-                )
-            if writer.digest != diff_id:
-                raise InvalidArgument(
-                    f"invalid archive: layer {ref.name} has content {writer.digest}, "
-                    f"but the image config says {diff_id}"
-                )
-            size = writer.size
+            digest, size = writer.digest, writer.size
+        raw.drain()
+        if ref.digest is not None and raw.digest != ref.digest:
+            raise InvalidArgument(f"invalid archive: layer {ref.name} does not match its digest")
+        if digest != diff_id:
+            raise InvalidArgument(
+                f"invalid archive: layer {ref.name} has content {digest}, "
+                f"but the image config says {diff_id}"
+            )
         self._layer_sizes[diff_id] = size
         return size
 

@@ -90,6 +90,8 @@ __all__ = [
     "check_layer_referenced",
     "check_list_and_put_containers",
     "check_networks",
+    "check_other_tenants_objects_read_as_missing",
+    "check_prefixes_are_unique_per_tenant",
     "check_rename_container",
     "check_tenant_by_name_and_delete",
     "check_tenant_quotas",
@@ -173,7 +175,17 @@ def _rich_container(*, tenant: str, name: str, cid: str) -> Container:
         ),
         host_config=HostConfig(
             binds=("data:/data:ro",),
-            mounts=(MountRequest(type="tmpfs", target="/run", options=("size=1m",)),),
+            mounts=(
+                MountRequest(type="tmpfs", target="/run", options=("size=1m",)),
+                MountRequest(
+                    type="volume",
+                    target="/v",
+                    source="v",
+                    propagation="rprivate",
+                    volume_driver="local",
+                    volume_options={"k": "v"},
+                ),
+            ),
             tmpfs={"/tmp": "size=64m"},
             port_bindings={"80/tcp": (PortBinding(host_ip="127.0.0.1", host_port="8080"),)},
             restart_policy=RestartPolicy(name="on-failure", maximum_retry_count=3),
@@ -372,6 +384,111 @@ def check_containers_of_other_tenants_are_invisible(make_store: StoreFactory) ->
         )
         # The system scope is for reconcilers: it sees every tenant's containers by id.
         assert store.get_container(tenant=ALL_TENANTS, ref=mine.id) == mine
+
+
+def check_prefixes_are_unique_per_tenant(make_store: StoreFactory) -> None:
+    """A prefix shared with another tenant's container or network still finds the caller's
+    own one: ambiguity is counted in the caller's tenant only, or the error would tell the
+    caller that another tenant's object exists."""
+    with _opened(make_store) as store:
+        mine = _container(tenant=TENANT_A, name="one", cid=_hex_id("abc123"))
+        theirs = _container(tenant=TENANT_B, name="two", cid=_hex_id("abc456"))
+        store.add_container(mine)
+        store.add_container(theirs)
+        assert store.get_container(tenant=TENANT_A, ref="abc").id == mine.id
+        assert store.get_container(tenant=TENANT_B, ref="abc").id == theirs.id
+        mine_net = _network(tenant=TENANT_A, name="n", hex_id="def1", subnet="10.90.0.0/24")
+        theirs_net = _network(tenant=TENANT_B, name="n", hex_id="def2", subnet="10.91.0.0/24")
+        store.add_network(mine_net)
+        store.add_network(theirs_net)
+        assert store.get_network(tenant=TENANT_A, ref="def").id == mine_net.id
+        assert store.get_network(tenant=TENANT_B, ref="def").id == theirs_net.id
+
+
+def check_other_tenants_objects_read_as_missing(make_store: StoreFactory) -> None:
+    """Every lookup of another tenant's object fails exactly as for a missing one: the same
+    kind (NotFound, never PermissionDenied) and the same message, the ref aside."""
+    with _opened(make_store) as store:
+        web = _container(tenant=TENANT_A, name="web", cid=_hex_id("a1"))
+        store.add_container(web)
+        store.put_image(_image(tenant=TENANT_A, hex_id="a2", tags=("secret:1",)))
+        store.add_volume(_volume(tenant=TENANT_A, name="data"))
+        store.add_network(_network(tenant=TENANT_A, name="backend", hex_id="a3"))
+        store.add_exec(
+            ExecInstance(id=_hex_id("a4"), tenant=TENANT_A, container_id=web.id, created=1)
+        )
+        user = User(id=_hex_id("a5"), tenant=TENANT_A, name="alice", role=Role.ADMIN, created=1)
+        store.add_user(user)
+        token = issue_token(tenant=TENANT_A, user=user.id, scopes=("read",), created=1).token
+        store.add_token(token)
+        lookups: list[tuple[str, Callable[[str], object], str, str]] = [
+            (
+                "container id",
+                lambda r: store.get_container(tenant=TENANT_B, ref=r),
+                web.id,
+                _hex_id("b1"),
+            ),
+            (
+                "container prefix",
+                lambda r: store.get_container(tenant=TENANT_B, ref=r),
+                web.id[:12],
+                _hex_id("b1")[:12],
+            ),
+            (
+                "container name",
+                lambda r: store.get_container(tenant=TENANT_B, ref=r),
+                "web",
+                "nosuch",
+            ),
+            (
+                "image id",
+                lambda r: store.get_image(tenant=TENANT_B, image_id=r),
+                f"sha256:{_hex_id('a2')}",
+                f"sha256:{_hex_id('b2')}",
+            ),
+            (
+                "image tag",
+                lambda r: store.image_by_tag(tenant=TENANT_B, tag=r),
+                "secret:1",
+                "nosuch:1",
+            ),
+            ("volume", lambda r: store.get_volume(tenant=TENANT_B, name=r), "data", "nosuch"),
+            (
+                "network name",
+                lambda r: store.get_network(tenant=TENANT_B, ref=r),
+                "backend",
+                "nosuch",
+            ),
+            (
+                "network id",
+                lambda r: store.get_network(tenant=TENANT_B, ref=r),
+                _hex_id("a3"),
+                _hex_id("b3"),
+            ),
+            (
+                "exec",
+                lambda r: store.get_exec(tenant=TENANT_B, exec_id=r),
+                _hex_id("a4"),
+                _hex_id("b4"),
+            ),
+            ("user", lambda r: store.get_user(tenant=TENANT_B, ref=r), "alice", "nosuch"),
+            ("user id", lambda r: store.get_user(tenant=TENANT_B, ref=r), user.id, _hex_id("b5")),
+            (
+                "token",
+                lambda r: store.revoke_token(tenant=TENANT_B, token_id=r, when=5),
+                token.id,
+                "0" * 16,
+            ),
+        ]
+        for what, lookup, theirs, missing in lookups:
+            got = _raises(NotFound, functools.partial(lookup, theirs), f"{what} of another tenant")
+            want = _raises(NotFound, functools.partial(lookup, missing), f"missing {what}")
+            assert got.message.replace(theirs, "<ref>") == want.message.replace(missing, "<ref>"), (
+                f"{what}: {got.message!r} tells more than {want.message!r}"
+            )
+        store.delete_user(tenant=TENANT_B, user_id=user.id)
+        assert store.get_user(tenant=TENANT_A, ref=user.id) == user, "B deleted A's user"
+        assert store.get_token(token.id).revoked == 0, "B revoked A's token"
 
 
 # containers: names, writes -----------------------------------------------------------------
@@ -1027,6 +1144,8 @@ CHECKS: tuple[Check, ...] = (
     check_exact_name_wins_over_prefix,
     check_container_not_found,
     check_containers_of_other_tenants_are_invisible,
+    check_prefixes_are_unique_per_tenant,
+    check_other_tenants_objects_read_as_missing,
     check_container_names_unique_per_tenant,
     check_rename_container,
     check_list_and_put_containers,

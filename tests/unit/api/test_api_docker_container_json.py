@@ -38,6 +38,7 @@ def create(body: dict[str, Any]) -> tuple[ContainerConfig, HostConfig, list[str]
 
 def test_public_surface() -> None:
     assert set(container_json.__all__) == {
+        "KNOWN_HOST_CONFIG",
         "container_summary",
         "inspect_container",
         "parse_create",
@@ -294,11 +295,58 @@ def test_devices_and_device_requests_are_recorded_for_admission() -> None:
                     {"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse"},
                     "/dev/kvm",
                 ],
-                "DeviceRequests": [{"Driver": "nvidia", "Count": -1}],
+                "DeviceRequests": [
+                    {"Driver": "nvidia", "Count": -1},
+                    {"Driver": "", "Count": -1, "Capabilities": [["gpu"]]},
+                ],
+                "DeviceCgroupRules": ["c 1:3 rwm"],
+                "Cgroup": "container:web",
             }
         }
     )
-    assert hc.devices == ("/dev/fuse", "/dev/kvm", "gpu")
+    assert hc.devices == ("/dev/fuse", "/dev/kvm")
+    assert hc.device_requests == ("nvidia", "gpu")
+    assert hc.device_cgroup_rules == ("c 1:3 rwm",)
+    assert hc.cgroup == "container:web"
+
+
+@pytest.mark.parametrize(
+    "paths", [{"MaskedPaths": [], "ReadonlyPaths": []}, {"MaskedPaths": []}, {"ReadonlyPaths": []}]
+)
+def test_empty_system_paths_are_systempaths_unconfined(paths: dict[str, Any]) -> None:
+    """What the docker CLI sends for --security-opt systempaths=unconfined."""
+    _, hc, _ = create({"HostConfig": {"SecurityOpt": ["label=disable"], **paths}})
+    assert hc.security_opt == ("label=disable", "systempaths=unconfined")
+    _, hc, _ = create({"HostConfig": {"MaskedPaths": None, "ReadonlyPaths": None}})
+    assert hc.security_opt == ()
+
+
+def test_mount_propagation_and_volume_driver_options_are_recorded_for_admission() -> None:
+    _, hc, warnings = create(
+        {
+            "HostConfig": {
+                "Mounts": [
+                    {
+                        "Type": "volume",
+                        "Source": "x",
+                        "Target": "/d",
+                        "BindOptions": {"Propagation": "rshared"},
+                        "VolumeOptions": {
+                            "DriverConfig": {
+                                "Name": "local",
+                                "Options": {"type": "none", "o": "bind", "device": "/etc"},
+                            }
+                        },
+                    }
+                ]
+            }
+        }
+    )
+    (mount,) = hc.mounts
+    assert mount.propagation == "rshared"
+    assert mount.volume_driver == "local"
+    assert mount.volume_options == {"type": "none", "o": "bind", "device": "/etc"}
+    assert warnings == []
 
 
 def test_network_disabled_means_no_network() -> None:
@@ -325,6 +373,12 @@ def test_one_network_endpoint_at_most() -> None:
         ({"VolumeDriver": "nfs"}, "volume driver"),
         ({"Runtime": "runsc"}, "'runsc'"),
         ({"Isolation": "hyperv"}, "'hyperv'"),
+        ({"Annotations": {"io.crun.x": "1"}}, "annotations"),
+        ({"SomethingNew": {"On": True}}, "HostConfig.SomethingNew"),
+        (
+            {"Mounts": [{"Target": "/d", "VolumeOptions": {"Labels": {"a": "b"}}}]},
+            "volume labels",
+        ),
     ],
 )
 def test_ignored_settings_earn_a_warning(host_config: dict[str, Any], needle: str) -> None:
@@ -347,10 +401,129 @@ def test_ignored_settings_earn_a_warning(host_config: dict[str, Any], needle: st
         {"Runtime": "crun"},
         {"Isolation": "default"},
         {"KernelMemory": 0},
+        {"ConsoleSize": [0, 0]},
+        {"SomethingNew": None},
+        {"Annotations": {}},
     ],
 )
 def test_default_values_of_ignored_settings_earn_no_warning(host_config: dict[str, Any]) -> None:
     assert create({"HostConfig": host_config})[2] == []
+
+
+# The HostConfig fields of Docker Engine API 1.44 (the newest Dockyard accepts), from
+# /work/shared/specs/docker-engine-api-v1.44.yaml.
+API_144_HOST_CONFIG = [
+    "Annotations",
+    "AutoRemove",
+    "Binds",
+    "BlkioDeviceReadBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceWriteIOps",
+    "BlkioWeight",
+    "BlkioWeightDevice",
+    "CapAdd",
+    "CapDrop",
+    "Cgroup",
+    "CgroupParent",
+    "CgroupnsMode",
+    "ConsoleSize",
+    "ContainerIDFile",
+    "CpuCount",
+    "CpuPercent",
+    "CpuPeriod",
+    "CpuQuota",
+    "CpuRealtimePeriod",
+    "CpuRealtimeRuntime",
+    "CpuShares",
+    "CpusetCpus",
+    "CpusetMems",
+    "DeviceCgroupRules",
+    "DeviceRequests",
+    "Devices",
+    "Dns",
+    "DnsOptions",
+    "DnsSearch",
+    "ExtraHosts",
+    "GroupAdd",
+    "IOMaximumBandwidth",
+    "IOMaximumIOps",
+    "Init",
+    "IpcMode",
+    "Isolation",
+    "KernelMemoryTCP",
+    "Links",
+    "LogConfig",
+    "MaskedPaths",
+    "Memory",
+    "MemoryReservation",
+    "MemorySwap",
+    "MemorySwappiness",
+    "Mounts",
+    "NanoCpus",
+    "NetworkMode",
+    "OomKillDisable",
+    "OomScoreAdj",
+    "PidMode",
+    "PidsLimit",
+    "PortBindings",
+    "Privileged",
+    "PublishAllPorts",
+    "ReadonlyPaths",
+    "ReadonlyRootfs",
+    "RestartPolicy",
+    "Runtime",
+    "SecurityOpt",
+    "ShmSize",
+    "StorageOpt",
+    "Sysctls",
+    "Tmpfs",
+    "UTSMode",
+    "Ulimits",
+    "UsernsMode",
+    "VolumeDriver",
+    "VolumesFrom",
+]
+
+
+def test_every_host_config_field_of_the_api_is_known() -> None:
+    """Read (applied or refused by admission) or ignored with a warning: none is dropped
+    without a word, and none falls to the generic unknown-field warning."""
+    assert set(API_144_HOST_CONFIG) <= container_json.KNOWN_HOST_CONFIG
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "needle"),
+    [
+        ({"IPAMConfig": {"IPv4Address": "10.0.0.5"}}, "--ip"),
+        ({"Aliases": ["db"]}, "aliases"),
+        ({"Links": ["a:b"]}, "links"),
+        ({"MacAddress": "02:42:ac:11:00:02"}, "MacAddress"),
+        ({"DriverOpts": {"a": "b"}}, "driver options"),
+    ],
+)
+def test_ignored_endpoint_settings_earn_a_warning(endpoint: dict[str, Any], needle: str) -> None:
+    warnings = create({"NetworkingConfig": {"EndpointsConfig": {"bridge": endpoint}}})[2]
+    assert len(warnings) == 1
+    assert needle in warnings[0]
+
+
+def test_the_docker_clis_empty_endpoint_earns_no_warning() -> None:
+    empty = {
+        "IPAMConfig": None,
+        "Links": None,
+        "Aliases": None,
+        "MacAddress": "",
+        "DriverOpts": None,
+        "GwPriority": 0,
+        "NetworkID": "",
+        "IPAddress": "",
+        "DNSNames": None,
+    }
+    body = {"NetworkingConfig": {"EndpointsConfig": {"default": empty}}}
+    assert create(body)[2] == []
+    empty["IPAMConfig"] = {"IPv4Address": "", "IPv6Address": ""}
+    assert create(body)[2] == []
 
 
 def test_mac_address_earns_a_warning() -> None:

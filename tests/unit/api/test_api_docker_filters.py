@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dockyard.api.docker.filters import Filters, parse_filters
+from dockyard.api.docker.filters import Filters, name_pattern, parse_filters
 from dockyard.core.errors import InvalidArgument
 
 KEYS = ("status", "label", "name", "dangling")
@@ -73,3 +73,24 @@ def test_bool(value: str, expected: bool) -> None:
 def test_bool_refuses_other_words() -> None:
     with pytest.raises(InvalidArgument, match="invalid filter 'dangling=yes'"):
         parse_filters(json.dumps({"dangling": ["yes"]}), KEYS).bool("dangling")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "hit"),
+    [
+        ("web", "web", True),
+        ("^web$", "web", True),
+        ("^/web$", "/web", True),
+        ("^/web$", "web", False),
+        ("we.*b", "web-b", True),
+        ("^db$", "web", False),
+    ],
+)
+def test_name_patterns(pattern: str, name: str, hit: bool) -> None:
+    assert bool(name_pattern(pattern).search(name)) is hit
+
+
+@pytest.mark.parametrize("pattern", ["(a+)+$", "a|b", "[a-z]+", "a{1,9}", "x" * 257])
+def test_name_patterns_that_could_backtrack_are_refused(pattern: str) -> None:
+    with pytest.raises(InvalidArgument, match="name filter"):
+        name_pattern(pattern)

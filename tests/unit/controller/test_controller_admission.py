@@ -51,6 +51,9 @@ def test_public_surface() -> None:
         "ALLOWED_CAPABILITY_ADDS",
         "Admitted",
         "admit",
+        "check_mount_propagation",
+        "check_policy",
+        "check_volume_options",
         "container_size",
     }
     assert set(DEFAULT_CAPABILITIES) | {"CAP_NET_ADMIN"} == ALLOWED_CAPABILITY_ADDS
@@ -127,6 +130,107 @@ def test_security_opts_that_weaken_confinement_are_refused(opt: str, why: str) -
 @pytest.mark.parametrize("opt", ["no-new-privileges", "no-new-privileges=true", "label=level:s0"])
 def test_harmless_security_opts_pass(opt: str) -> None:
     check_policy(hc(security_opt=(opt,)))
+
+
+@pytest.mark.parametrize("field", ["pid_mode", "ipc_mode", "uts_mode", "userns_mode"])
+def test_another_containers_namespaces_are_refused(field: str) -> None:
+    """The same answer whatever the container is (or whose): nothing to learn from it."""
+    flag = "--" + field.removesuffix("_mode")
+    assert refusal(hc(**{field: "container:web"})) == (
+        f"{flag}=container:web is not allowed on Dockyard: containers never join another "
+        "container's namespaces"
+    )
+
+
+def test_joining_another_containers_cgroup_is_refused() -> None:
+    assert refusal(hc(cgroup="container:web")) == (
+        "HostConfig.Cgroup=container:web is not allowed on Dockyard: containers never join "
+        "another container's namespaces"
+    )
+
+
+def test_gpus_and_device_cgroup_rules_are_refused() -> None:
+    assert refusal(hc(device_requests=("gpu",))) == (
+        "--gpus is not allowed on Dockyard: host devices are never passed into containers"
+    )
+    assert refusal(hc(device_cgroup_rules=("c *:* rwm",))) == (
+        "--device-cgroup-rule is not allowed on Dockyard: host devices are never passed "
+        "into containers"
+    )
+
+
+@pytest.mark.parametrize(
+    ("opt", "needle"),
+    [
+        ('seccomp={"defaultAction":"SCMP_ACT_ALLOW"}', "custom seccomp profiles"),
+        ("apparmor=docker-default", "AppArmor profile 'docker-default' was ignored"),
+        ("label=level:s0", "SELinux label 'level:s0' was ignored"),
+        ("label:user:system_u", "SELinux label 'user:system_u' was ignored"),
+    ],
+)
+def test_security_opts_without_effect_earn_a_warning(opt: str, needle: str) -> None:
+    warnings = admit(hc(security_opt=(opt,)), CONFIG).warnings
+    assert len(warnings) == 1 and needle in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "opt", ["seccomp=builtin", "no-new-privileges:true", "writable-cgroups=false"]
+)
+def test_security_opts_that_change_nothing_earn_no_warning(opt: str) -> None:
+    assert admit(hc(security_opt=(opt,)), CONFIG).warnings == ()
+
+
+def test_writable_cgroups_are_refused() -> None:
+    assert refusal(hc(security_opt=("writable-cgroups=true",))) == (
+        "--security-opt writable-cgroups=true is not allowed on Dockyard: cgroups stay "
+        "read-only in containers"
+    )
+
+
+@pytest.mark.parametrize(
+    "opt", ["bogus", "bogus=1", "no-new-privileges=maybe", "systempaths=x", "=x"]
+)
+def test_unknown_security_opts_are_invalid(opt: str) -> None:
+    assert invalid(hc(security_opt=(opt,))) == f'invalid --security-opt: "{opt}"'
+
+
+def test_unlimited_pids_get_the_default_limit_and_a_warning() -> None:
+    admitted = admit(hc(pids_limit=-1), CONFIG)
+    assert admitted.resources.pids_limit == CONFIG.default_pids
+    assert admitted.warnings == (
+        f"PidsLimit -1 (unlimited) is not allowed: the container gets at most "
+        f"{CONFIG.default_pids} processes",
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"type": "none", "o": "bind", "device": "/etc"}, "type"),
+        ({"o": "bind", "device": "/home"}, "o"),
+        ({"device": "/dev/sda1"}, "device"),
+        ({"type": "tmpfs", "device": "tmpfs", "o": "size=100m"}, "type"),
+    ],
+)
+def test_volume_options_that_mount_host_things_are_refused(
+    options: dict[str, str], key: str
+) -> None:
+    with pytest.raises(PermissionDenied) as info:
+        admission.check_volume_options("local", options)
+    assert info.value.message == (
+        f"volume option {key}={options[key]} is not allowed on Dockyard: a volume is storage "
+        "Dockyard provides, never a mount the host makes for a tenant (a host path, a device "
+        "or a network filesystem)"
+    )
+
+
+def test_volume_drivers_and_other_options() -> None:
+    admission.check_volume_options("local", {})
+    admission.check_volume_options("", {})
+    with pytest.raises(InvalidArgument, match="volume driver 'nfs' is not supported"):
+        admission.check_volume_options("nfs", {})
+    with pytest.raises(InvalidArgument, match="takes no options"):
+        admission.check_volume_options("local", {"size": "10G"})
 
 
 def test_sysctls_are_refused() -> None:

@@ -55,7 +55,7 @@ def test_accepted_bind_modes(mode: str) -> None:
     assert got["/data"].copy_up == ("nocopy" not in mode)
 
 
-@pytest.mark.parametrize("mode", ["xx", "ro,rw", "rw,bogus", "shared"])
+@pytest.mark.parametrize("mode", ["xx", "ro,rw", "rw,bogus", "sharedx"])
 def test_invalid_bind_modes(mode: str) -> None:
     with pytest.raises(InvalidArgument, match="invalid mode"):
         plan(binds=(f"data:/data:{mode}",))
@@ -82,6 +82,59 @@ def test_host_path_binds_are_refused(source: str) -> None:
         plan(binds=(f"{source}:/mnt",))
     assert f"bind mount of host path {source!r} is not allowed on Dockyard" in info.value.message
     assert "use a named volume" in info.value.message
+
+
+@pytest.mark.parametrize("mode", ["shared", "rshared", "slave", "rslave", "ro,rshared"])
+def test_shared_or_slave_propagation_is_refused(mode: str) -> None:
+    propagation = mode.rsplit(",", maxsplit=1)[-1]
+    with pytest.raises(PermissionDenied) as info:
+        plan(binds=(f"data:/data:{mode}",))
+    assert info.value.message == (
+        f"mount propagation {propagation!r} is not allowed on Dockyard: mounts never "
+        "propagate between a container and the host"
+    )
+    with pytest.raises(PermissionDenied, match=f"mount propagation {propagation!r}"):
+        plan(
+            mounts_=(MountRequest(type="volume", source="d", target="/d", propagation=propagation),)
+        )
+
+
+def test_private_propagation_in_mounts_is_fine() -> None:
+    for propagation in ("", "private", "rprivate"):
+        plan(
+            mounts_=(MountRequest(type="volume", source="d", target="/d", propagation=propagation),)
+        )
+    with pytest.raises(InvalidArgument, match="invalid mount propagation"):
+        plan(mounts_=(MountRequest(type="volume", source="d", target="/d", propagation="x"),))
+
+
+@pytest.mark.parametrize(
+    ("options", "what"),
+    [
+        ({"type": "none", "o": "bind", "device": "/etc"}, "volume option type=none"),
+        ({"o": "bind", "device": "/etc"}, "volume option o=bind"),
+        ({"device": "/dev/sda"}, "volume option device=/dev/sda"),
+        ({"type": "nfs", "o": "addr=10.0.0.1", "device": ":/export"}, "volume option type=nfs"),
+    ],
+)
+def test_volume_options_that_mount_host_things_are_refused(
+    options: dict[str, str], what: str
+) -> None:
+    """``--mount type=volume,volume-opt=...``: the host would mount what the tenant names."""
+    mount = MountRequest(
+        type="volume", source="d", target="/d", volume_driver="local", volume_options=options
+    )
+    with pytest.raises(PermissionDenied) as info:
+        plan(mounts_=(mount,))
+    assert info.value.message.startswith(f"{what} is not allowed on Dockyard: a volume is ")
+
+
+def test_other_volume_drivers_and_options_are_invalid() -> None:
+    with pytest.raises(InvalidArgument, match="volume driver 'nfs' is not supported"):
+        plan(mounts_=(MountRequest(type="volume", source="d", target="/d", volume_driver="nfs"),))
+    odd = MountRequest(type="volume", source="d", target="/d", volume_options={"size": "1g"})
+    with pytest.raises(InvalidArgument, match="takes no options"):
+        plan(mounts_=(odd,))
 
 
 def test_bind_mounts_in_mounts_are_refused() -> None:

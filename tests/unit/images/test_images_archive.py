@@ -8,6 +8,7 @@ import json
 import os
 import tarfile
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -272,6 +273,44 @@ def test_blobs_already_present_survive_a_failed_load(store: ContentStore, spool:
     with pytest.raises(InvalidArgument):
         load(tar_of(members), store, spool)
     assert list(store.digests()) == [sha(BASE)]
+
+
+@dataclass
+class Claim(Image):
+    """An image whose config names the diff ids ``named``, whatever its layers hold."""
+
+    named: list[str] = field(default_factory=list)
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return self.named
+
+
+@pytest.mark.parametrize("layout", ["docker", "oci"])
+def test_a_layer_in_the_store_is_not_had_by_naming_its_digest(
+    store: ContentStore, spool: Path, layout: str
+) -> None:
+    """The store is shared by tenants: an archive whose config names a layer someone else
+    loaded, with other bytes in its place, must not get that layer."""
+    secret = layer_tar({"etc/secret": b"another tenant's file"})
+    store.ingest([secret])
+    claim = Claim([BASE, APP], tags=["docker.io/library/claim:1"], named=[sha(BASE), sha(secret)])
+    members = docker_members([claim]) if layout == "docker" else oci_members([claim])
+    with pytest.raises(InvalidArgument, match=f"config says {sha(secret)}"):
+        load(tar_of(members), store, spool)
+    assert sorted(store.digests()) == [sha(secret)]
+
+
+def test_a_layer_in_the_store_loads_again_with_its_content(
+    store: ContentStore, spool: Path
+) -> None:
+    """Bringing the content of a layer the store holds is fine, compressed too."""
+    store.ingest([BASE])
+    image = Image([BASE, APP], tags=["x:1"], gzip_layers=True)
+    (record,) = load(tar_of(docker_members([image])), store, spool)
+    assert record.diff_ids == (sha(BASE), sha(APP))
+    assert record.layer_sizes == (len(BASE), len(APP))
+    assert_stored(store, image)
 
 
 def test_oci_blob_digest_mismatch(store: ContentStore, spool: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 from collections.abc import Callable, Iterator
@@ -10,9 +11,9 @@ from typing import ClassVar
 
 import pytest
 
-from dockyard.core.errors import DockyardError, NotFound
+from dockyard.core.errors import DockyardError, InvalidArgument, NotFound, PermissionDenied
 from dockyard.core.events import Event
-from dockyard.core.models import Container, Network
+from dockyard.core.models import Container, ExecInstance, Network, Volume
 from dockyard.core.tenancy import Tenant
 from dockyard.store import ALL_TENANTS, SqlStore
 from dockyard.testing import store_conformance
@@ -51,6 +52,45 @@ class NoPrefixStore(SqlStore):
         if ref not in (found.id, found.name, f"/{found.name}"):
             raise NotFound(f"No such container: {ref}")
         return found
+
+
+class AmbiguousAcrossTenantsStore(SqlStore):
+    """Counts prefix matches over every tenant, so another tenant's id makes a prefix
+    ambiguous (and so tells that it exists)."""
+
+    def get_container(self, *, tenant: str, ref: str) -> Container:
+        found = super().get_container(tenant=tenant, ref=ref)
+        if ref not in (found.id, found.name):
+            everyone = self.list_containers(tenant=ALL_TENANTS)
+            if sum(c.id.startswith(ref) for c in everyone) > 1:
+                raise InvalidArgument(f"multiple containers found with provided prefix: {ref}")
+        return found
+
+
+class TellingStore(SqlStore):
+    """Says when a volume exists in another tenant."""
+
+    def get_volume(self, *, tenant: str, name: str) -> Volume:
+        try:
+            return super().get_volume(tenant=tenant, name=name)
+        except NotFound:
+            if any(v.name == name for v in self.list_volumes(tenant=ALL_TENANTS)):
+                raise NotFound(f"volume {name} belongs to another tenant") from None
+            raise
+
+
+class ForbiddingStore(SqlStore):
+    """Answers PermissionDenied, not NotFound, for another tenant's exec."""
+
+    def get_exec(self, *, tenant: str, exec_id: str) -> ExecInstance:
+        try:
+            return super().get_exec(tenant=tenant, exec_id=exec_id)
+        except NotFound:
+            other = "tenant-a" if tenant != "tenant-a" else "tenant-b"
+            with contextlib.suppress(NotFound):
+                super().get_exec(tenant=other, exec_id=exec_id)
+                raise PermissionDenied("that exec is not yours") from None
+            raise
 
 
 class SharedNetworksStore(SqlStore):
@@ -117,6 +157,9 @@ def factory(tmp_path: Path) -> Iterator[Callable[[type[SqlStore]], StoreFactory]
     ("broken", "check"),
     [
         (LeakyStore, store_conformance.check_containers_of_other_tenants_are_invisible),
+        (AmbiguousAcrossTenantsStore, store_conformance.check_prefixes_are_unique_per_tenant),
+        (TellingStore, store_conformance.check_other_tenants_objects_read_as_missing),
+        (ForbiddingStore, store_conformance.check_other_tenants_objects_read_as_missing),
         (NoPrefixStore, store_conformance.check_container_found_by_unique_prefix),
         (SharedNetworksStore, store_conformance.check_networks),
         (SameAddressStore, store_conformance.check_addresses_are_never_handed_out_twice),

@@ -32,6 +32,7 @@ from dockyard.core.protocol import HealthState
 from dockyard.core.sizes import SIZES
 
 __all__ = [
+    "KNOWN_HOST_CONFIG",
     "container_summary",
     "inspect_container",
     "parse_create",
@@ -61,10 +62,78 @@ _IGNORED = {
     "CpuPercent": "CpuPercent applies to Windows only; the setting was ignored",
     "IOMaximumIOps": "IOMaximumIOps applies to Windows only; the setting was ignored",
     "IOMaximumBandwidth": "IOMaximumBandwidth applies to Windows only; ignored",
-    "DeviceCgroupRules": "device cgroup rules are not allowed; the setting was ignored",
     "MaskedPaths": "masked paths are fixed by Dockyard; the setting was ignored",
     "ReadonlyPaths": "read-only paths are fixed by Dockyard; the setting was ignored",
     "VolumeDriver": "only the local volume driver exists; the setting was ignored",
+    "Annotations": "OCI annotations are not passed to the runtime; the setting was ignored",
+}
+
+# HostConfig fields parse_host_config reads (applied, or kept for admission to refuse), and
+# those that need nothing (client-side or fixed); any other with a non-default value is
+# answered with a warning, so nothing a client sends is dropped without a word.
+_READ = frozenset(
+    {
+        "AutoRemove",
+        "Binds",
+        "BlkioWeight",
+        "CapAdd",
+        "CapDrop",
+        "Cgroup",
+        "CgroupnsMode",
+        "CpuPeriod",
+        "CpuQuota",
+        "CpuShares",
+        "CpusetCpus",
+        "CpusetMems",
+        "DeviceCgroupRules",
+        "DeviceRequests",
+        "Devices",
+        "Dns",
+        "DnsOptions",
+        "DnsSearch",
+        "ExtraHosts",
+        "GroupAdd",
+        "Init",
+        "IpcMode",
+        "LogConfig",
+        "Memory",
+        "MemoryReservation",
+        "MemorySwap",
+        "Mounts",
+        "NanoCpus",
+        "NetworkMode",
+        "OomScoreAdj",
+        "PidMode",
+        "PidsLimit",
+        "PortBindings",
+        "Privileged",
+        "PublishAllPorts",
+        "ReadonlyRootfs",
+        "RestartPolicy",
+        "SecurityOpt",
+        "ShmSize",
+        "Sysctls",
+        "Tmpfs",
+        "UTSMode",
+        "UsernsMode",
+        "Runtime",
+        "Isolation",
+        # client-side or without meaning here
+        "ContainerIDFile",
+        "ConsoleSize",
+    }
+)
+KNOWN_HOST_CONFIG = _READ | frozenset(_IGNORED)
+"""Every HostConfig field Dockyard knows: read, or ignored with a warning."""
+
+# EndpointsConfig settings Dockyard does not apply (one network per container, its address
+# and name chosen by Dockyard).
+_IGNORED_ENDPOINT = {
+    "IPAMConfig": "a fixed IP address (--ip) is not supported; Dockyard assigns one",
+    "Aliases": "network aliases are not supported yet; the setting was ignored",
+    "Links": "legacy links are not supported; use a network and container names",
+    "MacAddress": "MacAddress is chosen by Dockyard; the setting was ignored",
+    "DriverOpts": "network driver options are not supported; the setting was ignored",
 }
 
 
@@ -165,6 +234,8 @@ def _mounts(data: Any) -> tuple[MountRequest, ...]:
         if tmpfs.get("Mode"):
             options.append(f"mode={get_int(tmpfs, 'Mode', 'TmpfsOptions'):o}")
         volume_options = get_map(item, "VolumeOptions", "Mounts")
+        driver_config = get_map(volume_options, "DriverConfig", "VolumeOptions")
+        bind_options = get_map(item, "BindOptions", "Mounts")
         out.append(
             MountRequest(
                 type=kind,
@@ -173,9 +244,25 @@ def _mounts(data: Any) -> tuple[MountRequest, ...]:
                 read_only=get_bool(item, "ReadOnly", "Mounts"),
                 options=tuple(options),
                 volume_nocopy=get_bool(volume_options, "NoCopy", "VolumeOptions"),
+                propagation=get_str(bind_options, "Propagation", "BindOptions"),
+                volume_driver=get_str(driver_config, "Name", "DriverConfig"),
+                volume_options=get_str_map(driver_config, "Options", "DriverConfig"),
             )
         )
     return tuple(out)
+
+
+def _mount_warnings(data: Any) -> list[str]:
+    """Mount settings accepted without effect (labels for a volume made on the fly)."""
+    if not isinstance(data, list):
+        return []
+    for item in data:
+        if isinstance(item, dict) and get_map(get_map(item, "VolumeOptions"), "Labels"):
+            return [
+                "volume labels in Mounts are not applied; label the volume with "
+                "docker volume create --label"
+            ]
+    return []
 
 
 def parse_host_config(hc: dict[str, Any]) -> HostConfig:
@@ -226,20 +313,53 @@ def parse_host_config(hc: dict[str, Any]) -> HostConfig:
         devices=tuple(
             str(d.get("PathOnHost", d)) if isinstance(d, dict) else str(d)
             for d in hc.get("Devices") or ()
-        )
-        + tuple("gpu" for _ in hc.get("DeviceRequests") or ()),
-        security_opt=get_str_list(hc, "SecurityOpt", "HostConfig") or (),
+        ),
+        device_requests=tuple(_device_request(r) for r in hc.get("DeviceRequests") or ()),
+        device_cgroup_rules=get_str_list(hc, "DeviceCgroupRules", "HostConfig") or (),
+        cgroup=get_str(hc, "Cgroup", "HostConfig"),
+        security_opt=(get_str_list(hc, "SecurityOpt", "HostConfig") or ()) + _unmasked(hc),
         sysctls=get_str_map(hc, "Sysctls", "HostConfig"),
     )
+
+
+def _unmasked(hc: dict[str, Any]) -> tuple[str, ...]:
+    """The docker CLI turns ``--security-opt systempaths=unconfined`` into empty
+    ``MaskedPaths`` and ``ReadonlyPaths`` (null means the defaults): admission sees the
+    option it came from. Lists with paths are ignored with a warning (``_IGNORED``)."""
+    if hc.get("MaskedPaths") == [] or hc.get("ReadonlyPaths") == []:
+        return ("systempaths=unconfined",)
+    return ()
+
+
+def _device_request(request: Any) -> str:
+    """A DeviceRequest (``--gpus``) named for the refusal: its driver or capabilities."""
+    if not isinstance(request, dict):
+        return str(request)
+    capabilities = request.get("Capabilities") or []
+    names = [str(c) for group in capabilities if isinstance(group, list) for c in group]
+    return str(request.get("Driver") or ",".join(names) or "device")
 
 
 def _is_default(value: Any) -> bool:
     return value in (None, 0, -1, "", False, [], {})
 
 
+def _given(value: Any) -> bool:
+    """Whether a setting holds anything but defaults (``{"IPv4Address": ""}`` does not)."""
+    if isinstance(value, dict):
+        return any(_given(v) for v in value.values())
+    return not _is_default(value)
+
+
 def unsupported_warnings(hc: dict[str, Any]) -> list[str]:
     """Warnings for HostConfig settings given with a value Dockyard does not apply."""
     warnings = [msg for key, msg in _IGNORED.items() if not _is_default(hc.get(key))]
+    warnings += [
+        f"HostConfig.{key} is not supported by Dockyard; the setting was ignored"
+        for key, value in sorted(hc.items())
+        if key not in KNOWN_HOST_CONFIG and not _is_default(value)
+    ]
+    warnings += _mount_warnings(hc.get("Mounts"))
     runtime = hc.get("Runtime")
     if runtime not in (None, "", "runc", "crun"):
         warnings.append(f"runtime {runtime!r} is not available; containers run with crun")
@@ -262,9 +382,12 @@ def parse_create(body: dict[str, Any]) -> tuple[ContainerConfig, HostConfig, lis
         raise InvalidArgument(
             "Container cannot be connected to network endpoints: " + ", ".join(sorted(networking))
         )
+    for endpoint in networking.values():
+        if isinstance(endpoint, dict):
+            warnings += [msg for key, msg in _IGNORED_ENDPOINT.items() if _given(endpoint.get(key))]
     if config.mac_address:
         warnings.append("MacAddress is chosen by Dockyard; the setting was ignored")
-    return config, host_config, warnings
+    return config, host_config, list(dict.fromkeys(warnings))
 
 
 # rendering ------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def _matcher(ctx: ApiContext, f: Any, tenant: str) -> Callable[[Container], bool
         checks.append(lambda c: any(c.id.startswith(v) for v in ids))
     if f.has("name"):
         patterns = [name_pattern(v) for v in f.get("name")]
-        checks.append(lambda c: any(p.search(c.name) for p in patterns))
+        checks.append(lambda c: any(p.search(c.name) or p.search(f"/{c.name}") for p in patterns))
     if f.has("status"):
         statuses = set(f.get("status"))
         checks.append(lambda c: c.state.status.value in statuses)

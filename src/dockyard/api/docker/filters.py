@@ -11,7 +11,7 @@ from dockyard.core.errors import InvalidArgument
 
 __all__ = ["Filters", "name_pattern", "parse_filters"]
 
-_SAFE_REGEX = re.compile(r"^\^?(?:[A-Za-z0-9_.-]\*?)*\$?$")
+_SAFE_REGEX = re.compile(r"^\^?(?:[A-Za-z0-9_./-]\*?)*\$?$")
 _MAX_PATTERN = 256
 
 
@@ -69,11 +69,13 @@ def parse_filters(raw: str, allowed: Iterable[str]) -> Filters:
 
 def name_pattern(pattern: str) -> re.Pattern[str]:
     """Docker's ``name`` filter is a regular expression; Dockyard accepts the subset that
-    cannot backtrack catastrophically (characters of names, ``.``, ``*`` after one of them,
-    ``^`` and ``$``), so a tenant's filter can never stall the shared controller."""
+    cannot backtrack catastrophically (characters of names, ``/``, ``.``, ``*`` after one
+    of them, ``^`` and ``$``), so a tenant's filter can never stall the shared controller.
+    Docker matches it against the name with and without its leading ``/`` (``^/web$`` and
+    ``^web$`` both find ``web``); callers do the same."""
     if len(pattern) > _MAX_PATTERN or not _SAFE_REGEX.match(pattern):
         raise InvalidArgument(
-            f"name filter {pattern!r}: only name characters, '.', '*', '^' and '$' are "
+            f"name filter {pattern!r}: only name characters, '/', '.', '*', '^' and '$' are "
             "supported in patterns"
         )
     return re.compile(pattern)

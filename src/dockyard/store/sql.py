@@ -53,6 +53,15 @@ tenants = sa.Table(
     sa.Column("quota", sa.Text, nullable=False, server_default="{}"),
 )
 
+uid_ranges = sa.Table(
+    "uid_ranges",
+    metadata,
+    # Every uid range ever handed out, kept after its tenant is gone: a range is never
+    # given to a second tenant (files the first left anywhere stay out of its reach).
+    sa.Column("uid_base", sa.BigInteger, primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+)
+
 users = sa.Table(
     "users",
     metadata,
@@ -204,6 +213,7 @@ class SqlStore:
             event.listen(self._engine, "connect", _sqlite_pragmas)
         metadata.create_all(self._engine)
         _add_missing_columns(self._engine)
+        _record_uid_ranges(self._engine)
         # One connection for the process, each call one transaction on it: checking a
         # connection out of the pool per call cost more than the query (0.64 -> 0.28 ms
         # per write). The lock serialises the few calls made from worker threads.
@@ -242,17 +252,23 @@ class SqlStore:
         with self._tx() as conn:
             row = conn.execute(sa.select(tenants).where(tenants.c.name == name)).first()
             if row is None:
-                top = conn.execute(sa.select(sa.func.max(tenants.c.uid_base))).scalar()
-                base = self._uid_range_start if top is None else int(top) + UID_RANGE_SIZE
+                tops = (
+                    conn.execute(sa.select(sa.func.max(table.c.uid_base))).scalar()
+                    for table in (tenants, uid_ranges)
+                )
+                top = max((int(t) for t in tops if t is not None), default=None)
+                base = self._uid_range_start if top is None else top + UID_RANGE_SIZE
+                tenant_id = new_id()
                 conn.execute(
                     tenants.insert().values(
-                        id=new_id(),
+                        id=tenant_id,
                         name=name,
                         uid_base=base,
                         uid_size=UID_RANGE_SIZE,
                         created=now_ns(),
                     )
                 )
+                conn.execute(uid_ranges.insert().values(uid_base=base, tenant=tenant_id))
                 row = conn.execute(sa.select(tenants).where(tenants.c.name == name)).one()
         return _tenant(row)
 
@@ -880,6 +896,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def _record_uid_ranges(engine: Engine) -> None:
+    """Stores made before ``uid_ranges`` existed: note their tenants' ranges as taken."""
+    taken = sa.select(uid_ranges.c.uid_base)
+    missing = sa.select(tenants.c.uid_base, tenants.c.id).where(tenants.c.uid_base.not_in(taken))
+    with engine.begin() as conn:
+        conn.execute(uid_ranges.insert().from_select(["uid_base", "tenant"], missing))
 
 
 def _add_missing_columns(engine: Engine) -> None:

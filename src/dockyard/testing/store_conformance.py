@@ -1046,7 +1046,8 @@ def check_client_certs(make_store: StoreFactory) -> None:
 
 
 def check_tenant_by_name_and_delete(make_store: StoreFactory) -> None:
-    """Tenants are found by name; deleting one removes its users and tokens, no other's."""
+    """Tenants are found by name; deleting one removes its users and tokens, no other's;
+    a deleted tenant's uid range is never handed out again."""
     with _opened(make_store) as store:
         a = store.ensure_tenant("acme")
         b = store.ensure_tenant("globex")
@@ -1069,6 +1070,10 @@ def check_tenant_by_name_and_delete(make_store: StoreFactory) -> None:
         again = store.ensure_tenant("acme")
         assert again.id != a.id
         assert again.uid_base not in (a.uid_base, b.uid_base)
+        # Not even the newest tenant's range comes back once it is gone.
+        store.delete_tenant(again.id)
+        later = store.ensure_tenant("initech")
+        assert later.uid_base not in (a.uid_base, b.uid_base, again.uid_base)
 
 
 def check_tenant_quotas(make_store: StoreFactory) -> None:

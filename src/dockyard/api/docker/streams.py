@@ -11,6 +11,11 @@ from dockyard.wire.hijack import HijackedStream
 __all__ = ["relay"]
 
 _CHUNK = 65536
+# docker-py reads the 101 answer through a buffered reader, then reads the stream from the
+# raw socket underneath: bytes that arrive together with the answer's head are lost to it.
+# Output that is ready at once (an exec that could not start says why straight away) waits
+# this long after the head, time enough for the client to have read it.
+HEAD_GUARD = 0.05
 
 
 async def relay(client: HijackedStream, agent: RawStream) -> None:
@@ -20,11 +25,20 @@ async def relay(client: HijackedStream, agent: RawStream) -> None:
     output keeps flowing; the agent's stream is closed on return.
     """
 
+    loop = asyncio.get_running_loop()
+    head_sent = loop.time()
+
     async def to_client() -> None:
+        first = True
         while True:
             data = await agent.reader.read(_CHUNK)
             if not data:
                 return
+            if first:
+                first = False
+                early = HEAD_GUARD - (loop.time() - head_sent)
+                if early > 0:
+                    await asyncio.sleep(early)
             await client.write(data)
 
     async def to_agent() -> None:

@@ -1268,6 +1268,8 @@ def check_audit_retention(make_store: StoreFactory) -> None:
         again = store.list_audit(tenant=TENANT_B, query=AuditQuery())
         assert [r.request_id for r in again] == ["req-15"]
         assert again[0].seq > highest, "a pruned seq was given again"
+
+
 def check_tenant_quotas(make_store: StoreFactory) -> None:
     """A tenant starts on plan "" with no overrides; its plan and overrides are replaced
     whole, kept apart from other tenants', refused for unknown tenants (NotFound) and for

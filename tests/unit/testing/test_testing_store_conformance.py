@@ -167,6 +167,8 @@ class KeepsAllAuditStore(SqlStore):
 
     def prune_audit(self, *, tenant: str, keep: int, before: int) -> int:
         return 0
+
+
 class UndyingCertsStore(SqlStore):
     """Keeps a removed user's client certificates."""
 

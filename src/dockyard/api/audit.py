@@ -136,8 +136,11 @@ class AuditRecorder:
             try:
                 return await handler(request)
             except asyncio.CancelledError:
-                if _audited(request, None):
-                    self._record(request, status=0, error="no answer: the call was interrupted")
+                action = _action(request)
+                if _audited(request, action, None):
+                    self._record(
+                        request, action, status=0, error="no answer: the call was interrupted"
+                    )
                 raise
 
         self.middleware = middleware
@@ -146,23 +149,28 @@ class AuditRecorder:
         app.on_response_prepare.append(self._on_prepare)
 
     async def _on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
-        if not _audited(request, response.status):
+        status = response.status
+        if request.method in _READS and status not in _AUTH_FAILURES:
+            return  # the common case, decided first
+        action = _action(request)
+        if not _audited(request, action, status):
             return
-        error = _error_message(response) if response.status >= 400 else ""
+        error = _error_message(response) if status >= 400 else ""
         request_id = self._record(
-            request, status=response.status, error=error, answer=_answer(response)
+            request, action, status=status, error=error, answer=_answer(response)
         )
         response.headers[REQUEST_ID_HEADER] = request_id
 
-    def _record(self, request: web.Request, *, status: int, error: str, answer: Any = None) -> str:
+    def _record(
+        self, request: web.Request, action: str, *, status: int, error: str, answer: Any = None
+    ) -> str:
         request[_DONE] = True
         caller = self._caller(request)
-        action = _action(request)
         request_id = secrets.token_hex(8)
         self._audit.record(
             AuditRecord(
                 tenant=caller.tenant,
-                time=0,
+                time=self._audit.now(),
                 user_id=caller.user_id,
                 user=caller.user,
                 token=caller.token,
@@ -180,12 +188,12 @@ class AuditRecorder:
         return request_id
 
 
-def _audited(request: web.Request, status: int | None) -> bool:
+def _audited(request: web.Request, action: str, status: int | None) -> bool:
     if request.get(_DONE):
         return False
     if status in _AUTH_FAILURES:
         return True
-    return request.method not in _READS and _action(request) not in NOT_AUDITED
+    return request.method not in _READS and action not in NOT_AUDITED
 
 
 def _action(request: web.Request) -> str:

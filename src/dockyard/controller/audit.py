@@ -1,10 +1,11 @@
 """AuditLog: who did what, kept per tenant, written behind the request path.
 
 Recording is synchronous and in memory, cheap enough for every mutating call:
-:meth:`AuditLog.record` stamps the record's ``time`` (never less than the previous one's)
-and queues it. The queue is written in one transaction at most ``flush_delay`` seconds
-later (the calls of a ``docker run --rm`` share one or two writes), at once when it grows
-large, before every read, and on :meth:`AuditLog.close`. The store numbers the records.
+:meth:`AuditLog.record` queues the record (its ``time``, from :meth:`AuditLog.now`, never
+less than the previous one's). The queue is written in one transaction at most
+``flush_delay`` seconds later (the calls of a ``docker run --rm`` share one or two
+writes), at once when it grows large, before every read, and on :meth:`AuditLog.close`.
+The store numbers the records.
 
 The queue is bounded: while the store refuses writes, records stay queued and are retried
 every second; past :data:`MAX_QUEUED` the oldest are dropped, with an error logged (the
@@ -77,12 +78,18 @@ class AuditLog:
 
     # recording -----------------------------------------------------------------------------
 
+    def now(self) -> int:
+        """The time to give a record made now: the clock's, but never less than the last
+        recorded one's (a time range is then one stretch of the log)."""
+        return max(self._clock(), self._last_time)
+
     def record(self, record: AuditRecord) -> AuditRecord:
-        """Queue ``record`` for its tenant's log, stamped now (its ``time`` and ``seq`` are
-        replaced). Returns the stamped record."""
-        self._last_time = max(self._clock(), self._last_time)
-        stamped = dataclasses.replace(record, time=self._last_time, seq=0)
-        self._queued.append(stamped)
+        """Queue ``record`` for its tenant's log and return it. Its ``time`` should come
+        from :meth:`now`; one earlier than the last recorded is raised to that."""
+        if record.time < self._last_time:
+            record = dataclasses.replace(record, time=self._last_time)
+        self._last_time = record.time
+        self._queued.append(record)
         if len(self._queued) > self._max_queued:
             # Only while the store fails (otherwise the queue is written at _FLUSH_AT).
             drop = len(self._queued) - self._max_queued
@@ -90,7 +97,7 @@ class AuditLog:
             self.dropped += drop
             log.error("audit log: dropped %d unwritten records (the store refuses writes)", drop)
         self._schedule_flush()
-        return stamped
+        return record
 
     @property
     def queued(self) -> int:

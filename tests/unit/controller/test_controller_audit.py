@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -68,7 +69,7 @@ def clock() -> Clock:
 def call(n: int, tenant: str = A, *, user: str = "ann") -> AuditRecord:
     return AuditRecord(
         tenant=tenant,
-        time=0,
+        time=START,
         user_id="u" * 64,
         user=user,
         token="0" * 16,
@@ -118,16 +119,19 @@ def test_a_long_queue_is_written_at_once(
     run(scenario)
 
 
-def test_time_is_stamped_and_never_goes_back(store: Writes, clock: Clock) -> None:
+def test_time_never_goes_back(store: Writes, clock: Clock) -> None:
     log = AuditLog(store, keep=100, max_age=0, clock=clock)
-    first = log.record(call(1))
+    first = log.record(replace(call(1), time=log.now()))
     clock.now -= 10 * SECOND  # the wall clock steps back
-    second = log.record(call(2))
+    assert log.now() == START
+    second = log.record(replace(call(2), time=log.now()))
+    late = log.record(replace(call(3), time=START - SECOND))  # made before, recorded after
     clock.now += 20 * SECOND
-    third = log.record(call(3))
-    assert first.time == START and second.time == START and third.time == START + 10 * SECOND
+    third = log.record(replace(call(4), time=log.now()))
+    assert (first.time, second.time, late.time) == (START, START, START)
+    assert third.time == START + 10 * SECOND
     records = log.read(A, AuditQuery())
-    assert [r.time for r in records] == [third.time, second.time, first.time]
+    assert [r.time for r in records] == [third.time, late.time, second.time, first.time]
     assert [r.seq for r in records] == sorted((r.seq for r in records), reverse=True)
 
 
@@ -161,7 +165,7 @@ def test_retention_by_age_covers_every_log(store: Writes, clock: Clock) -> None:
     log.record(call(3, OPERATOR_LOG, user=""))
     log.flush()
     clock.now += 1800 * SECOND
-    log.record(call(4))
+    log.record(replace(call(4), time=log.now()))
     log.flush()
     clock.now += 2000 * SECOND  # the first three are now older than an hour
     assert log.prune_all() == 3

@@ -16,9 +16,9 @@ log (:data:`dockyard.core.audit.OPERATOR_LOG`), never to a tenant's, since a tok
 nothing.
 
 What a create made (``created``): what a handler noted with :func:`note`, else the ``Id``,
-``id`` or ``Name`` of a 201 answer's JSON, else, for a tag or an import, the new tag. The
-error message is the ``message`` of Docker's error body. Bodies and query strings are never
-stored: they carry environment values, build arguments and token texts.
+``id``, ``Name`` or ``serial`` of a 201 answer's JSON, else, for a tag or an import, the
+new tag. The error message is the ``message`` of Docker's error body. Bodies and query
+strings are never stored: they carry environment values, build arguments and token texts.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ _READS: Final = ("GET", "HEAD", "OPTIONS")
 _AUTH_FAILURES: Final = (401, 429)
 _DONE: Final = web.RequestKey("dockyard_audit_done", bool)
 _NOTE: Final = web.RequestKey("dockyard_audit_note", tuple[str, str])
-_TARGET_PARAMS: Final = ("id", "name", "user", "token", "tenant")
-_CREATED_KEYS: Final = ("Id", "id", "Name")
+_TARGET_PARAMS: Final = ("id", "name", "user", "token", "serial", "tenant")
+_CREATED_KEYS: Final = ("Id", "id", "Name", "serial")
 _TAGGING: Final = ("image_tag", "image_create")
 _MAX_TEXT: Final = 1024
 _MAX_NAME: Final = 512
@@ -85,6 +85,7 @@ class Caller:
     user_id: str = ""
     user: str = ""
     token: str = ""
+    cert: str = ""
 
 
 def note(request: web.Request, *, tenant: str = "", created: str = "") -> None:
@@ -103,6 +104,7 @@ def tenant_caller(request: web.Request) -> Caller:
             user_id=principal.user.id,
             user=principal.user.name,
             token=principal.token_id,
+            cert=principal.cert_serial,
         )
     return Caller(tenant=OPERATOR_LOG, token=_presented_token_id(request))
 
@@ -174,6 +176,7 @@ class AuditRecorder:
                 user_id=caller.user_id,
                 user=caller.user,
                 token=caller.token,
+                cert=caller.cert,
                 source=source_of(request)[:128],
                 action=action,
                 method=request.method,
@@ -305,6 +308,7 @@ def record_json(record: AuditRecord) -> dict[str, Any]:
         "user": record.user,
         "user_id": record.user_id,
         "token": record.token,
+        "cert": record.cert,
         "source": record.source,
         "action": record.action,
         "method": record.method,

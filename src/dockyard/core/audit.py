@@ -52,9 +52,10 @@ _RESULT = re.compile(r"^(ok|error|[1-5][0-9][0-9])$")
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """One audited call. ``token`` is the id of the token used (never its secret), empty
-    for the operator, for a certificate (then ``user`` says who) and when none was
-    readable; ``source`` is the peer (``ip:ADDRESS`` or ``uid:N`` on a unix socket).
+    """One audited call. ``token`` is the id of the token used (never its secret; for a
+    client certificate, the token it was obtained with), empty for the operator and when
+    none was readable; ``cert`` the serial of the client certificate that authenticated
+    the call, if one did; ``source`` is the peer (``ip:ADDRESS`` or ``uid:N`` on a unix socket).
     ``action`` is the operation (Docker's operation id in snake case, such as
     ``container_create``; empty for a path that matched no route). ``target`` is the object
     the call named (a path's id or name, or a create's requested name); ``created`` the id
@@ -76,6 +77,7 @@ class AuditRecord:
     status: int = 0
     error: str = ""
     request_id: str = ""
+    cert: str = ""
     seq: int = 0
 
     @property

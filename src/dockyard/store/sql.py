@@ -216,6 +216,7 @@ audit = sa.Table(
     sa.Column("status", sa.Integer, nullable=False),
     sa.Column("error", sa.Text, nullable=False),
     sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("cert", sa.String(128), nullable=False, server_default=""),
     sa.Index("ix_audit_tenant_time", "tenant", "time"),
     sa.Index("ix_audit_tenant_seq", "tenant", "seq"),
     sqlite_autoincrement=True,
@@ -921,6 +922,7 @@ class SqlStore:
                         "status": r.status,
                         "error": r.error,
                         "request_id": r.request_id,
+                        "cert": r.cert,
                     }
                     for r in records
                 ],
@@ -969,6 +971,7 @@ class SqlStore:
                 status=int(r.status),
                 error=r.error,
                 request_id=r.request_id,
+                cert=r.cert,
             )
             for r in rows
         ]

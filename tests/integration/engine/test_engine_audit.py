@@ -284,6 +284,27 @@ def test_failed_authentications_reach_only_the_operator(audited: TestCloud, acme
     assert "x" * 43 not in json.dumps(operator_log)
 
 
+def test_a_call_over_tls_names_its_certificate(
+    audited: TestCloud, acme: Tenant, tmp_path: Path
+) -> None:
+    config = tmp_path / "ann-tls"
+    env = {**audited.env(), "DOCKER_CONFIG": str(config)}
+    dockyard("login", "--token", acme.admin_token, env=env)
+    listed = dockyard("cert", "list", env=env).stdout.splitlines()[1:]
+    [serial] = [line.split()[0] for line in listed if line.strip()]
+    certs_only = tmp_path / "certs"
+    certs_only.mkdir()
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        shutil.copy2(config / name, certs_only / name)
+    docker_cli(audited.tls_env(certs_only), "volume", "create", "over-tls")
+    [record] = log_of(audited, acme.admin_token, target="over-tls")
+    assert (record["user"], record["cert"]) == ("ann", serial)
+    assert record["token"] == token_id(acme.admin_token)  # the certificate's token
+    assert record["source"] == "ip:127.0.0.1"
+    made = log_of(audited, acme.admin_token, action="create_cert")
+    assert [r["created"] for r in made] == [serial]
+
+
 # restarts ----------------------------------------------------------------------------------
 
 

@@ -475,7 +475,7 @@ def test_the_read_endpoint_filters_and_pages(tmp_path: Path) -> None:
                 ("ann", "a"),
             ]
             assert set(every[0]) == {
-                "seq", "time", "tenant", "user", "user_id", "token", "source", "action",
+                "seq", "time", "tenant", "user", "user_id", "token", "cert", "source", "action",
                 "method", "path", "target", "created", "status", "error", "request_id",
             }  # fmt: skip
             assert [r["target"] for r in await read("user=ann&limit=2")] == ["c", "b"]

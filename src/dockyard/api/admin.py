@@ -242,7 +242,7 @@ async def set_quota(request: web.Request) -> web.Response:
 @routes.get("/admin/v1/audit")
 async def operator_audit(request: web.Request) -> web.Response:
     """The operator log: failed authentications and operator calls that named no tenant."""
-    return audit_response(request, _controller(request).audit, OPERATOR_LOG)
+    return await audit_response(request, _controller(request).audit, OPERATOR_LOG)
 
 
 @routes.get("/admin/v1/tenants/{tenant}/audit")
@@ -257,4 +257,4 @@ async def tenant_audit(request: web.Request) -> web.Response:
         if ref == OPERATOR_LOG or ref not in controller.store.audit_tenants():
             raise
         tenant_id = ref
-    return audit_response(request, controller.audit, tenant_id)
+    return await audit_response(request, controller.audit, tenant_id)

@@ -321,8 +321,8 @@ def record_json(record: AuditRecord) -> dict[str, Any]:
     }
 
 
-def audit_response(request: web.Request, audit: AuditLog, tenant: str) -> web.Response:
+async def audit_response(request: web.Request, audit: AuditLog, tenant: str) -> web.Response:
     """The tenant's records that the request's query selects, as a JSON array, newest
     first."""
-    records = audit.read(tenant, audit_query(request))
+    records = await audit.read(tenant, audit_query(request))
     return json_response([record_json(r) for r in records])

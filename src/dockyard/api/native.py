@@ -152,4 +152,6 @@ async def usage_check(request: web.Request) -> web.Response:
 async def audit_log(request: web.Request) -> web.Response:
     """The tenant's audit log, newest first (``admin`` scope)."""
     principal = _admin(request)
-    return audit_response(request, ApiContext.of(request).controller.audit, principal.tenant.id)
+    return await audit_response(
+        request, ApiContext.of(request).controller.audit, principal.tenant.id
+    )

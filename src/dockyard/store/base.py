@@ -206,7 +206,10 @@ class Store(Protocol):
     def list_audit(self, *, tenant: str, query: AuditQuery) -> list[AuditRecord]:
         """The tenant's records that ``query`` matches (:meth:`AuditQuery.matches`),
         newest (highest ``seq``) first, at most ``query.limit``. Only that tenant's: there
-        is no system scope for reading (the operator reads one tenant at a time)."""
+        is no system scope for reading (the operator reads one tenant at a time).
+
+        May be called from a worker thread while the event loop's thread uses the store (a
+        filter that matches little reads a whole log), and must not hold it up meanwhile."""
 
     def prune_audit(self, *, tenant: str, keep: int, before: int) -> int:
         """Delete the tenant's records older than the newest ``keep`` and those with

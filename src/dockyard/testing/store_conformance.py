@@ -74,6 +74,7 @@ __all__ = [
     "check_ambiguous_prefix_is_invalid_argument",
     "check_audit_append_and_filters",
     "check_audit_of_other_tenants_are_invisible",
+    "check_audit_read_from_another_thread",
     "check_audit_retention",
     "check_client_certs",
     "check_container_found_by_full_id",
@@ -1243,6 +1244,35 @@ def check_audit_of_other_tenants_are_invisible(make_store: StoreFactory) -> None
         assert store.audit_tenants() == sorted([OPERATOR_LOG, TENANT_A, TENANT_B])
 
 
+def check_audit_read_from_another_thread(make_store: StoreFactory) -> None:
+    """list_audit works from a worker thread while the store is written from another, and
+    each read sees whole batches, newest first."""
+    with _opened(make_store) as store:
+        store.append_audit([_audit(0)])
+        done = threading.Event()
+
+        def read_until_done() -> int:
+            reads = 0
+            while not done.is_set() or reads == 0:
+                got = store.list_audit(tenant=TENANT_A, query=AuditQuery(limit=MAX_AUDIT_READ))
+                seqs = [r.seq for r in got]
+                assert seqs == sorted(seqs, reverse=True), "a read out of order"
+                assert len(got) % 5 == 1, f"a read saw part of a batch: {len(got)} records"
+                reads += 1
+            return reads
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            readers = [pool.submit(read_until_done) for _ in range(2)]
+            try:
+                for batch in range(40):
+                    store.append_audit([_audit(batch * 5 + n + 1) for n in range(5)])
+                    store.add_volume(_volume(tenant=TENANT_A, name=f"v{batch}"))
+            finally:
+                done.set()
+            assert all(reader.result(timeout=60) > 0 for reader in readers)
+        assert len(store.list_audit(tenant=TENANT_A, query=AuditQuery(limit=1000))) == 201
+
+
 def check_audit_retention(make_store: StoreFactory) -> None:
     """prune_audit keeps a tenant's newest ``keep`` records, drops those older than
     ``before``, says how many went and never touches another tenant's; a record appended
@@ -1370,6 +1400,7 @@ CHECKS: tuple[Check, ...] = (
     check_event_retention,
     check_audit_append_and_filters,
     check_audit_of_other_tenants_are_invisible,
+    check_audit_read_from_another_thread,
     check_audit_retention,
 )
 """Every check, in a stable order (for ``pytest.mark.parametrize``)."""

@@ -123,7 +123,7 @@ async def create_token(request: web.Request) -> web.Response:
 @routes.get("/v1/audit")
 async def audit_log(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    return audit_response(request, request.app[STATE]["audit"], principal.tenant.id)
+    return await audit_response(request, request.app[STATE]["audit"], principal.tenant.id)
 
 
 STATE = web.AppKey("state", dict)
@@ -143,8 +143,8 @@ class World:
     def headers(self, who: str) -> dict[str, str]:
         return {TOKEN_HEADER: self.tokens[who]}
 
-    def records(self, tenant: str | None = None, **query: Any) -> list[AuditRecord]:
-        return self.audit.read(self.tenant if tenant is None else tenant, AuditQuery(**query))
+    async def records(self, tenant: str | None = None, **query: Any) -> list[AuditRecord]:
+        return await self.audit.read(self.tenant if tenant is None else tenant, AuditQuery(**query))
 
 
 @asynccontextmanager
@@ -211,7 +211,7 @@ def test_a_create_is_recorded_with_user_target_new_id_and_no_body(tmp_path: Path
             )
             assert response.status == 201
             request_id = response.headers[REQUEST_ID_HEADER]
-            [record] = w.records()
+            [record] = await w.records()
             ann_token = w.tokens["ann"].split("_")[1]
             assert record.tenant == w.tenant
             assert (record.user, record.token) == ("ann", ann_token)
@@ -245,7 +245,7 @@ def test_refusals_are_recorded_with_status_and_message(tmp_path: Path) -> None:
             reader = w.headers("bob-read")
             assert (await w.client.delete("/volumes/data", headers=reader)).status == 403
             assert (await w.client.post("/nowhere", headers=bob)).status == 404
-            got = [(r.user, r.action, r.target, r.status, r.error) for r in w.records()]
+            got = [(r.user, r.action, r.target, r.status, r.error) for r in await w.records()]
             assert got == [
                 ("bob", "", "", 404, "page not found: POST /nowhere"),
                 ("bob", "volume_delete", "data", 403, "this token lacks the 'write' scope"),
@@ -259,9 +259,9 @@ def test_refusals_are_recorded_with_status_and_message(tmp_path: Path) -> None:
                 ),
                 ("bob", "container_create", "", 403, "--privileged is not allowed"),
             ]
-            assert all(r.created == "" for r in w.records())
-            assert [r.status for r in w.records(result="error")] == [404, 403, 409, 403]
-            assert [r.status for r in w.records(result="ok")] == [304]
+            assert all(r.created == "" for r in await w.records())
+            assert [r.status for r in await w.records(result="error")] == [404, 403, 409, 403]
+            assert [r.status for r in await w.records(result="ok")] == [304]
 
     run(scenario)
 
@@ -275,11 +275,11 @@ def test_reads_and_waits_are_not_recorded_and_tags_are(tmp_path: Path) -> None:
             assert (await w.client.head("/containers/json", headers=ann)).status == 200
             assert (await w.client.post("/containers/c1/wait", headers=ann)).status == 200
             assert (await w.client.get("/v1/audit", headers=ann)).status == 200
-            assert w.records() == []
+            assert await w.records() == []
             assert (
                 await w.client.post("/images/busybox/tag?repo=acme/app&tag=v1", headers=ann)
             ).status == 201
-            [tagged] = w.records()
+            [tagged] = await w.records()
             assert (tagged.action, tagged.target, tagged.created) == (
                 "image_tag",
                 "busybox",
@@ -294,7 +294,7 @@ def test_a_token_made_is_recorded_by_id_never_by_its_text(tmp_path: Path) -> Non
         async with world(tmp_path) as w:
             made = await w.client.post("/v1/tokens", json={}, headers=w.headers("bob"))
             assert made.status == 201
-            [record] = w.records()
+            [record] = await w.records()
             assert record.created == "1" * 16
             assert "s" * 43 not in repr(record)
 
@@ -318,10 +318,10 @@ def test_failed_authentications_go_to_the_operator_log_only(tmp_path: Path) -> N
             assert (await w.client.get("/info", headers=bearer)).status == 401
             # three failures from this source: blocked, even with a good token
             assert (await w.client.get("/containers/json", headers=w.headers("ann"))).status == 429
-            assert w.records() == [], "nothing reaches the tenant whose token id was named"
+            assert await w.records() == [], "nothing reaches the tenant whose token id was named"
             got = [
                 (r.user, r.token, r.action, r.method, r.status, r.error)
-                for r in w.records(OPERATOR_LOG)
+                for r in await w.records(OPERATOR_LOG)
             ]
             assert got == [
                 ("", ann_id, "container_list", "GET", 429, got[0][5]),
@@ -332,7 +332,7 @@ def test_failed_authentications_go_to_the_operator_log_only(tmp_path: Path) -> N
             ]
             assert "too many failed authentications" in got[0][5]
             assert "authentication required" in got[4][5]
-            assert all("x" * 43 not in repr(r) for r in w.records(OPERATOR_LOG))
+            assert all("x" * 43 not in repr(r) for r in await w.records(OPERATOR_LOG))
 
     run(scenario)
 
@@ -357,7 +357,7 @@ def test_a_hijacked_stream_is_recorded_when_it_begins(tmp_path: Path) -> None:
             assert REQUEST_ID_HEADER.lower().encode() in head.lower()
             await w.state["opened"].wait()
             # the stream is still open: the call is in the log already
-            [record] = w.records()
+            [record] = await w.records()
             assert (record.user, record.action, record.target, record.status) == (
                 "bob",
                 "container_attach",
@@ -368,7 +368,7 @@ def test_a_hijacked_stream_is_recorded_when_it_begins(tmp_path: Path) -> None:
             writer.close()
             await writer.wait_closed()
             await asyncio.sleep(0.05)
-            assert len(w.records()) == 1, "recorded once, at the start"
+            assert len(await w.records()) == 1, "recorded once, at the start"
 
     run(scenario)
 
@@ -383,7 +383,7 @@ def test_a_call_cancelled_before_its_answer_is_recorded_without_status(tmp_path:
                     timeout=aiohttp.ClientTimeout(total=0.3),
                 )
             await asyncio.wait_for(w.state["cancelled"].wait(), 10)
-            [record] = w.records()
+            [record] = await w.records()
             assert (record.action, record.status) == ("slow_call", 0)
             assert "interrupted" in record.error
             assert not record.ok
@@ -436,12 +436,12 @@ def test_operator_calls_go_to_the_log_of_the_tenant_they_touch(tmp_path: Path) -
         finally:
             await client.close()
         globex = identity.tenant("globex").id
-        [added] = audit.read(acme.tenant.id, AuditQuery())
+        [added] = await audit.read(acme.tenant.id, AuditQuery())
         assert (added.user, added.action, added.target) == (OPERATOR, "add_user", "acme")
         assert added.created == identity.user(acme.tenant.id, "cy").id
-        [made] = audit.read(globex, AuditQuery())
+        [made] = await audit.read(globex, AuditQuery())
         assert (made.user, made.action, made.created) == (OPERATOR, "create_tenant", globex)
-        [refused] = audit.read(OPERATOR_LOG, AuditQuery())
+        [refused] = await audit.read(OPERATOR_LOG, AuditQuery())
         assert (refused.action, refused.target, refused.status) == ("delete_tenant", "initech", 400)
         await audit.close()
         store.close()

@@ -130,7 +130,7 @@ def test_time_never_goes_back(store: Writes, clock: Clock) -> None:
     third = log.record(replace(call(4), time=log.now()))
     assert (first.time, second.time, late.time) == (START, START, START)
     assert third.time == START + 10 * SECOND
-    records = log.read(A, AuditQuery())
+    records = asyncio.run(log.read(A, AuditQuery()))
     assert [r.time for r in records] == [third.time, late.time, second.time, first.time]
     assert [r.seq for r in records] == sorted((r.seq for r in records), reverse=True)
 
@@ -140,8 +140,8 @@ def test_a_read_sees_what_was_just_recorded(store: Writes, clock: Clock) -> None
         log = AuditLog(store, keep=100, max_age=0, flush_delay=60, clock=clock)
         log.record(call(1))
         log.record(call(2, B))
-        assert [r.request_id for r in log.read(A, AuditQuery())] == ["r1"]
-        assert [r.request_id for r in log.read(B, AuditQuery())] == ["r2"]
+        assert [r.request_id for r in await log.read(A, AuditQuery())] == ["r1"]
+        assert [r.request_id for r in await log.read(B, AuditQuery())] == ["r2"]
         assert log.queued == 0
         await log.close()
 

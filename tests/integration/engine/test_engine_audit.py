@@ -50,6 +50,7 @@ def make_tenant(cloud: TestCloud) -> Tenant:
     admin = cloud.admin()
     name = f"t{uuid.uuid4().hex[:8]}"
     made = admin.create_tenant(name, user="ann", seed_busybox=True)
+    admin.set_quota(name, limits={"volumes": 100})  # these tests make more than a plan's
     admin.add_user(name, "bob", role="member")
     member = admin.issue_token(name, "bob")
     return Tenant(

@@ -254,7 +254,7 @@ async def tenant_audit(request: web.Request) -> web.Response:
     try:
         tenant_id = _tenant(request).id
     except NotFound:
-        if ref == OPERATOR_LOG or ref not in controller.store.audit_tenants():
+        if ref == OPERATOR_LOG or ref not in controller.audit.logs():
             raise
         tenant_id = ref
     return await audit_response(request, controller.audit, tenant_id)

@@ -169,6 +169,11 @@ class AuditLog:
         self.flush()
         return await asyncio.to_thread(self._store.list_audit, tenant=tenant, query=query)
 
+    def logs(self) -> list[str]:
+        """The tenants (ids) that have records: deleted tenants' until their records age
+        out, and the operator log's ``""``."""
+        return self._store.audit_tenants()
+
     # retention ----------------------------------------------------------------------------
 
     def prune(self, tenant: str) -> int:
@@ -180,7 +185,7 @@ class AuditLog:
 
     def prune_all(self) -> int:
         """Prune every log that has records (deleted tenants' and the operator's too)."""
-        return sum(self.prune(tenant) for tenant in self._store.audit_tenants())
+        return sum(self.prune(tenant) for tenant in self.logs())
 
     def start(self) -> None:
         """Prune every log now, then hourly (so ``max_age`` holds on a quiet log)."""

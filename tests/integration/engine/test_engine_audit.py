@@ -24,7 +24,7 @@ import pytest
 
 from dockyard.client.dockerconfig import write_token
 from dockyard.client.native import NativeClient
-from dockyard.core.errors import PermissionDenied
+from dockyard.core.errors import NotFound, PermissionDenied
 from dockyard.core.identity import TOKEN_HEADER
 from dockyard.testing.cloud import TestCloud
 
@@ -46,10 +46,10 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCloud]:
     cloud.purge(keep_logs=tmp_path_factory.getbasetemp() / "logs")
 
 
-def make_tenant(cloud: TestCloud) -> Tenant:
+def make_tenant(cloud: TestCloud, *, busybox: bool = True) -> Tenant:
     admin = cloud.admin()
     name = f"t{uuid.uuid4().hex[:8]}"
-    made = admin.create_tenant(name, user="ann", seed_busybox=True)
+    made = admin.create_tenant(name, user="ann", seed_busybox=busybox)
     admin.set_quota(name, limits={"volumes": 100})  # these tests make more than a plan's
     admin.add_user(name, "bob", role="member")
     member = admin.issue_token(name, "bob")
@@ -304,6 +304,24 @@ def test_a_call_over_tls_names_its_certificate(
     assert record["source"] == "ip:127.0.0.1"
     made = log_of(audited, acme.admin_token, action="create_cert")
     assert [r["created"] for r in made] == [serial]
+
+
+def test_a_deleted_tenants_log_stays_for_the_operator(audited: TestCloud) -> None:
+    gone = make_tenant(audited, busybox=False)  # a tenant is removed empty
+    client = audited.client(gone.admin_token)
+    try:
+        client.volumes.create("short-lived").remove()
+    finally:
+        client.close()
+    admin = audited.admin()
+    admin.remove_tenant(gone.name)
+    with pytest.raises(NotFound):
+        admin.audit(gone.name)
+    kept = admin.audit(gone.id)
+    assert [r["action"] for r in kept if r["user"] == "ann"] == ["volume_delete", "volume_create"]
+    assert {r["tenant"] for r in kept} == {gone.id}
+    deleted = [r for r in admin.audit(target=gone.name) if r["action"] == "delete_tenant"]
+    assert [(r["user"], r["status"]) for r in deleted] == [("@operator", 204)]
 
 
 # restarts ----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The operator's API: tenants, their users, tokens, plans and quotas (``dockyard admin``).
+"""The operator's API: tenants, their users, tokens, plans, quotas and audit logs
+(``dockyard admin``).
 
 Served on the controller's root-only internal socket, never on the tenants' endpoint:
 whoever can open that socket is the operator. JSON in and out; errors in Docker's form.
@@ -10,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from dockyard.api.audit import audit_response, note
 from dockyard.api.docker.body import (
     get_bool,
     get_int,
@@ -23,7 +25,8 @@ from dockyard.api.quota_json import plan_json, report_json
 from dockyard.controller.app import Controller
 from dockyard.controller.identity import IdentityService, NewTenant
 from dockyard.controller.plans import BOOTSTRAP_PLAN
-from dockyard.core.errors import InvalidArgument
+from dockyard.core.audit import OPERATOR_LOG
+from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.core.identity import Role, Token, User
 from dockyard.core.quotas import parse_limit
 from dockyard.core.tenancy import Tenant
@@ -114,6 +117,7 @@ async def bootstrap(request: web.Request) -> web.Response:
     )
     if not quotas.settings(made.tenant.id).plan:  # a plan never chosen: the operator's own
         quotas.update(made.tenant.id, plan=plan)
+    note(request, tenant=made.tenant.id, created=made.tenant.id)
     return json_response(_new_tenant_json(made, plan=_plan_of(request, made.tenant)), status=201)
 
 
@@ -132,6 +136,7 @@ async def create_tenant(request: web.Request) -> web.Response:
     plan = quotas.plan(get_str(body, "plan") or quotas.default_plan).name  # before making it
     made = _identity(request).create_tenant(name, user=user)
     quotas.update(made.tenant.id, plan=plan)
+    note(request, tenant=made.tenant.id, created=made.tenant.id)
     if get_bool(body, "seed_busybox"):
         images = _controller(request).images
         await images.seed_busybox(tenant=made.tenant.id, tags=("busybox:latest",))
@@ -229,3 +234,27 @@ async def set_quota(request: web.Request) -> web.Response:
         reset=get_str_list(body, "reset") or (),
     )
     return json_response(report_json(tenant, await quotas.report(tenant.id)))
+
+
+# audit logs -------------------------------------------------------------------------------
+
+
+@routes.get("/admin/v1/audit")
+async def operator_audit(request: web.Request) -> web.Response:
+    """The operator log: failed authentications and operator calls that named no tenant."""
+    return await audit_response(request, _controller(request).audit, OPERATOR_LOG)
+
+
+@routes.get("/admin/v1/tenants/{tenant}/audit")
+async def tenant_audit(request: web.Request) -> web.Response:
+    """A tenant's audit log, by its name; a deleted tenant's (kept until its records age
+    out) by its id."""
+    controller = _controller(request)
+    ref = request.match_info["tenant"]
+    try:
+        tenant_id = _tenant(request).id
+    except NotFound:
+        if ref == OPERATOR_LOG or ref not in controller.audit.logs():
+            raise
+        tenant_id = ref
+    return await audit_response(request, controller.audit, tenant_id)

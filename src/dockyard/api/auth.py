@@ -36,7 +36,7 @@ from dockyard.controller.identity import IdentityService
 from dockyard.core.errors import PermissionDenied, RateLimited, Unauthenticated
 from dockyard.core.identity import TOKEN_HEADER, Principal
 
-__all__ = ["BLOCK", "MAX_FAILURES", "WINDOW", "FailureLimiter", "auth_middleware"]
+__all__ = ["BLOCK", "MAX_FAILURES", "WINDOW", "FailureLimiter", "auth_middleware", "source_of"]
 
 MAX_FAILURES = 10
 WINDOW = 60.0
@@ -109,11 +109,12 @@ def auth_middleware(
         except Unauthenticated:
             limiter.failed(source)
             raise
+        # Known before the scope check, so that a refusal is recorded as this user's.
+        request[PRINCIPAL_KEY] = principal
+        request[TENANT_KEY] = principal.tenant
         needed = "read" if request.method in _READ_METHODS else "write"
         if not principal.may(needed):
             raise PermissionDenied(f"this token lacks the {needed!r} scope")
-        request[PRINCIPAL_KEY] = principal
-        request[TENANT_KEY] = principal.tenant
         return await handler(request)
 
     return authenticate
@@ -155,6 +156,12 @@ def _token_text(request: web.Request) -> str:
         if scheme.lower() == "bearer":
             text = value
     return text.strip()
+
+
+def source_of(request: web.Request) -> str:
+    """Where a call comes from: ``ip:ADDRESS`` over TCP, ``uid:N`` on a unix socket (the
+    peer's uid, from SO_PEERCRED), ``unknown`` otherwise."""
+    return _source(request)
 
 
 def _source(request: web.Request) -> str:

@@ -9,16 +9,28 @@ from __future__ import annotations
 from aiohttp import web
 
 from dockyard.api.admin import add_admin_routes
+from dockyard.api.audit import AuditRecorder, operator_caller
 from dockyard.api.certs import add_cert_admin_routes
 from dockyard.api.errors import docker_errors, json_response
 from dockyard.controller.app import Controller
 from dockyard.core.errors import InvalidArgument, NotFound
+from dockyard.core.tenancy import Tenant
 
 __all__ = ["make_internal_app"]
 
 
 def make_internal_app(controller: Controller) -> web.Application:
-    app = web.Application(middlewares=[docker_errors])
+    def tenant_id(name: str) -> str:
+        try:
+            tenant: Tenant = controller.identity.tenant(name)
+        except NotFound:
+            return ""
+        return tenant.id
+
+    # The operator's calls that change something go to the log of the tenant they touch.
+    audit = AuditRecorder(controller.audit, caller=operator_caller(tenant_id))
+    app = web.Application(middlewares=[audit.middleware, docker_errors])
+    audit.install(app)
 
     async def blob(request: web.Request) -> web.StreamResponse:
         digest = request.match_info["digest"]

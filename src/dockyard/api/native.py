@@ -1,8 +1,8 @@
 """Dockyard's own API (``/v1/...``) beside Docker's, on the same endpoint and auth.
 
 What the ``dockyard`` CLI needs that Docker's API has no words for: who am I, my tokens,
-(with the ``admin`` scope) my tenant's users, the container sizes, and my use against my
-quotas. Documented in docs/native-api.md.
+(with the ``admin`` scope) my tenant's users and audit log, the container sizes, and my
+use against my quotas. Documented in docs/native-api.md.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dockyard.api.admin import token_json, user_json
+from dockyard.api.audit import audit_response
 from dockyard.api.docker.body import get_int, get_str, get_str_list, read_json
 from dockyard.api.docker.context import ApiContext, principal_of
 from dockyard.api.errors import json_response
@@ -144,4 +145,13 @@ async def usage_check(request: web.Request) -> web.Response:
             "refusals": [refusal_json(r) for r in refused],
             **report_json(tenant, report),
         }
+    )
+
+
+@routes.get("/v1/audit")
+async def audit_log(request: web.Request) -> web.Response:
+    """The tenant's audit log, newest first (``admin`` scope)."""
+    principal = _admin(request)
+    return await audit_response(
+        request, ApiContext.of(request).controller.audit, principal.tenant.id
     )

@@ -3,7 +3,8 @@
 ``dockyard up`` starts the embedded single-host cloud (controller + one agent) and logs the
 local admin of its first tenant in, ``dockyard env`` prints the shell lines that point
 ``docker`` at it, ``dockyard down`` stops the daemons (containers keep running and are
-re-adopted at the next ``up``). Identity commands live in ``dockyard.cli.identity``.
+re-adopted at the next ``up``). Identity commands live in ``dockyard.cli.identity``, the
+audit log's in ``dockyard.cli.audit``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import click
 
 from dockyard.cli import daemons as d
+from dockyard.cli.audit import admin_audit, audit
 from dockyard.cli.certs import cert
 from dockyard.cli.identity import admin, login, login_local, logout, token, whoami
 from dockyard.cli.usage import info, usage
@@ -171,3 +173,5 @@ def _layout_flags(layout: Layout) -> str:
 
 for _command in (login, logout, whoami, token, cert, admin, usage, info):
     main.add_command(_command)
+main.add_command(audit)
+admin.add_command(admin_audit)

@@ -82,6 +82,12 @@ class NativeClient:
         result: dict[str, Any] = self._http.call("POST", "/v1/usage/check", body=body)
         return result
 
+    def audit(self, **query: str | int) -> list[dict[str, Any]]:
+        """The tenant's audit log, newest first (``admin`` scope). ``query``: since, until,
+        user, action, target, result, limit, before (docs/native-api.md)."""
+        result: list[dict[str, Any]] = self._http.call("GET", "/v1/audit", params=_params(query))
+        return result
+
 
 class AdminClient:
     def __init__(self, address: str) -> None:
@@ -180,3 +186,14 @@ class AdminClient:
             "PUT", f"/admin/v1/tenants/{tenant}/quota", body=body
         )
         return result
+
+    def audit(self, tenant: str = "", **query: str | int) -> list[dict[str, Any]]:
+        """A tenant's audit log (by name), or with no tenant the operator log."""
+        path = f"/admin/v1/tenants/{tenant}/audit" if tenant else "/admin/v1/audit"
+        result: list[dict[str, Any]] = self._http.call("GET", path, params=_params(query))
+        return result
+
+
+def _params(query: dict[str, str | int]) -> dict[str, str]:
+    """The query parameters given a value (empty strings and zeros are left out)."""
+    return {key: str(value) for key, value in query.items() if value not in ("", 0)}

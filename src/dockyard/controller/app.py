@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 
+from dockyard.controller.audit import AuditLog
 from dockyard.controller.certs import CertificateService
 from dockyard.controller.config import ControllerConfig
 from dockyard.controller.containers import ContainerService
@@ -43,6 +44,7 @@ class Controller:
         self.store = store
         self.hosts = HostRegistry(store)
         self.events = EventLog(store, keep=config.events_keep, max_age=config.events_max_age)
+        self.audit = AuditLog(store, keep=config.audit_keep, max_age=config.audit_max_age)
         content = ContentStore(layout.blobs_dir)
         self.quotas = QuotaService(
             store=store,
@@ -102,6 +104,7 @@ class Controller:
         self.networks.ensure_default()
         self.default_tenant()
         self.events.start()
+        self.audit.start()
         for address in agents:
             for attempt in range(100):
                 try:
@@ -142,5 +145,6 @@ class Controller:
             await follower.close()
         await self.containers.close()
         await self.events.close()
+        await self.audit.close()
         await self.hosts.close()
         self.store.close()

@@ -15,6 +15,8 @@ from dockyard.core.quotas import Plan
 from dockyard.core.sizes import DEFAULT_SIZE
 
 __all__ = [
+    "DEFAULT_AUDIT_KEEP",
+    "DEFAULT_AUDIT_MAX_AGE",
     "DEFAULT_BRIDGE_SUBNET",
     "DEFAULT_EVENTS_KEEP",
     "DEFAULT_EVENTS_MAX_AGE",
@@ -27,6 +29,8 @@ __all__ = [
 MIB = 1024 * 1024
 DEFAULT_EVENTS_KEEP = 10_000
 DEFAULT_EVENTS_MAX_AGE = 7 * 24 * 3600 * 1_000_000_000  # a week, in ns
+DEFAULT_AUDIT_KEEP = 100_000
+DEFAULT_AUDIT_MAX_AGE = 90 * 24 * 3600 * 1_000_000_000  # 90 days, in ns
 DEFAULT_BRIDGE_SUBNET = "10.89.0.0/16"
 DEFAULT_UID_RANGE_START = 1_000_000_000
 
@@ -62,6 +66,10 @@ class ControllerConfig:
     """Events each tenant keeps at most (0: no bound by count)."""
     events_max_age: int = DEFAULT_EVENTS_MAX_AGE
     """Events older than this (ns) are dropped (0: no bound by age)."""
+    audit_keep: int = DEFAULT_AUDIT_KEEP
+    """Audit records each tenant keeps at most (0: no bound by count)."""
+    audit_max_age: int = DEFAULT_AUDIT_MAX_AGE
+    """Audit records older than this (ns) are dropped (0: no bound by age)."""
     tls_address: str = ""
     """``host:port`` of the TLS listener (client certificates required); empty: none."""
     tls_names: tuple[str, ...] = ()

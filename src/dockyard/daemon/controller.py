@@ -18,6 +18,8 @@ from dockyard.api.docker.app import make_docker_app
 from dockyard.api.internal import make_internal_app
 from dockyard.controller.app import Controller
 from dockyard.controller.config import (
+    DEFAULT_AUDIT_KEEP,
+    DEFAULT_AUDIT_MAX_AGE,
     DEFAULT_BRIDGE_SUBNET,
     DEFAULT_EVENTS_KEEP,
     DEFAULT_EVENTS_MAX_AGE,
@@ -129,6 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop events older than this Go duration, e.g. 168h (0: no limit by age)",
     )
     parser.add_argument(
+        "--audit-keep",
+        type=int,
+        default=DEFAULT_AUDIT_KEEP,
+        help="audit records each tenant keeps at most (0: no limit by count)",
+    )
+    parser.add_argument(
+        "--audit-max-age",
+        type=_duration,
+        default=DEFAULT_AUDIT_MAX_AGE,
+        help="drop audit records older than this Go duration, e.g. 2160h (0: no limit by age)",
+    )
+    parser.add_argument(
         "--tls-address",
         default="",
         help="serve the Docker API over TLS on host:port, client certificates required",
@@ -181,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         uid_range_start=args.uid_range_start,
         events_keep=args.events_keep,
         events_max_age=args.events_max_age,
+        audit_keep=args.audit_keep,
+        audit_max_age=args.audit_max_age,
         tls_address=args.tls_address,
         tls_names=tuple(args.tls_name),
         client_cert_max_ttl=max(args.client_cert_max_ttl // 1_000_000_000, 1),

@@ -10,6 +10,10 @@ Lookup rules (shared by every implementation and checked by the conformance suit
 - Writes replace whole records; there is no partial update to get half right.
 - Events are appended with the ``seq`` their writer gave them and read back in ``seq``
   order, per tenant; retention deletes the oldest first.
+- Audit records get their ``seq`` from the store, in the order appended (never one given
+  before, even after the newest were deleted), and are read back newest first, per tenant
+  (:data:`dockyard.core.audit.OPERATOR_LOG` is a log of its own); retention deletes the
+  oldest first.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, Protocol
 
+from dockyard.core.audit import AuditQuery, AuditRecord
 from dockyard.core.certs import ClientCert
 from dockyard.core.events import Event
 from dockyard.core.identity import Token, User
@@ -192,5 +197,26 @@ class Store(Protocol):
     def prune_events(self, *, tenant: str, keep: int, before: int) -> int:
         """Delete the tenant's events older than the newest ``keep`` and those with
         ``time < before``; return how many were deleted."""
+
+    # audit log
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        """Store ``records`` in one transaction, numbering them (``seq``) in this order
+        after every record stored before; the records' own ``seq`` is ignored."""
+
+    def list_audit(self, *, tenant: str, query: AuditQuery) -> list[AuditRecord]:
+        """The tenant's records that ``query`` matches (:meth:`AuditQuery.matches`),
+        newest (highest ``seq``) first, at most ``query.limit``. Only that tenant's: there
+        is no system scope for reading (the operator reads one tenant at a time).
+
+        May be called from a worker thread while the event loop's thread uses the store (a
+        filter that matches little reads a whole log), and must not hold it up meanwhile."""
+
+    def prune_audit(self, *, tenant: str, keep: int, before: int) -> int:
+        """Delete the tenant's records older than the newest ``keep`` and those with
+        ``time < before``; return how many were deleted."""
+
+    def audit_tenants(self) -> list[str]:
+        """Every tenant (id) that has audit records, deleted tenants and the operator log
+        included (system scope, for retention)."""
 
     def close(self) -> None: ...

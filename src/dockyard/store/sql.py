@@ -22,6 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from dockyard.core.audit import AuditQuery, AuditRecord
 from dockyard.core.certs import ClientCert
 from dockyard.core.clock import now_ns
 from dockyard.core.errors import AlreadyExists, Internal, InvalidArgument, NotFound, Unavailable
@@ -190,6 +191,37 @@ events = sa.Table(
     sa.Index("ix_events_tenant_seq", "tenant", "seq"),
 )
 
+# The audit log: seq is given by the database (AUTOINCREMENT on SQLite, so a number is never
+# given twice even after the newest records were pruned: a reader's ``before`` stays valid).
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("time", sa.BigInteger, nullable=False),
+    sa.Column("user_id", sa.String(64), nullable=False),
+    sa.Column("user_name", sa.String(64), nullable=False),
+    sa.Column("token", sa.String(64), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("created", sa.Text, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("cert", sa.String(128), nullable=False, server_default=""),
+    sa.Index("ix_audit_tenant_time", "tenant", "time"),
+    sa.Index("ix_audit_tenant_seq", "tenant", "seq"),
+    sqlite_autoincrement=True,
+)
+
 
 def _dump(record: Any) -> str:
     return json.dumps(to_data(record), separators=(",", ":"))
@@ -224,6 +256,14 @@ class SqlStore:
     def _tx(self) -> Iterator[sa.Connection]:
         with self._lock, self._conn.begin():
             yield self._conn
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sa.Connection]:
+        """A pooled connection of its own, for long reads from a worker thread: it takes
+        none of our locks, and SQLite in WAL mode lets it read while the main connection
+        writes."""
+        with self._engine.connect() as conn, conn.begin():
+            yield conn
 
     @classmethod
     def sqlite(cls, path: Path, *, uid_range_start: int) -> SqlStore:
@@ -865,6 +905,123 @@ class SqlStore:
                 deleted += conn.execute(events.delete().where(mine, events.c.seq <= cut)).rowcount
             deleted += conn.execute(events.delete().where(mine, events.c.time < before)).rowcount
             return int(deleted)
+
+    # audit log ----------------------------------------------------------------------------
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        if not records:
+            return
+        with self._tx() as conn:
+            conn.execute(
+                audit.insert(),
+                [
+                    {
+                        "tenant": r.tenant,
+                        "time": r.time,
+                        "user_id": r.user_id,
+                        "user_name": r.user,
+                        "token": r.token,
+                        "source": r.source,
+                        "action": r.action,
+                        "method": r.method,
+                        "path": r.path,
+                        "target": r.target,
+                        "created": r.created,
+                        "status": r.status,
+                        "error": r.error,
+                        "request_id": r.request_id,
+                        "cert": r.cert,
+                    }
+                    for r in records
+                ],
+            )
+
+    def list_audit(self, *, tenant: str, query: AuditQuery) -> list[AuditRecord]:
+        c = audit.c
+        select = sa.select(audit).where(c.tenant == tenant)
+        if query.since:
+            select = select.where(c.time >= query.since)
+        if query.until:
+            select = select.where(c.time <= query.until)
+        if query.before:
+            select = select.where(c.seq < query.before)
+        if query.user:
+            select = select.where(sa.or_(c.user_name == query.user, c.user_id == query.user))
+        if query.action:
+            select = select.where(_starts(c.action, query.action))
+        if query.target:
+            select = select.where(
+                sa.or_(_starts(c.target, query.target), _starts(c.created, query.target))
+            )
+        result = query.result.lower()
+        if result == "ok":
+            select = select.where(c.status > 0, c.status < 400)
+        elif result == "error":
+            select = select.where(sa.or_(c.status <= 0, c.status >= 400))
+        elif result:
+            select = select.where(c.status == int(result))
+        with self._reader() as conn:
+            rows = conn.execute(select.order_by(c.seq.desc()).limit(query.limit)).all()
+        return [
+            AuditRecord(
+                seq=int(r.seq),
+                tenant=r.tenant,
+                time=int(r.time),
+                user_id=r.user_id,
+                user=r.user_name,
+                token=r.token,
+                source=r.source,
+                action=r.action,
+                method=r.method,
+                path=r.path,
+                target=r.target,
+                created=r.created,
+                status=int(r.status),
+                error=r.error,
+                request_id=r.request_id,
+                cert=r.cert,
+            )
+            for r in rows
+        ]
+
+    def prune_audit(self, *, tenant: str, keep: int, before: int) -> int:
+        mine = audit.c.tenant == tenant
+        with self._tx() as conn:
+            cut = conn.execute(
+                sa.select(audit.c.seq)
+                .where(mine)
+                .order_by(audit.c.seq.desc())
+                .offset(max(keep, 0))
+                .limit(1)
+            ).scalar()
+            deleted = 0
+            if cut is not None:
+                deleted += conn.execute(audit.delete().where(mine, audit.c.seq <= cut)).rowcount
+            deleted += conn.execute(audit.delete().where(mine, audit.c.time < before)).rowcount
+            return int(deleted)
+
+    def audit_tenants(self) -> list[str]:
+        # DISTINCT would read every record's index entry; this skips from one tenant to the
+        # next through the (tenant, time) index: one lookup per tenant.
+        with self._tx() as conn:
+            rows = conn.execute(_AUDIT_TENANTS).all()
+        return sorted(r.tenant for r in rows if r.tenant is not None)
+
+
+_AUDIT_TENANTS = sa.text(
+    "WITH RECURSIVE t(tenant) AS ("
+    " SELECT MIN(tenant) FROM audit"
+    " UNION ALL"
+    " SELECT (SELECT MIN(tenant) FROM audit WHERE tenant > t.tenant) FROM t"
+    " WHERE t.tenant IS NOT NULL"
+    ") SELECT tenant FROM t"
+)
+
+
+def _starts(column: Any, prefix: str) -> Any:
+    """``column`` begins with ``prefix``, exactly (LIKE would treat ``_`` and ``%`` as
+    wildcards and ignore case on SQLite)."""
+    return sa.func.substr(column, 1, len(prefix)) == prefix
 
 
 def _drop_tag(conn: sa.Connection, *, tenant: str, image_id: str, tag: str) -> None:

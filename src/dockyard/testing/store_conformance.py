@@ -4,8 +4,9 @@ Each ``check_*`` function takes a factory that returns a *fresh, empty* store an
 one group of the rules written down in :mod:`dockyard.store.base`: container lookup (full
 id, name with or without ``/``, unique id prefix, ambiguity, tenant isolation), per-tenant
 name uniqueness, renames, images and tags, layer references, volumes, networks (own plus
-system ones), address allocation (also from several threads), tenant uid ranges and the
-event log (ranges by time and seq, tenant scoping, retention).
+system ones), address allocation (also from several threads), tenant uid ranges, the
+event log (ranges by time and seq, tenant scoping, retention) and the audit log (numbering,
+filters, tenant scoping, retention).
 
 The suite needs no test framework: a broken rule raises AssertionError, or the
 unexpected error the store raised (NotFound for a ref that should have matched). Run it
@@ -30,6 +31,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+from dockyard.core.audit import MAX_LIMIT as MAX_AUDIT_READ
+from dockyard.core.audit import OPERATOR_LOG, AuditQuery, AuditRecord
 from dockyard.core.certs import ClientCert
 from dockyard.core.errors import (
     AlreadyExists,
@@ -69,6 +72,10 @@ __all__ = [
     "check_addresses_concurrently",
     "check_addresses_released_return_to_the_pool",
     "check_ambiguous_prefix_is_invalid_argument",
+    "check_audit_append_and_filters",
+    "check_audit_of_other_tenants_are_invisible",
+    "check_audit_read_from_another_thread",
+    "check_audit_retention",
     "check_client_certs",
     "check_container_found_by_full_id",
     "check_container_found_by_name",
@@ -1076,6 +1083,224 @@ def check_tenant_by_name_and_delete(make_store: StoreFactory) -> None:
         assert later.uid_base not in (a.uid_base, b.uid_base, again.uid_base)
 
 
+# audit log ---------------------------------------------------------------------------------
+
+
+def _audit(
+    n: int,
+    *,
+    tenant: str = TENANT_A,
+    user: str = "alice",
+    action: str = "container_start",
+    target: str = "",
+    created: str = "",
+    status: int = 204,
+    error: str = "",
+) -> AuditRecord:
+    return AuditRecord(
+        tenant=tenant,
+        time=1_700_000_000_000_000_000 + n * 1_000,
+        user_id=_hex_id("a" + str(len(user) % 10)),
+        user=user,
+        token=f"{n:016x}",
+        source="uid:0" if n % 2 else "ip:10.0.0.7",
+        action=action,
+        method="POST",
+        path=f"/v1.41/containers/{target or 'create'}/start",
+        target=target,
+        created=created,
+        status=status,
+        error=error,
+        request_id=f"req-{n}",
+        cert=f"{n:032x}" if n % 3 == 0 else "",
+    )
+
+
+def _audit_log_a() -> list[AuditRecord]:
+    """Tenant A's log, oldest first: a mix of users, actions, targets and results."""
+    return [
+        _audit(1, action="container_create", target="web", created=_hex_id("c1"), status=201),
+        _audit(2, target="web"),
+        _audit(
+            3,
+            user="bob",
+            action="container_create",
+            target="web",
+            status=409,
+            error='Conflict. The container name "/web" is already in use',
+        ),
+        _audit(
+            4,
+            user="bob",
+            action="container_create",
+            status=403,
+            error="--privileged is not allowed: containers never get host-level privileges",
+        ),
+        _audit(5, action="volume_create", target="data", created="data", status=201),
+        _audit(6, action="container_stop", target="c1", status=304),
+        _audit(7, user="bob", action="image_tag", target="busybox", created="app:v_1", status=201),
+        _audit(8, action="container_delete", target=_hex_id("c1")[:12], status=204),
+        _audit(
+            9,
+            action="exec_start",
+            target="e" * 64,
+            status=0,
+            error="no answer: the call was interrupted",
+        ),
+        _audit(10, action="container_kill", target="Web", status=404, error="No such container"),
+    ]
+
+
+def _same(got: list[AuditRecord], want: list[AuditRecord], what: str) -> None:
+    assert [(r.request_id, r.seq) for r in got] == [(r.request_id, r.seq) for r in want], (
+        f"{what}: got {[r.request_id for r in got]}, want {[r.request_id for r in want]}"
+    )
+
+
+def check_audit_append_and_filters(make_store: StoreFactory) -> None:
+    """Audit records come back whole, numbered in the order appended, newest first; every
+    filter selects exactly what AuditQuery.matches says (time bounds inclusive, ``before``
+    by seq, user by name or id, action and target as exact, case-sensitive prefixes, target
+    also of what a create made, result ok / error / a status), ``limit`` caps the page."""
+    with _opened(make_store) as store:
+        assert store.list_audit(tenant=TENANT_A, query=AuditQuery()) == []
+        store.append_audit([])
+        log = _audit_log_a()
+        store.append_audit(log[:4])
+        store.append_audit(log[4:])
+        stored = store.list_audit(tenant=TENANT_A, query=AuditQuery())
+        assert [r.request_id for r in stored] == [r.request_id for r in reversed(log)]
+        seqs = [r.seq for r in stored]
+        assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs)
+        assert all(s > 0 for s in seqs)
+        by_request = {r.request_id: r for r in stored}
+        for record in log:
+            assert by_request[record.request_id] == replace(
+                record, seq=by_request[record.request_id].seq
+            ), f"record {record.request_id} changed in the store"
+        newest_first = stored
+        t = {r.request_id: r.time for r in log}
+        queries = [
+            AuditQuery(since=t["req-3"]),
+            AuditQuery(until=t["req-3"]),
+            AuditQuery(since=t["req-2"], until=t["req-4"]),
+            AuditQuery(since=t["req-10"] + 1),
+            AuditQuery(before=seqs[2]),
+            AuditQuery(before=seqs[2], limit=2),
+            AuditQuery(limit=3),
+            AuditQuery(user="bob"),
+            AuditQuery(user=_hex_id("a5")),  # alice's id
+            AuditQuery(user="bo"),  # not a prefix match
+            AuditQuery(action="container_"),
+            AuditQuery(action="container_create"),
+            AuditQuery(action="container%"),  # LIKE's wildcards are plain characters
+            AuditQuery(action="Container"),  # case counts
+            AuditQuery(target="web"),
+            AuditQuery(target="Web"),
+            AuditQuery(target=_hex_id("c1")[:5]),  # the created id, and a target by prefix
+            AuditQuery(target="app:v_"),
+            AuditQuery(target="app:v%"),
+            AuditQuery(result="ok"),
+            AuditQuery(result="error"),
+            AuditQuery(result="409"),
+            AuditQuery(result="304"),
+            AuditQuery(user="bob", action="container_create", result="error", limit=1),
+        ]
+        for query in queries:
+            want = [r for r in newest_first if query.matches(r)][: query.limit]
+            _same(store.list_audit(tenant=TENANT_A, query=query), want, repr(query))
+        assert store.list_audit(tenant=TENANT_A, query=AuditQuery(user="bob", result="403"))[
+            0
+        ].error.startswith("--privileged")
+
+
+def check_audit_of_other_tenants_are_invisible(make_store: StoreFactory) -> None:
+    """A tenant reads only its own audit records, whatever the filters; the operator log
+    (tenant ``OPERATOR_LOG``) is a log of its own; ``audit_tenants`` lists every log."""
+    with _opened(make_store) as store:
+        mine = _audit(1, target="web")
+        theirs = [
+            _audit(2, tenant=TENANT_B, target="web"),
+            _audit(3, tenant=TENANT_B, user="alice", action="container_create", status=201),
+        ]
+        refused = _audit(4, tenant=OPERATOR_LOG, user="", action="container_list", status=401)
+        store.append_audit([mine, *theirs, refused])
+        for query in (
+            AuditQuery(),
+            AuditQuery(user="alice"),
+            AuditQuery(target="web"),
+            AuditQuery(result="ok"),
+            AuditQuery(action="container"),
+        ):
+            got = store.list_audit(tenant=TENANT_A, query=query)
+            assert {r.tenant for r in got} <= {TENANT_A}, f"{query}: A reads another's"
+            assert [r.request_id for r in got] == ["req-1"], query
+        got_b = store.list_audit(tenant=TENANT_B, query=AuditQuery())
+        assert [r.request_id for r in got_b] == ["req-3", "req-2"]
+        operator = store.list_audit(tenant=OPERATOR_LOG, query=AuditQuery())
+        assert [r.request_id for r in operator] == ["req-4"]
+        assert store.list_audit(tenant="nobody", query=AuditQuery()) == []
+        assert store.list_audit(tenant=ALL_TENANTS, query=AuditQuery()) == []
+        assert store.audit_tenants() == sorted([OPERATOR_LOG, TENANT_A, TENANT_B])
+
+
+def check_audit_read_from_another_thread(make_store: StoreFactory) -> None:
+    """list_audit works from a worker thread while the store is written from another, and
+    each read sees whole batches, newest first."""
+    with _opened(make_store) as store:
+        store.append_audit([_audit(0)])
+        done = threading.Event()
+
+        def read_until_done() -> int:
+            reads = 0
+            while not done.is_set() or reads == 0:
+                got = store.list_audit(tenant=TENANT_A, query=AuditQuery(limit=MAX_AUDIT_READ))
+                seqs = [r.seq for r in got]
+                assert seqs == sorted(seqs, reverse=True), "a read out of order"
+                assert len(got) % 5 == 1, f"a read saw part of a batch: {len(got)} records"
+                reads += 1
+            return reads
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            readers = [pool.submit(read_until_done) for _ in range(2)]
+            try:
+                for batch in range(40):
+                    store.append_audit([_audit(batch * 5 + n + 1) for n in range(5)])
+                    store.add_volume(_volume(tenant=TENANT_A, name=f"v{batch}"))
+            finally:
+                done.set()
+            assert all(reader.result(timeout=60) > 0 for reader in readers)
+        assert len(store.list_audit(tenant=TENANT_A, query=AuditQuery(limit=1000))) == 201
+
+
+def check_audit_retention(make_store: StoreFactory) -> None:
+    """prune_audit keeps a tenant's newest ``keep`` records, drops those older than
+    ``before``, says how many went and never touches another tenant's; a record appended
+    after pruning gets a seq higher than any given before (cursors stay valid)."""
+    with _opened(make_store) as store:
+        store.append_audit([_audit(n) for n in range(1, 11)])
+        store.append_audit([_audit(n, tenant=TENANT_B) for n in range(11, 15)])
+        everything = AuditQuery(limit=MAX_AUDIT_READ)
+
+        def ids(tenant: str) -> list[str]:
+            return [r.request_id for r in store.list_audit(tenant=tenant, query=everything)]
+
+        highest = store.list_audit(tenant=TENANT_B, query=AuditQuery(limit=1))[0].seq
+        assert store.prune_audit(tenant=TENANT_A, keep=20, before=0) == 0
+        assert store.prune_audit(tenant=TENANT_A, keep=6, before=0) == 4
+        assert ids(TENANT_A) == [f"req-{n}" for n in range(10, 4, -1)]
+        assert store.prune_audit(tenant=TENANT_A, keep=6, before=_audit(7).time) == 2
+        assert ids(TENANT_A) == [f"req-{n}" for n in range(10, 6, -1)]
+        assert store.prune_audit(tenant=TENANT_B, keep=0, before=0) == 4
+        assert ids(TENANT_B) == []
+        assert len(ids(TENANT_A)) == 4
+        assert store.audit_tenants() == [TENANT_A]
+        store.append_audit([_audit(15, tenant=TENANT_B)])
+        again = store.list_audit(tenant=TENANT_B, query=AuditQuery())
+        assert [r.request_id for r in again] == ["req-15"]
+        assert again[0].seq > highest, "a pruned seq was given again"
+
+
 def check_tenant_quotas(make_store: StoreFactory) -> None:
     """A tenant starts on plan "" with no overrides; its plan and overrides are replaced
     whole, kept apart from other tenants', refused for unknown tenants (NotFound) and for
@@ -1173,6 +1398,10 @@ CHECKS: tuple[Check, ...] = (
     check_events_append_and_range,
     check_events_of_other_tenants_are_invisible,
     check_event_retention,
+    check_audit_append_and_filters,
+    check_audit_of_other_tenants_are_invisible,
+    check_audit_read_from_another_thread,
+    check_audit_retention,
 )
 """Every check, in a stable order (for ``pytest.mark.parametrize``)."""
 

@@ -222,6 +222,16 @@ class NoEventStreams:
         return None
 
 
+class NothingAudited:
+    """The audit log of an app that serves only reads here: nothing may be recorded."""
+
+    def now(self) -> int:
+        raise AssertionError("a stats call was audited; reads are not")
+
+    def record(self, record: object) -> object:
+        raise AssertionError("a stats call was audited; reads are not")
+
+
 TOKEN = "dyk_" + "0" * 16 + "_" + "s" * 43
 TENANT = Tenant(id="t1", name="default", uid_base=100000)
 
@@ -241,6 +251,7 @@ class FakeController:
     containers: FakeContainers
     events: NoEventStreams = field(default_factory=NoEventStreams)
     identity: OneToken = field(default_factory=OneToken)
+    audit: NothingAudited = field(default_factory=NothingAudited)
 
 
 Scenario = Callable[[TestClient[Any, Any], FakeContainers], Awaitable[None]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import itertools
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from typing import ClassVar
 
 import pytest
 
+from dockyard.core.audit import AuditQuery, AuditRecord
 from dockyard.core.errors import DockyardError, InvalidArgument, NotFound, PermissionDenied
 from dockyard.core.events import Event
 from dockyard.core.models import Container, ExecInstance, Network, Volume
@@ -133,6 +135,40 @@ class KeepsEverythingStore(SqlStore):
         return 0
 
 
+class SharedAuditStore(SqlStore):
+    """Reads the audit log of whichever tenant the caller's user filter names."""
+
+    def list_audit(self, *, tenant: str, query: AuditQuery) -> list[AuditRecord]:
+        if not query.user:
+            return super().list_audit(tenant=tenant, query=query)
+        found: list[AuditRecord] = []
+        for other in self.audit_tenants():
+            found += super().list_audit(tenant=other, query=query)
+        return sorted(found, key=lambda r: -r.seq)[: query.limit]
+
+
+class LooseAuditFilterStore(SqlStore):
+    """Matches audit prefixes with LIKE (wildcards, and no case on SQLite)."""
+
+    def list_audit(self, *, tenant: str, query: AuditQuery) -> list[AuditRecord]:
+        if not query.action:
+            return super().list_audit(tenant=tenant, query=query)
+        every = super().list_audit(
+            tenant=tenant, query=dataclasses.replace(query, action="", limit=10_000)
+        )
+        pattern = query.action.lower().replace("%", "").replace("_", "")
+        return [r for r in every if r.action.lower().replace("_", "").startswith(pattern)][
+            : query.limit
+        ]
+
+
+class KeepsAllAuditStore(SqlStore):
+    """Never prunes its audit log."""
+
+    def prune_audit(self, *, tenant: str, keep: int, before: int) -> int:
+        return 0
+
+
 class UndyingCertsStore(SqlStore):
     """Keeps a removed user's client certificates."""
 
@@ -166,6 +202,9 @@ def factory(tmp_path: Path) -> Iterator[Callable[[type[SqlStore]], StoreFactory]
         (OverlappingTenantsStore, store_conformance.check_tenants_get_disjoint_uid_ranges),
         (SharedEventsStore, store_conformance.check_events_of_other_tenants_are_invisible),
         (KeepsEverythingStore, store_conformance.check_event_retention),
+        (SharedAuditStore, store_conformance.check_audit_of_other_tenants_are_invisible),
+        (LooseAuditFilterStore, store_conformance.check_audit_append_and_filters),
+        (KeepsAllAuditStore, store_conformance.check_audit_retention),
         (UndyingCertsStore, store_conformance.check_client_certs),
     ],
     ids=lambda value: getattr(value, "__name__", ""),

@@ -2,7 +2,8 @@
 
 Every route answers at ``/path`` and ``/v<major>.<minor>/path``. Versions older than
 :data:`MIN_API_VERSION` or newer than :data:`MAX_API_VERSION` are refused as Docker refuses
-them. The auth middleware (``dockyard.api.auth``) resolves the caller and its tenant.
+them. The auth middleware (``dockyard.api.auth``) resolves the caller and its tenant; the
+audit recorder (``dockyard.api.audit``) records every mutating call.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from dockyard.api import certs, native
+from dockyard.api.audit import AuditRecorder, tenant_caller
 from dockyard.api.auth import FailureLimiter, auth_middleware
 from dockyard.api.docker import (
     containers,
@@ -77,8 +79,10 @@ ROUTE_TABLES = (
 def make_docker_app(controller: Controller, *, tls: bool = False) -> web.Application:
     """The Docker and native API; ``tls``: for the TLS listener, where client certificates
     authenticate callers."""
+    audit = AuditRecorder(controller.audit, caller=tenant_caller)
     app = web.Application(
         middlewares=[
+            audit.middleware,  # outermost: it sees every answer, errors included
             docker_errors,
             _api_version,
             auth_middleware(
@@ -88,6 +92,7 @@ def make_docker_app(controller: Controller, *, tls: bool = False) -> web.Applica
         client_max_size=0,
     )
     app[CONTEXT_KEY] = ApiContext(controller)
+    audit.install(app)
 
     async def end_event_streams(_app: web.Application) -> None:
         controller.events.end_streams()  # or the server waits for them to end on their own

@@ -14,16 +14,16 @@ from typing import Any
 
 import click
 
-from dockyard.cli.identity import (
-    _admin_client,
-    _admin_options,
-    _config_dir,
-    _config_option,
-    _fail,
-    _host_option,
-    _native,
-    _table,
-    _when,
+from dockyard.cli.common import (
+    admin_client,
+    config_option,
+    docker_config_dir,
+    fail,
+    host_option,
+    layout_options,
+    native_client,
+    table,
+    when,
 )
 from dockyard.client.dockerconfig import read_token
 from dockyard.core.errors import DockyardError
@@ -56,11 +56,11 @@ def _show(records: list[dict[str, Any]], *, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return
-    _table(
+    table(
         ["TIME", "USER", "ACTION", "TARGET", "RESULT"],
         [
             [
-                _when(r["time"]),
+                when(r["time"]),
                 r["user"] or "-",
                 r["action"] or f"{r['method']} {r['path']}",
                 _target(r),
@@ -95,8 +95,8 @@ def _result(record: dict[str, Any]) -> str:
 
 @click.command()
 @_query_options
-@_config_option
-@_host_option
+@config_option
+@host_option
 def audit(
     *,
     since: str,
@@ -113,8 +113,8 @@ def audit(
     """Your tenant's audit log: who changed what, and how it went (needs the admin
     scope)."""
     try:
-        token = read_token(_config_dir(config_dir))
-        records = _native(host, token, config_dir).audit(
+        token = read_token(docker_config_dir(config_dir))
+        records = native_client(host, token, config_dir).audit(
             since=since,
             until=until,
             user=user,
@@ -124,14 +124,14 @@ def audit(
             limit=limit,
         )
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     _show(records, as_json=as_json)
 
 
 @click.command("audit")
 @click.argument("tenant_name", required=False, default="")
 @_query_options
-@_admin_options
+@layout_options
 def admin_audit(
     *,
     tenant_name: str,
@@ -149,7 +149,7 @@ def admin_audit(
 ) -> None:
     """A tenant's audit log; without TENANT, the operator log (failed authentications)."""
     try:
-        records = _admin_client(state_dir, run_dir, instance).audit(
+        records = admin_client(state_dir, run_dir, instance).audit(
             tenant_name,
             since=since,
             until=until,
@@ -160,5 +160,5 @@ def admin_audit(
             limit=limit,
         )
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     _show(records, as_json=as_json)

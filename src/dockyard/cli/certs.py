@@ -14,20 +14,18 @@ from typing import Any
 
 import click
 
-from dockyard.cli.identity import (
-    _admin_client,
-    _admin_options,
-    _config_dir,
-    _config_option,
-    _fail,
-    _host_option,
-    _native,
-    _table,
-    _when,
-    admin,
+from dockyard.cli.common import (
+    admin_client,
+    config_option,
+    fail,
+    host_option,
+    layout_options,
+    logged_in,
+    table,
+    when,
 )
+from dockyard.cli.identity import admin
 from dockyard.client.certs import CertFiles, make_key_request, write_cert_files
-from dockyard.client.dockerconfig import read_token
 from dockyard.client.native import NativeClient
 from dockyard.core.errors import DockyardError
 
@@ -53,7 +51,7 @@ def fetch_cert(client: NativeClient, directory: Path, *, ttl: int = 0) -> dict[s
         click.echo(f"No client certificate: {exc.message}", err=True)
         return None
     click.echo(
-        f"Client certificate {made['serial']} until {_when(made['expires'])} UTC in {directory}",
+        f"Client certificate {made['serial']} until {when(made['expires'])} UTC in {directory}",
         err=True,
     )
     if made.get("endpoint"):
@@ -87,16 +85,16 @@ def ensure_local_cert(client: NativeClient, directory: Path, *, renew: bool) -> 
 
 
 def _cert_table(listed: list[dict[str, Any]]) -> None:
-    _table(
+    table(
         ["SERIAL", "USER", "SCOPES", "CREATED", "EXPIRES", "REVOKED", "TOKEN"],
         [
             [
                 c["serial"],
                 c["user"][:12],
                 ",".join(c["scopes"]),
-                _when(c["created"]),
-                _when(c["expires"]),
-                _when(c["revoked"]) if c["revoked"] else "",
+                when(c["created"]),
+                when(c["expires"]),
+                when(c["revoked"]) if c["revoked"] else "",
                 c["token"],
             ]
             for c in listed
@@ -110,27 +108,27 @@ def cert() -> None:
 
 
 @cert.command("list")
-@_config_option
-@_host_option
+@config_option
+@host_option
 def cert_list(config_dir: Path | None, host: str | None) -> None:
     """Your certificates (all of the tenant's with the admin scope)."""
     try:
-        listed = _native(host, read_token(_config_dir(config_dir)), config_dir).certs()
+        listed = logged_in(host, config_dir).certs()
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     _cert_table(listed)
 
 
 @cert.command("revoke")
 @click.argument("serial")
-@_config_option
-@_host_option
+@config_option
+@host_option
 def cert_revoke(serial: str, config_dir: Path | None, host: str | None) -> None:
     """Revoke one of your certificates (any of the tenant's with the admin scope)."""
     try:
-        _native(host, read_token(_config_dir(config_dir)), config_dir).revoke_cert(serial)
+        logged_in(host, config_dir).revoke_cert(serial)
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 @admin.group("cert")
@@ -141,26 +139,26 @@ def admin_cert() -> None:
 @admin_cert.command("list")
 @click.argument("tenant_name")
 @click.option("--user", "user_name", default="")
-@_admin_options
+@layout_options
 def admin_cert_list(
     tenant_name: str, user_name: str, state_dir: Path, run_dir: Path, instance: str
 ) -> None:
     try:
-        listed = _admin_client(state_dir, run_dir, instance).certs(tenant_name, user=user_name)
+        listed = admin_client(state_dir, run_dir, instance).certs(tenant_name, user=user_name)
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     _cert_table(listed)
 
 
 @admin_cert.command("revoke")
 @click.argument("tenant_name")
 @click.argument("serial")
-@_admin_options
+@layout_options
 def admin_cert_revoke(
     tenant_name: str, serial: str, state_dir: Path, run_dir: Path, instance: str
 ) -> None:
     """Revoke a certificate; the next call made with it is 401."""
     try:
-        _admin_client(state_dir, run_dir, instance).revoke_cert(tenant_name, serial)
+        admin_client(state_dir, run_dir, instance).revoke_cert(tenant_name, serial)
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc

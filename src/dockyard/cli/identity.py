@@ -8,73 +8,29 @@ so scripts can capture it: ``TOKEN=$(dockyard admin tenant create acme --user an
 
 from __future__ import annotations
 
-import os
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from dockyard.client.certs import context_from_env
-from dockyard.client.dockerconfig import clear_token, default_config_dir, read_token, write_token
+from dockyard.cli.common import (
+    admin_client,
+    config_option,
+    docker_config_dir,
+    fail,
+    host_option,
+    layout_options,
+    logged_in,
+    native_client,
+    table,
+    when,
+)
+from dockyard.client.dockerconfig import clear_token, read_token, write_token
 from dockyard.client.native import AdminClient, NativeClient
 from dockyard.core.errors import DockyardError
-from dockyard.core.layout import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, Layout
+from dockyard.core.layout import Layout
 
 __all__ = ["admin", "login", "login_local", "logout", "token", "whoami"]
-
-
-def _layout(state_dir: Path, run_dir: Path, instance: str) -> Layout:
-    return Layout(state_dir=state_dir, run_dir=run_dir, instance=instance)
-
-
-def _endpoint(host: str | None) -> str:
-    """``--host``, else ``$DOCKER_HOST``, else the embedded cloud's socket."""
-
-    address = host or os.environ.get("DOCKER_HOST") or ""
-    if not address:
-        address = (
-            f"unix://{Layout(state_dir=DEFAULT_STATE_DIR, run_dir=DEFAULT_RUN_DIR).docker_socket}"
-        )
-    return address
-
-
-def _config_dir(config_dir: Path | None) -> Path:
-    return config_dir or default_config_dir()
-
-
-def _native(host: str | None, token: str, config_dir: Path | None) -> NativeClient:
-    """A client of the endpoint, over TLS with the client certificate when the docker CLI
-    would use TLS there (``tcp://`` with ``DOCKER_TLS_VERIFY``)."""
-    address = _endpoint(host)
-    return NativeClient(address, token, context=context_from_env(address, _config_dir(config_dir)))
-
-
-def _fail(exc: DockyardError) -> click.ClickException:
-    return click.ClickException(exc.message)
-
-
-def _table(columns: list[str], rows: list[list[Any]]) -> None:
-    table = Table(*columns, box=None, pad_edge=False, header_style="bold")
-    for row in rows:
-        table.add_row(*(str(v) for v in row))
-    # Not on a terminal (a pipe, a script): do not squeeze columns into 80 characters.
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
-
-
-def _when(ns: int) -> str:
-    return "never" if not ns else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ns / 1e9))
-
-
-_host_option = click.option("--host", "-H", help="Dockyard endpoint (default: $DOCKER_HOST)")
-_config_option = click.option(
-    "--config-dir",
-    type=click.Path(path_type=Path),
-    help="docker config directory (default: $DOCKER_CONFIG or ~/.docker)",
-)
 
 
 # tenants ---------------------------------------------------------------------------------
@@ -91,8 +47,8 @@ _config_option = click.option(
     type=click.Path(path_type=Path),
     help="where ca.pem, cert.pem and key.pem go (default: the docker config directory)",
 )
-@_config_option
-@_host_option
+@config_option
+@host_option
 def login(
     token: str | None,
     no_cert: bool,
@@ -105,20 +61,20 @@ def login(
     send it, and fetch a client certificate for ``docker --tlsverify``."""
     text = token or click.prompt("Token", hide_input=True)
     try:
-        client = _native(host, text, config_dir)
+        client = native_client(host, text, config_dir)
         who = client.whoami()
     except DockyardError as exc:
-        raise _fail(exc) from exc
-    path = write_token(_config_dir(config_dir), text)
+        raise fail(exc) from exc
+    path = write_token(docker_config_dir(config_dir), text)
     click.echo(f"Logged in as {who['user']['name']} of {who['tenant']['name']} ({path})", err=True)
     if not no_cert:
         from dockyard.cli.certs import fetch_cert
 
-        fetch_cert(client, cert_dir or _config_dir(config_dir), ttl=cert_ttl)
+        fetch_cert(client, cert_dir or docker_config_dir(config_dir), ttl=cert_ttl)
 
 
 @click.command()
-@_config_option
+@config_option
 @click.option(
     "--cert-dir",
     type=click.Path(path_type=Path),
@@ -129,20 +85,20 @@ def logout(config_dir: Path | None, cert_dir: Path | None) -> None:
     issued (the certificate stays valid until it expires: revoke it first to end it)."""
     from dockyard.client.certs import CertFiles, remove_cert_files
 
-    removed = clear_token(_config_dir(config_dir))
-    removed = remove_cert_files(CertFiles(cert_dir or _config_dir(config_dir))) or removed
+    removed = clear_token(docker_config_dir(config_dir))
+    removed = remove_cert_files(CertFiles(cert_dir or docker_config_dir(config_dir))) or removed
     click.echo("Logged out" if removed else "Not logged in", err=True)
 
 
 @click.command()
-@_config_option
-@_host_option
+@config_option
+@host_option
 def whoami(config_dir: Path | None, host: str | None) -> None:
     """Show the user, tenant and scopes of the current login."""
     try:
-        who = _native(host, read_token(_config_dir(config_dir)), config_dir).whoami()
+        who = logged_in(host, config_dir).whoami()
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     click.echo(f"user:   {who['user']['name']} ({who['user']['role']})")
     click.echo(f"tenant: {who['tenant']['name']}")
     click.echo(f"scopes: {', '.join(who['scopes'])}")
@@ -157,13 +113,13 @@ def token() -> None:
 
 
 @token.command("list")
-@_config_option
-@_host_option
+@config_option
+@host_option
 def token_list(config_dir: Path | None, host: str | None) -> None:
     try:
-        listed = _native(host, read_token(_config_dir(config_dir)), config_dir).tokens()
+        listed = logged_in(host, config_dir).tokens()
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     _token_table(listed)
 
 
@@ -171,43 +127,43 @@ def token_list(config_dir: Path | None, host: str | None) -> None:
 @click.option("--scope", "scopes", multiple=True, help="read, write or admin (repeatable)")
 @click.option("--ttl", default=0, help="lifetime in seconds (0: no expiry)")
 @click.option("--description", default="")
-@_config_option
-@_host_option
+@config_option
+@host_option
 def token_create(
     scopes: tuple[str, ...], ttl: int, description: str, config_dir: Path | None, host: str | None
 ) -> None:
     """Make a token for yourself; prints it (the only time it is shown)."""
     try:
-        made = _native(host, read_token(_config_dir(config_dir)), config_dir).create_token(
+        made = logged_in(host, config_dir).create_token(
             scopes=list(scopes) or None, ttl=ttl, description=description
         )
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     click.echo(made["token"])
 
 
 @token.command("revoke")
 @click.argument("token_id")
-@_config_option
-@_host_option
+@config_option
+@host_option
 def token_revoke(token_id: str, config_dir: Path | None, host: str | None) -> None:
     try:
-        _native(host, read_token(_config_dir(config_dir)), config_dir).revoke_token(token_id)
+        logged_in(host, config_dir).revoke_token(token_id)
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 def _token_table(listed: list[dict[str, Any]]) -> None:
-    _table(
+    table(
         ["ID", "USER", "SCOPES", "CREATED", "EXPIRES", "REVOKED", "DESCRIPTION"],
         [
             [
                 t["id"],
                 t["user"][:12],
                 ",".join(t["scopes"]),
-                _when(t["created"]),
-                _when(t["expires"]),
-                _when(t["revoked"]) if t["revoked"] else "",
+                when(t["created"]),
+                when(t["expires"]),
+                when(t["revoked"]) if t["revoked"] else "",
                 t["description"],
             ]
             for t in listed
@@ -244,30 +200,6 @@ def login_local(layout: Layout) -> Path:
     return config_dir
 
 
-def _admin_options(func: Any) -> Any:
-    func = click.option(
-        "--instance", default="dockyard", envvar="DOCKYARD_INSTANCE", show_default=True
-    )(func)
-    func = click.option(
-        "--run-dir",
-        type=click.Path(path_type=Path),
-        default=DEFAULT_RUN_DIR,
-        envvar="DOCKYARD_RUN_DIR",
-        show_default=True,
-    )(func)
-    return click.option(
-        "--state-dir",
-        type=click.Path(path_type=Path),
-        default=DEFAULT_STATE_DIR,
-        envvar="DOCKYARD_STATE_DIR",
-        show_default=True,
-    )(func)
-
-
-def _admin_client(state_dir: Path, run_dir: Path, instance: str) -> AdminClient:
-    return AdminClient(f"unix://{_layout(state_dir, run_dir, instance).controller_socket}")
-
-
 @click.group()
 def admin() -> None:
     """Operator commands (root on the controller's host)."""
@@ -283,7 +215,7 @@ def tenant() -> None:
 @click.option("--user", default="admin", show_default=True, help="its first (admin) user")
 @click.option("--plan", default="", help="its plan (default: the controller's default plan)")
 @click.option("--seed-busybox", is_flag=True, help="give it busybox:latest")
-@_admin_options
+@layout_options
 def tenant_create(  # noqa: PLR0917  (click passes options positionally)
     name: str,
     user: str,
@@ -295,22 +227,22 @@ def tenant_create(  # noqa: PLR0917  (click passes options positionally)
 ) -> None:
     """Create a tenant with an admin user; prints that user's token."""
     try:
-        made = _admin_client(state_dir, run_dir, instance).create_tenant(
+        made = admin_client(state_dir, run_dir, instance).create_tenant(
             name, user=user, seed_busybox=seed_busybox, plan=plan
         )
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     click.echo(made["token"])
 
 
 @tenant.command("list")
-@_admin_options
+@layout_options
 def tenant_list(state_dir: Path, run_dir: Path, instance: str) -> None:
     try:
-        listed = _admin_client(state_dir, run_dir, instance).tenants()
+        listed = admin_client(state_dir, run_dir, instance).tenants()
     except DockyardError as exc:
-        raise _fail(exc) from exc
-    _table(
+        raise fail(exc) from exc
+    table(
         ["NAME", "ID", "PLAN", "UIDS"],
         [
             [t["name"], t["id"][:12], t.get("plan", ""), f"{t['uid_base']}+{t['uid_size']}"]
@@ -321,13 +253,13 @@ def tenant_list(state_dir: Path, run_dir: Path, instance: str) -> None:
 
 @tenant.command("rm")
 @click.argument("name")
-@_admin_options
+@layout_options
 def tenant_rm(name: str, state_dir: Path, run_dir: Path, instance: str) -> None:
     """Remove a tenant that owns nothing any more."""
     try:
-        _admin_client(state_dir, run_dir, instance).remove_tenant(name)
+        admin_client(state_dir, run_dir, instance).remove_tenant(name)
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 @admin.group()
@@ -339,40 +271,40 @@ def user() -> None:
 @click.argument("tenant_name")
 @click.argument("name")
 @click.option("--role", type=click.Choice(["member", "admin"]), default="member")
-@_admin_options
+@layout_options
 def user_add(
     tenant_name: str, name: str, role: str, state_dir: Path, run_dir: Path, instance: str
 ) -> None:
     try:
-        _admin_client(state_dir, run_dir, instance).add_user(tenant_name, name, role=role)
+        admin_client(state_dir, run_dir, instance).add_user(tenant_name, name, role=role)
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 @user.command("list")
 @click.argument("tenant_name")
-@_admin_options
+@layout_options
 def user_list(tenant_name: str, state_dir: Path, run_dir: Path, instance: str) -> None:
     try:
-        listed = _admin_client(state_dir, run_dir, instance).users(tenant_name)
+        listed = admin_client(state_dir, run_dir, instance).users(tenant_name)
     except DockyardError as exc:
-        raise _fail(exc) from exc
-    _table(
+        raise fail(exc) from exc
+    table(
         ["NAME", "ROLE", "ID", "CREATED"],
-        [[u["name"], u["role"], u["id"][:12], _when(u["created"])] for u in listed],
+        [[u["name"], u["role"], u["id"][:12], when(u["created"])] for u in listed],
     )
 
 
 @user.command("rm")
 @click.argument("tenant_name")
 @click.argument("name")
-@_admin_options
+@layout_options
 def user_rm(tenant_name: str, name: str, state_dir: Path, run_dir: Path, instance: str) -> None:
     """Remove a user and revoke its tokens."""
     try:
-        _admin_client(state_dir, run_dir, instance).remove_user(tenant_name, name)
+        admin_client(state_dir, run_dir, instance).remove_user(tenant_name, name)
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 @admin.group("token")
@@ -386,7 +318,7 @@ def admin_token() -> None:
 @click.option("--scope", "scopes", multiple=True, help="read, write or admin (repeatable)")
 @click.option("--ttl", default=0, help="lifetime in seconds (0: no expiry)")
 @click.option("--description", default="")
-@_admin_options
+@layout_options
 def admin_token_create(  # noqa: PLR0917  (click passes options positionally)
     tenant_name: str,
     user_name: str,
@@ -399,36 +331,36 @@ def admin_token_create(  # noqa: PLR0917  (click passes options positionally)
 ) -> None:
     """Make a token for a user; prints it."""
     try:
-        made = _admin_client(state_dir, run_dir, instance).issue_token(
+        made = admin_client(state_dir, run_dir, instance).issue_token(
             tenant_name, user_name, scopes=list(scopes) or None, ttl=ttl, description=description
         )
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     click.echo(made["token"])
 
 
 @admin_token.command("list")
 @click.argument("tenant_name")
 @click.option("--user", "user_name", default="")
-@_admin_options
+@layout_options
 def admin_token_list(
     tenant_name: str, user_name: str, state_dir: Path, run_dir: Path, instance: str
 ) -> None:
     try:
-        listed = _admin_client(state_dir, run_dir, instance).tokens(tenant_name, user=user_name)
+        listed = admin_client(state_dir, run_dir, instance).tokens(tenant_name, user=user_name)
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     _token_table(listed)
 
 
 @admin_token.command("revoke")
 @click.argument("tenant_name")
 @click.argument("token_id")
-@_admin_options
+@layout_options
 def admin_token_revoke(
     tenant_name: str, token_id: str, state_dir: Path, run_dir: Path, instance: str
 ) -> None:
     try:
-        _admin_client(state_dir, run_dir, instance).revoke_token(tenant_name, token_id)
+        admin_client(state_dir, run_dir, instance).revoke_token(tenant_name, token_id)
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc

@@ -17,6 +17,7 @@ import click
 from dockyard.cli import daemons as d
 from dockyard.cli.audit import admin_audit, audit
 from dockyard.cli.certs import cert
+from dockyard.cli.common import layout_options
 from dockyard.cli.identity import admin, login, login_local, logout, token, whoami
 from dockyard.cli.usage import info, usage
 from dockyard.core.errors import DockyardError
@@ -29,37 +30,13 @@ _DEFAULT_UID_START = 1_000_000_000
 _DEFAULT_TLS_ADDRESS = "127.0.0.1:2376"
 
 
-def _layout_options(func: click.decorators.FC) -> click.decorators.FC:
-    func = click.option(
-        "--instance",
-        default="dockyard",
-        envvar="DOCKYARD_INSTANCE",
-        show_default=True,
-        help="name prefix of kernel objects",
-    )(func)
-    func = click.option(
-        "--run-dir",
-        type=click.Path(path_type=Path),
-        default=DEFAULT_RUN_DIR,
-        envvar="DOCKYARD_RUN_DIR",
-        show_default=True,
-    )(func)
-    return click.option(
-        "--state-dir",
-        type=click.Path(path_type=Path),
-        default=DEFAULT_STATE_DIR,
-        envvar="DOCKYARD_STATE_DIR",
-        show_default=True,
-    )(func)
-
-
 @click.group()
 def main() -> None:
     """Dockyard: a multi-tenant, Docker-compatible container cloud."""
 
 
 @main.command()
-@_layout_options
+@layout_options
 @click.option(
     "--bridge-subnet",
     default=_DEFAULT_SUBNET,
@@ -114,7 +91,7 @@ def up(  # noqa: PLR0917  (click passes options positionally)
 
 
 @main.command()
-@_layout_options
+@layout_options
 def down(state_dir: Path, run_dir: Path, instance: str) -> None:
     """Stop the daemons; containers keep running and are re-adopted by the next up."""
     layout = Layout(state_dir=state_dir, run_dir=run_dir, instance=instance)
@@ -126,7 +103,7 @@ def down(state_dir: Path, run_dir: Path, instance: str) -> None:
 
 
 @main.command()
-@_layout_options
+@layout_options
 @click.option("--tls", is_flag=True, help="the TLS listener, with the local admin's certificate")
 def env(state_dir: Path, run_dir: Path, instance: str, tls: bool) -> None:
     """Print shell lines that point docker and docker-py at Dockyard."""
@@ -148,7 +125,7 @@ def env(state_dir: Path, run_dir: Path, instance: str, tls: bool) -> None:
 
 
 @main.command()
-@_layout_options
+@layout_options
 def status(state_dir: Path, run_dir: Path, instance: str) -> None:
     """Show whether the daemons run and the API answers."""
     layout = Layout(state_dir=state_dir, run_dir=run_dir, instance=instance)

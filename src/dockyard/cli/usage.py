@@ -15,19 +15,17 @@ from typing import Any, TypeVar
 
 import click
 
-from dockyard.cli.identity import (
-    _admin_client,
-    _admin_options,
-    _config_dir,
-    _config_option,
-    _endpoint,
-    _fail,
-    _host_option,
-    _native,
-    _table,
-    admin,
+from dockyard.cli.common import (
+    admin_client,
+    config_option,
+    endpoint,
+    fail,
+    host_option,
+    layout_options,
+    logged_in,
+    table,
 )
-from dockyard.client.dockerconfig import read_token
+from dockyard.cli.identity import admin
 from dockyard.client.native import NativeClient
 from dockyard.core.errors import DockyardError, InvalidArgument
 from dockyard.core.quotas import BYTE_QUOTAS, QUOTAS, UNLIMITED, amount_text, parse_limit
@@ -40,7 +38,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _client(config_dir: Path | None, host: str | None) -> NativeClient:
     """As the login commands: TLS with the client certificate where docker would use it."""
-    return _native(host, read_token(_config_dir(config_dir)), config_dir)
+    return logged_in(host, config_dir)
 
 
 def _percent(used: int, limit: int) -> str:
@@ -52,7 +50,7 @@ def _percent(used: int, limit: int) -> str:
 
 
 def _quota_table(report: dict[str, Any]) -> None:
-    _table(
+    table(
         ["QUOTA", "USED", "LIMIT", "USE"],
         [
             [
@@ -84,9 +82,7 @@ def _hosts_table(report: dict[str, Any]) -> None:
                 time.strftime("%H:%M:%S", time.gmtime(measured / 1e9)) if measured else "not yet",
             ]
         )
-    _table(
-        ["HOST", "RUNNING", "MEMORY IN USE", "CPU TIME", "WRITABLE", "VOLUMES", "MEASURED"], rows
-    )
+    table(["HOST", "RUNNING", "MEMORY IN USE", "CPU TIME", "WRITABLE", "VOLUMES", "MEASURED"], rows)
 
 
 def _show(report: dict[str, Any], as_json: bool) -> None:
@@ -110,8 +106,8 @@ def _show(report: dict[str, Any], as_json: bool) -> None:
 
 @click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="print the API's JSON")
-@_config_option
-@_host_option
+@config_option
+@host_option
 @click.pass_context
 def usage(ctx: click.Context, as_json: bool, config_dir: Path | None, host: str | None) -> None:
     """Your use against your quotas, and your accounting on each host."""
@@ -120,7 +116,7 @@ def usage(ctx: click.Context, as_json: bool, config_dir: Path | None, host: str 
     try:
         report = _client(config_dir, host).usage()
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     _show(report, as_json)
 
 
@@ -131,8 +127,8 @@ def usage(ctx: click.Context, as_json: bool, config_dir: Path | None, host: str 
 @click.option("--volumes", default=0, help="new volumes")
 @click.option("--public-ips", default=0, help="new public IPs")
 @click.option("--image-storage", default="0", help="new image layer bytes (e.g. 200m)")
-@_config_option
-@_host_option
+@config_option
+@host_option
 def usage_check(  # noqa: PLR0917  (click passes options positionally)
     sizes: tuple[str, ...],
     memories: tuple[str, ...],
@@ -157,7 +153,7 @@ def usage_check(  # noqa: PLR0917  (click passes options positionally)
             image_storage=parse_bytes(image_storage),
         )
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if answer["fits"]:
         click.echo("fits")
         return
@@ -166,8 +162,8 @@ def usage_check(  # noqa: PLR0917  (click passes options positionally)
 
 
 @click.command()
-@_config_option
-@_host_option
+@config_option
+@host_option
 def info(config_dir: Path | None, host: str | None) -> None:
     """Who you are, your plan, and the container sizes."""
     try:
@@ -176,13 +172,13 @@ def info(config_dir: Path | None, host: str | None) -> None:
         report = client.usage()
         sizes = client.sizes()
     except DockyardError as exc:
-        raise _fail(exc) from exc
-    click.echo(f"endpoint: {_endpoint(host)}")
+        raise fail(exc) from exc
+    click.echo(f"endpoint: {endpoint(host)}")
     click.echo(f"tenant:   {who['tenant']['name']}")
     click.echo(f"user:     {who['user']['name']} ({who['user']['role']})")
     click.echo(f"plan:     {report['plan']}")
     click.echo()
-    _table(
+    table(
         ["SIZE", "MEMORY", "CPU SHARES", "WRITABLE LAYER", ""],
         [
             [
@@ -208,13 +204,13 @@ def plan() -> None:
 
 
 @plan.command("list")
-@_admin_options
+@layout_options
 def plan_list(state_dir: Path, run_dir: Path, instance: str) -> None:
     try:
-        listed = _admin_client(state_dir, run_dir, instance).plans()
+        listed = admin_client(state_dir, run_dir, instance).plans()
     except DockyardError as exc:
-        raise _fail(exc) from exc
-    _table(
+        raise fail(exc) from exc
+    table(
         ["PLAN", *[q.upper() for q in QUOTAS], "DESCRIPTION"],
         [
             [
@@ -235,15 +231,15 @@ def quota() -> None:
 @quota.command("show")
 @click.argument("tenant_name")
 @click.option("--json", "as_json", is_flag=True, help="print the API's JSON")
-@_admin_options
+@layout_options
 def quota_show(
     tenant_name: str, as_json: bool, state_dir: Path, run_dir: Path, instance: str
 ) -> None:
     """A tenant's plan, limits and use."""
     try:
-        report = _admin_client(state_dir, run_dir, instance).quota(tenant_name)
+        report = admin_client(state_dir, run_dir, instance).quota(tenant_name)
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     _show(report, as_json)
 
 
@@ -271,7 +267,7 @@ def _limit_option(name: str, what: str) -> Callable[[F], F]:
     multiple=True,
     help="drop an override, back to the plan's limit (a quota's name, or 'all'; repeatable)",
 )
-@_admin_options
+@layout_options
 def quota_set(  # noqa: PLR0917  (click passes options positionally)
     tenant_name: str,
     plan_name: str,
@@ -301,9 +297,9 @@ def quota_set(  # noqa: PLR0917  (click passes options positionally)
         }
         if not (plan_name or limits or reset):
             raise InvalidArgument("nothing to set: give --plan, a limit or --reset")
-        report = _admin_client(state_dir, run_dir, instance).set_quota(
+        report = admin_client(state_dir, run_dir, instance).set_quota(
             tenant_name, plan=plan_name, limits=limits, reset=list(reset)
         )
     except DockyardError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     _show(report, as_json=False)

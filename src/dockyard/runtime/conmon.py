@@ -84,40 +84,16 @@ class ConmonRuntime:
         ):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
-        args = [
-            self._conmon,
-            "--api-version",
-            "1",
-            "-c",
-            cid,
-            "-u",
-            cid,
-            "-n",
-            cid,
-            "-r",
-            self._crun,
-            "-b",
-            str(paths.bundle),
-            "-p",
-            str(paths.pidfile),
-            "--exit-dir",
-            str(paths.exits_dir),
-            "--socket-dir-path",
-            str(paths.bundle),
-            "--full-attach",
-            "-l",
-            f"k8s-file:{paths.log_file}",
-            "--log-level",
-            "error",
-            "--runtime-arg",
-            f"--root={self._root}",
-            "--runtime-arg",
-            "--log-format=json",
-            "--runtime-arg",
-            f"--log={paths.oci_log}",
-            "--conmon-pidfile",
-            str(paths.conmon_pidfile),
-        ]
+        args = self._conmon_args(
+            container_id=cid,
+            session=cid,
+            directory=paths.bundle,
+            pidfile=paths.pidfile,
+            exits_dir=paths.exits_dir,
+            log=f"k8s-file:{paths.log_file}",
+            oci_log=paths.oci_log,
+            conmon_pidfile=paths.conmon_pidfile,
+        )
         if options.stdin:
             args.append("--stdin")
             if options.leave_stdin_open:
@@ -155,6 +131,55 @@ class ConmonRuntime:
             raise _create_error(detail)
         return pid
 
+    def _conmon_args(
+        self,
+        *,
+        container_id: str,
+        session: str,
+        directory: Path,
+        pidfile: Path,
+        exits_dir: Path,
+        log: str,
+        oci_log: Path,
+        conmon_pidfile: Path,
+    ) -> list[str]:
+        """What every conmon of ours is started with (the invocation in HOST-NOTES.md):
+        one monitor per ``session`` (the container, or an exec of it) in ``directory``."""
+        return [
+            self._conmon,
+            "--api-version",
+            "1",
+            "-c",
+            container_id,
+            "-u",
+            session,
+            "-n",
+            container_id,
+            "-r",
+            self._crun,
+            "-b",
+            str(directory),
+            "-p",
+            str(pidfile),
+            "--exit-dir",
+            str(exits_dir),
+            "--socket-dir-path",
+            str(directory),
+            "--full-attach",
+            "-l",
+            log,
+            "--log-level",
+            "error",
+            "--runtime-arg",
+            f"--root={self._root}",
+            "--runtime-arg",
+            "--log-format=json",
+            "--runtime-arg",
+            f"--log={oci_log}",
+            "--conmon-pidfile",
+            str(conmon_pidfile),
+        ]
+
     # exec --------------------------------------------------------------------------------
 
     async def exec(self, container_id: str, paths: ExecPaths, options: ExecOptions) -> _ConmonExec:
@@ -166,43 +191,17 @@ class ConmonRuntime:
         all output.
         """
         paths.exits_dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            self._conmon,
-            "--api-version",
-            "1",
-            "-c",
-            container_id,
-            "-u",
-            paths.exec_id,
-            "-n",
-            container_id,
-            "-r",
-            self._crun,
-            "-b",
-            str(paths.directory),
-            "-p",
-            str(paths.pidfile),
-            "--exit-dir",
-            str(paths.exits_dir),
-            "--socket-dir-path",
-            str(paths.directory),
-            "--full-attach",
-            "-l",
-            "none:",
-            "--log-level",
-            "error",
-            "--runtime-arg",
-            f"--root={self._root}",
-            "--runtime-arg",
-            "--log-format=json",
-            "--runtime-arg",
-            f"--log={paths.oci_log}",
-            "--conmon-pidfile",
-            str(paths.conmon_pidfile),
-            "-e",
-            "--exec-process-spec",
-            str(paths.process),
-        ]
+        args = self._conmon_args(
+            container_id=container_id,
+            session=paths.exec_id,
+            directory=paths.directory,
+            pidfile=paths.pidfile,
+            exits_dir=paths.exits_dir,
+            log="none:",
+            oci_log=paths.oci_log,
+            conmon_pidfile=paths.conmon_pidfile,
+        )
+        args += ["-e", "--exec-process-spec", str(paths.process)]
         if options.terminal:
             args.append("-t")
         if options.stdin:

@@ -171,8 +171,8 @@ class AuditLog:
 
     def logs(self) -> list[str]:
         """The tenants (ids) that have records: deleted tenants' until their records age
-        out, and the operator log's ``""``."""
-        return self._store.audit_tenants()
+        out, and the operator log's ``""``. Records still queued count too."""
+        return sorted(set(self._store.audit_tenants()) | {r.tenant for r in self._queued})
 
     # retention ----------------------------------------------------------------------------
 

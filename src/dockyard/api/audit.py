@@ -68,6 +68,7 @@ _READS: Final = ("GET", "HEAD", "OPTIONS")
 _AUTH_FAILURES: Final = (401, 429)
 _DONE: Final = web.RequestKey("dockyard_audit_done", bool)
 _NOTE: Final = web.RequestKey("dockyard_audit_note", tuple[str, str])
+_NOTE_TARGET: Final = web.RequestKey("dockyard_audit_target", str)
 _TARGET_PARAMS: Final = ("id", "name", "user", "token", "serial", "tenant")
 _CREATED_KEYS: Final = ("Id", "id", "Name", "serial")
 _TAGGING: Final = ("image_tag", "image_create")
@@ -88,10 +89,14 @@ class Caller:
     cert: str = ""
 
 
-def note(request: web.Request, *, tenant: str = "", created: str = "") -> None:
+def note(request: web.Request, *, tenant: str = "", created: str = "", target: str = "") -> None:
     """Tell the recorder what the generic rules cannot see: the tenant a call on the
-    operator's socket made (its record goes to that tenant's log), or what a create made."""
-    request[_NOTE] = (tenant, created)
+    operator's socket made (its record goes to that tenant's log), what a create made, or
+    the object a call named in its body (note it before anything can refuse the call)."""
+    if tenant or created:
+        request[_NOTE] = (tenant, created)
+    if target:
+        request[_NOTE_TARGET] = target
 
 
 def tenant_caller(request: web.Request) -> Caller:
@@ -207,6 +212,9 @@ def _action(request: web.Request) -> str:
 
 
 def _target(request: web.Request) -> str:
+    noted = str(request.get(_NOTE_TARGET, ""))
+    if noted:
+        return noted
     info = request.match_info
     for key in _TARGET_PARAMS:
         value = info.get(key)

@@ -21,6 +21,7 @@ from dockyard.controller.files import ContainerFileService
 from dockyard.controller.hosts import HostRegistry
 from dockyard.controller.identity import IdentityService
 from dockyard.controller.images import ImageService
+from dockyard.controller.namespaces import NamespaceService
 from dockyard.controller.networks import NetworkService
 from dockyard.controller.quotas import QuotaService
 from dockyard.controller.sync import AgentFollower
@@ -90,6 +91,9 @@ class Controller:
             max_ttl=config.client_cert_max_ttl,
         )
         self.identity.on_forget(self.certs.forget)
+        self.namespaces = NamespaceService(
+            store, reserved=config.reserved_namespaces, limit=config.namespace_limit
+        )
         self._followers: list[AgentFollower] = []
         self._default_tenant: Tenant | None = None
 

@@ -11,7 +11,7 @@ import contextlib
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +118,12 @@ def silent(query: bytes) -> None:
 
 def run(coro: Coroutine[object, object, None]) -> None:
     asyncio.run(coro)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
 
 
 # local answers ------------------------------------------------------------------------
@@ -346,10 +352,10 @@ def test_every_upstream_down_or_none_gives_servfail() -> None:
 
 def test_in_flight_forwards_are_bounded() -> None:
     async def scenario() -> None:
-        options = {"timeout": 1.0, "max_forwards": 1}
+        options = {"timeout": 2.0, "max_forwards": 1}
         async with forwarding(LOCAL, silent, **options) as (dns, upstream):
             pending = asyncio.create_task(ask_udp(dns.udp, make_query("a.example")))
-            await asyncio.sleep(0.1)
+            await wait_until(lambda: len(upstream.received) == 1)
             refused = parse_reply(await ask_udp(dns.udp, make_query("b.example", qid=7)))
             local = parse_reply(await ask_udp(dns.udp, make_query("web")))
             [tcp] = await ask_tcp(dns.tcp, make_query("c.example", qid=8))
@@ -599,8 +605,7 @@ def test_stop_cancels_forwards_and_closes_the_sockets() -> None:
             server = dns.server
             asking = asyncio.create_task(ask_udp(dns.udp, make_query("example.com")))
             reader, writer = await asyncio.open_connection(*dns.tcp)
-            await asyncio.sleep(0.1)
-            assert len(upstream.received) == 1 and len(server._tasks) == 2
+            await wait_until(lambda: len(upstream.received) == 1 and len(server._tasks) == 2)
             udp_sock, tcp_sock = server._udp_sock, server._tcp_sock
             started = time.monotonic()
             await server.stop()

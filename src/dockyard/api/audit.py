@@ -15,6 +15,9 @@ refused for its scope is still the user's); a call refused before that goes to t
 log (:data:`dockyard.core.audit.OPERATOR_LOG`), never to a tenant's, since a token id proves
 nothing.
 
+The target is the path's id (or name, user, token, serial, tenant), else the ``name`` a
+create asks for or the ``container`` a commit names (query parameters).
+
 What a create made (``created``): what a handler noted with :func:`note`, else the ``Id``,
 ``id``, ``Name`` or ``serial`` of a 201 answer's JSON, else, for a tag or an import, the
 new tag. The error message is the ``message`` of Docker's error body. Bodies and query
@@ -220,7 +223,9 @@ def _target(request: web.Request) -> str:
         value = info.get(key)
         if value:
             return value
-    return request.query.get("name", "")
+    # A create names what it makes in ``name``; a commit names its container in
+    # ``container`` (Docker's query parameters).
+    return request.query.get("name", "") or request.query.get("container", "")
 
 
 def _answer(response: web.StreamResponse) -> Any:

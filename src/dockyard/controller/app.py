@@ -13,6 +13,7 @@ import logging
 
 from dockyard.controller.audit import AuditLog
 from dockyard.controller.certs import CertificateService
+from dockyard.controller.commit import CommitService
 from dockyard.controller.config import ControllerConfig
 from dockyard.controller.containers import ContainerService
 from dockyard.controller.events import EventLog
@@ -83,6 +84,9 @@ class Controller:
             store=store, hosts=self.hosts, containers=self.containers, events=self.events
         )
         self.files = ContainerFileService(containers=self.containers, hosts=self.hosts)
+        self.commits = CommitService(
+            containers=self.containers, images=self.images, hosts=self.hosts, events=self.events
+        )
         self.identity = IdentityService(store)
         self.certs = CertificateService(
             store,

@@ -39,8 +39,10 @@ def create(body: dict[str, Any]) -> tuple[ContainerConfig, HostConfig, list[str]
 def test_public_surface() -> None:
     assert set(container_json.__all__) == {
         "KNOWN_HOST_CONFIG",
+        "config_json",
         "container_summary",
         "inspect_container",
+        "parse_config",
         "parse_create",
         "parse_host_config",
         "unsupported_warnings",

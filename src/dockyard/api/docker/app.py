@@ -16,6 +16,7 @@ from dockyard.api import certs, namespaces, native
 from dockyard.api.audit import AuditRecorder, tenant_caller
 from dockyard.api.auth import FailureLimiter, auth_middleware
 from dockyard.api.docker import (
+    commit,
     containers,
     events,
     execs,
@@ -72,6 +73,7 @@ ROUTE_TABLES = (
     images.routes,
     volumes.routes,
     networks.routes,
+    commit.routes,
 )
 """Every Docker API handler, by module (the docs test checks each is documented)."""
 

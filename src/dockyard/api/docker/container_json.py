@@ -33,8 +33,10 @@ from dockyard.core.sizes import SIZES
 
 __all__ = [
     "KNOWN_HOST_CONFIG",
+    "config_json",
     "container_summary",
     "inspect_container",
+    "parse_config",
     "parse_create",
     "parse_host_config",
     "unsupported_warnings",

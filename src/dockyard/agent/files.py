@@ -8,7 +8,7 @@ while the child works: deleting the container aborts it first (:mod:`rootfs`).
 ``diff`` compares the container's upper dir with its layers on the host
 (:mod:`dockyard.images.overlay_diff`), never following a tenant's symlink. ``commit``'s
 layer is a tar of the upper dir made by an archive child whose root is that upper dir
-(ADR 0015).
+(ADR 0017).
 
 Works whether the container is created, running, paused or exited: its rootfs is mounted
 on this host from create to delete. tmpfs mounts of a running container are not in the

@@ -1,7 +1,7 @@
 """CommitService: ``docker commit``, a container's changes as a new image of its tenant.
 
 The container's agent reads the writable layer (the overlay upper dir) and streams it as a
-Docker layer tar (``GET /v1/containers/{id}/layer``, ADR 0015); the image service stores it
+Docker layer tar (``GET /v1/containers/{id}/layer``, ADR 0017); the image service stores it
 against the tenant's image storage quota and writes the new image's config. Docker's order
 of events: ``pause`` (if the container was paused for the commit), ``tag`` (the image's, if
 tagged), ``commit`` (the container's, with ``comment``, ``imageID``, ``imageRef``), then

@@ -1,6 +1,6 @@
 """``docker commit``: a container's writable layer on top of its image becomes a new image.
 
-The agent streams the writable layer as a Docker layer tar (ADR 0015);
+The agent streams the writable layer as a Docker layer tar (ADR 0017);
 :class:`LayerWriter` stores it in the content store as it arrives, :func:`commit_image`
 writes the new image's config as moby's ``image.NewChildImage`` does, and
 :func:`committed_config` computes the ``config`` in it as moby's commit does: the request's

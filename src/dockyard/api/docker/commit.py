@@ -4,7 +4,7 @@ Docker's quirks live here: the container is a query parameter; ``pause`` default
 when absent; the body is an optional partial container config (docker-py sends ``{}``,
 the docker CLI nothing), decoded as Docker decodes it (wrong types are 400, unknown keys
 ignored); the answer is 201 ``{"Id": ...}``. The work is the controller's
-(:mod:`dockyard.controller.commit`, ADR 0015).
+(:mod:`dockyard.controller.commit`, ADR 0017).
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ Events are numbered from 1 within one ``boot_id`` (one agent process life) and k
 bounded in-memory ring. A subscriber that asks to resume from a sequence number the ring
 no longer holds, or from another boot, is told to resynchronise with a full listing: the
 log speeds the controller up, the listing keeps it correct.
+
+A subscription never ends by itself, so the agent ends them all when it shuts down
+(:meth:`EventLog.end_streams`): its HTTP server waits for in-flight requests, the
+controller's event stream among them, before it lets the process exit.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ class EventLog:
         self.boot_id = new_id()[:16]
         self._seq = 0
         self._ring: collections.deque[AgentEvent] = collections.deque(maxlen=_RING)
-        self._subscribers: set[asyncio.Queue[AgentEvent]] = set()
+        self._subscribers: set[asyncio.Queue[AgentEvent | None]] = set()
+        self._ended = False
 
     @property
     def seq(self) -> int:
@@ -53,16 +58,27 @@ class EventLog:
             exec=exec_status,
         )
         self._ring.append(event)
-        for queue in self._subscribers:
-            queue.put_nowait(event)
+        if not self._ended:
+            for queue in self._subscribers:
+                queue.put_nowait(event)
         return event
 
+    def end_streams(self) -> None:
+        """End every subscription (the agent is shutting down); new ones end at once.
+        Events emitted afterwards are still numbered and kept, but no longer delivered."""
+        self._ended = True
+        for queue in self._subscribers:
+            queue.put_nowait(None)
+
     async def follow(self, *, boot_id: str, after: int) -> AsyncIterator[AgentEvent]:
-        """Events with ``seq > after`` from this boot, then live ones, forever.
+        """Events with ``seq > after`` from this boot, then live ones, until
+        :meth:`end_streams`.
 
         Raises ResyncNeeded first if ``boot_id`` is another boot or the ring lost events.
         """
-        queue: asyncio.Queue[AgentEvent] = asyncio.Queue()
+        if self._ended:
+            return
+        queue: asyncio.Queue[AgentEvent | None] = asyncio.Queue()
         self._subscribers.add(queue)
         try:
             lost = after < self._seq and (not self._ring or self._ring[0].seq > after + 1)
@@ -73,10 +89,9 @@ class EventLog:
             for event in backlog:
                 last = event.seq
                 yield event
-            while True:
-                event = await queue.get()
-                if event.seq > last:
-                    last = event.seq
-                    yield event
+            while (live := await queue.get()) is not None:
+                if live.seq > last:
+                    last = live.seq
+                    yield live
         finally:
             self._subscribers.discard(queue)

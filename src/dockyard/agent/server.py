@@ -94,6 +94,13 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
     usage: DiskWatch | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=64 * 1024 * 1024)
+
+    async def end_event_streams(_app: web.Application) -> None:
+        # The controller follows events for as long as we run: end its stream, or the
+        # server waits for it to end on its own before the process can exit.
+        manager.events.end_streams()
+
+    app.on_shutdown.append(end_event_streams)
     routes = web.RouteTableDef()
 
     @routes.get("/v1/info")

@@ -1,4 +1,5 @@
-"""Crash safety: SIGKILL of the agent or the controller loses no container.
+"""Crash safety: SIGKILL of the agent or the controller loses no container; and their
+clean stop: on SIGTERM each exits at once, leaving the containers running.
 
 These tests kill the daemons, so they use a cloud of their own.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import tarfile
 import threading
@@ -262,3 +264,50 @@ def test_rm_container_exiting_while_controller_is_down_is_removed(
         dc.containers.get(container.id)
     again = dc.containers.create("busybox", ["true"], name="rm-while-down")  # name is free
     again.remove()
+
+
+def terminate(cloud: TestCloud, name: str, *, within: float = 3.0) -> str:
+    """SIGTERM the daemon ``name`` and assert it exits on its own within ``within``
+    seconds (``dockyard down`` waits 20 s, then SIGKILLs); return what it logged meanwhile.
+    A daemon that does not exit in time is SIGKILLed and started again, so the next tests
+    have a cloud."""
+    pid = cloud.pid(name)
+    assert pid, f"{name} does not run"
+    logged = len(cloud.log(name))
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + within
+    while cloud.pid(name) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if cloud.pid(name):
+        meanwhile = cloud.log(name)[logged:]
+        cloud.kill(name)
+        cloud.start()
+        raise AssertionError(f"{name} still ran {within} s after SIGTERM; it logged: {meanwhile}")
+    return cloud.log(name)[logged:]
+
+
+def nft_table_exists(cloud: TestCloud) -> bool:
+    listed = subprocess.run(
+        ["nft", "list", "table", "inet", cloud.layout.nft_table], capture_output=True, check=False
+    )
+    return listed.returncode == 0
+
+
+def test_agent_sigterm_stops_it_at_once_and_containers_run_on(
+    crashy: TestCloud, dc: docker.DockerClient
+) -> None:
+    # No published port: while no agent runs, another cloud on the host may take it.
+    steady = dc.containers.run("busybox", ["sleep", "300"], detach=True)
+    pid = state(dc, steady.id)["Pid"]
+    # The controller follows the agent's events all the while: a stream that never ends by
+    # itself, which the agent must end rather than wait for.
+    logged = terminate(crashy, "agent")
+    assert "agent stopped; containers keep running under conmon" in logged
+    assert "Traceback" not in logged and " ERROR " not in logged
+    assert Path(f"/proc/{pid}").exists()  # conmon holds the container
+    assert nft_table_exists(crashy)  # kernel network state stays
+    crashy.start()
+    assert state(dc, steady.id)["Status"] == "running"
+    assert state(dc, steady.id)["Pid"] == pid  # the same process, re-adopted
+    steady.stop(timeout=1)
+    assert state(dc, steady.id)["Status"] == "exited"

@@ -177,3 +177,19 @@ def test_a_fresh_log_can_be_followed_from_zero() -> None:
         return got
 
     assert run(scenario) == [1]
+
+
+def test_end_streams_ends_every_follower_and_new_ones_at_once() -> None:
+    async def scenario() -> tuple[list[int], list[int]]:
+        log = EventLog()
+        log.emit("start", status())
+        waiting = log.follow(boot_id=log.boot_id, after=1)
+        pending = asyncio.ensure_future(anext(waiting, None))
+        await asyncio.sleep(0)
+        log.end_streams()  # the agent is shutting down
+        assert await pending is None
+        log.emit("exit", status())  # still numbered and kept, no longer delivered
+        late = log.follow(boot_id=log.boot_id, after=0)
+        return [e.seq async for e in late], [log.seq]
+
+    assert run(scenario) == ([], [2])

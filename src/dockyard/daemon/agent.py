@@ -113,10 +113,16 @@ async def run(layout: Layout, controller: str, *, disk_interval: float) -> None:
     try:
         await wait_for_signal()
     finally:
+        # Stop serving first: requests still in flight get the exit watch until they end.
+        await runner.cleanup()
         watch.close()
         await disk.close()
         manager.logs.close()
-        await runner.cleanup()
+        # Close the published ports' reservation sockets now, not as the process exits
+        # after the pidfile lock is released: the next agent, which waits only for that
+        # lock, would find its containers' ports still taken by us and fail to re-adopt
+        # them ("port is already allocated"). The kernel's network state stays.
+        network.close()
         log.info("agent stopped; containers keep running under conmon")
 
 

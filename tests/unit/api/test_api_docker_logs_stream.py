@@ -80,3 +80,43 @@ def test_a_client_leaving_a_quiet_stream_ends_it(tmp_path: Path) -> None:
             await runner.cleanup()
 
     asyncio.run(scenario())
+
+
+def test_a_server_shutting_down_ends_a_quiet_follow(tmp_path: Path) -> None:
+    """The stopping server cancels the handler of a follow that outlasts its grace: the
+    cancellation goes through, not an error about closing a stream still being read."""
+
+    async def scenario() -> list[BaseException]:
+        ended = asyncio.Event()
+        escaped: list[BaseException] = []
+
+        async def make() -> AsyncGenerator[bytes, None]:
+            try:
+                yield b""
+                await asyncio.Event().wait()  # a container that never writes again
+                yield b"never"
+            finally:
+                ended.set()
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            try:
+                return await stream_logs(request, make(), tty=False)
+            except BaseException as exc:
+                escaped.append(exc)
+                raise
+
+        app = web.Application()
+        app.router.add_get("/logs", handler)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        path = str(tmp_path / "api.sock")
+        await web.UnixSite(runner, path).start()
+        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=path)) as s:
+            response = await s.get("http://x/logs")
+            assert response.status == 200
+            await runner.cleanup()  # while the client still follows
+            response.close()
+        await asyncio.wait_for(ended.wait(), 10)
+        return escaped
+
+    assert [type(exc) for exc in asyncio.run(scenario())] == [asyncio.CancelledError]

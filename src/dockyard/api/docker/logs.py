@@ -86,7 +86,10 @@ async def stream_logs(
             text = f"Error grabbing logs: {exc.message}\n".encode()
             await response.write(text if tty else frame(SYSERR, text))
         finally:
-            task.cancel()
+            if not task.done():  # we are cancelled ourselves (the server is stopping)
+                task.cancel()
+                # Let the pump leave the generator: closing one still being read fails.
+                await asyncio.wait({task})
         if not _client_gone(request):
             await response.write_eof()
     except ConnectionResetError:

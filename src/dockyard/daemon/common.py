@@ -33,6 +33,16 @@ __all__ = [
 ]
 
 
+# How long a stopping server waits for a request in flight, twice over: aiohttp waits this
+# long for the handler to finish, as long again once its body reads fail, then cancels it.
+# Its default, 60 s, outlasts the 20 s `dockyard down` gives a daemon before SIGKILL: a
+# client holding a stream (`docker logs -f`, attach, wait) had the daemon killed before
+# its own cleanup ran (the controller's queued events and audit records never written).
+# Streams a daemon serves to its peer for as long as it runs end at once instead (each
+# app's on_shutdown).
+_SHUTDOWN_TIMEOUT = 3.0
+
+
 class AlreadyRunning(Exception):
     """Another copy of this daemon holds the pidfile lock."""
 
@@ -91,13 +101,16 @@ def pidfile_lock(path: Path) -> Iterator[None]:
 
 
 async def serve_unix(app: web.Application, path: Path, *, mode: int) -> web.AppRunner:
-    """Serve ``app`` on a unix socket at ``path`` (replacing a stale one)."""
+    """Serve ``app`` on a unix socket at ``path`` (replacing a stale one). The runner's
+    ``cleanup()`` cancels requests still in flight after ``2 * _SHUTDOWN_TIMEOUT``."""
     if not dockyard.wire.python_parser_active():
         raise RuntimeError("aiohttp was imported before dockyard.wire; hijacking would break")
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_TIMEOUT
+    )
     await runner.setup()
     site = web.UnixSite(runner, str(path))
     await site.start()
@@ -109,10 +122,13 @@ async def serve_tls(
     app: web.Application, host: str, port: int, *, context: ssl.SSLContext
 ) -> web.AppRunner:
     """Serve ``app`` over TLS on ``host:port`` with ``context`` (which decides what the
-    handshake demands of clients), half-close included (``dockyard.wire.tls``)."""
+    handshake demands of clients), half-close included (``dockyard.wire.tls``); stopped
+    like :func:`serve_unix`'s."""
     if not dockyard.wire.python_parser_active():
         raise RuntimeError("aiohttp was imported before dockyard.wire; hijacking would break")
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_TIMEOUT
+    )
     await runner.setup()
     site = TLSSite(runner, host, port, context=context)
     try:

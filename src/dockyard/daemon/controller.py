@@ -60,19 +60,18 @@ async def run(config: ControllerConfig, agents: list[str], *, seed: bool) -> Non
         if seed:
             await controller.seed_busybox()
         docker = await serve_unix(make_docker_app(controller), layout.docker_socket, mode=0o660)
+        tls = None
         try:
             tls = await _serve_tls(controller) if config.tls_address else None
             if tls is None:
                 layout.tls_endpoint_file.unlink(missing_ok=True)  # a previous run's
             log.info("controller ready: DOCKER_HOST=unix://%s", layout.docker_socket)
-            try:
-                await wait_for_signal()
-            finally:
-                if tls is not None:
-                    layout.tls_endpoint_file.unlink(missing_ok=True)
-                    await tls.cleanup()
+            await wait_for_signal()
         finally:
-            await docker.cleanup()
+            if tls is not None:
+                layout.tls_endpoint_file.unlink(missing_ok=True)
+            # Together: each may wait out its grace for a client's stream (daemon.common).
+            await asyncio.gather(*(r.cleanup() for r in (docker, tls) if r is not None))
     finally:
         await internal.cleanup()
         await controller.close()

@@ -311,3 +311,36 @@ def test_agent_sigterm_stops_it_at_once_and_containers_run_on(
     assert state(dc, steady.id)["Pid"] == pid  # the same process, re-adopted
     steady.stop(timeout=1)
     assert state(dc, steady.id)["Status"] == "exited"
+
+
+def test_controller_sigterm_stops_it_at_once(crashy: TestCloud, dc: docker.DockerClient) -> None:
+    steady = dc.containers.run("busybox", ["sleep", "300"], detach=True)
+    pid = state(dc, steady.id)["Pid"]
+    events = dc.events(decode=True)  # a client following events: ended, not waited for
+    try:
+        logged = terminate(crashy, "controller")
+    finally:
+        events.close()
+    assert "controller stopped" in logged
+    assert "Traceback" not in logged and " ERROR " not in logged
+    assert Path(f"/proc/{pid}").exists()
+    crashy.start()
+    assert state(dc, steady.id)["Pid"] == pid
+
+
+def test_controller_sigterm_cuts_a_followed_log_after_a_grace(
+    crashy: TestCloud, dc: docker.DockerClient
+) -> None:
+    steady = dc.containers.run("busybox", ["sh", "-c", "echo up; sleep 300"], detach=True)
+    pid = state(dc, steady.id)["Pid"]
+    # A client's stream the controller does not end by itself: it gets a few seconds, then
+    # it is cut, well before `dockyard down` would SIGKILL the controller (20 s).
+    logs = dc.api.logs(steady.id, stream=True, follow=True)
+    try:
+        logged = terminate(crashy, "controller", within=10)
+    finally:
+        logs.close()
+    assert "controller stopped" in logged
+    assert "Traceback" not in logged and " ERROR " not in logged
+    crashy.start()
+    assert state(dc, steady.id)["Pid"] == pid

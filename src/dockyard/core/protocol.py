@@ -25,6 +25,7 @@ __all__ = [
     "ContainerStatus",
     "CpuStats",
     "CreateRequest",
+    "EndpointSpec",
     "ExecRequest",
     "ExecStatus",
     "FileChange",
@@ -112,21 +113,45 @@ class PortMapping:
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """One interface of a container on one tenant network (ADR 0016).
+
+    The agent plugs a veth into ``bridge`` inside the tenant's router namespace (host
+    side named from ``endpoint_id``) and names the container side ``interface`` with
+    address ``ip`` in ``subnet``. ``gateway`` is the bridge's address (the container's
+    default route goes through the gateway of its first endpoint). ``internal``: no
+    traffic leaves the tenant's router. ``isolated``: the NAT-only ``bridge`` network,
+    whose ports cannot reach each other. ``names`` are what the network's DNS answers
+    with ``ip`` (container name, aliases, short id).
+    """
+
+    endpoint_id: str
+    network_id: str
+    bridge: str
+    subnet: str
+    gateway: str
+    ip: str
+    interface: str = "eth0"
+    internal: bool = False
+    isolated: bool = False
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class NetworkSpec:
     """How to plumb the container's network namespace.
 
-    ``mode`` is ``none`` (loopback only) or ``bridge`` (a veth on ``bridge`` with ``ip`` in
-    ``subnet``, default route via ``gateway``, outbound NAT unless ``internal``).
+    ``mode`` is ``none`` (loopback only), ``tenant`` (one interface per endpoint, in the
+    order given, on bridges in the router namespace of tenant ``router``; published
+    ``ports`` are DNATed to the first endpoint's address) or ``container`` (the netns of
+    running container ``peer`` is joined; nothing is plumbed).
     """
 
     mode: str = "none"
-    network_id: str = ""
-    bridge: str = ""
-    subnet: str = ""
-    gateway: str = ""
-    ip: str = ""
-    internal: bool = False
+    router: str = ""
+    endpoints: tuple[EndpointSpec, ...] = ()
     ports: tuple[PortMapping, ...] = ()
+    peer: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from dockyard.core.layout import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, Layout
 
 __all__ = ["main"]
 
-_DEFAULT_SUBNET = "10.89.0.0/16"
+_DEFAULT_SUBNET = "172.17.0.0/16"
 _DEFAULT_UID_START = 1_000_000_000
 _DEFAULT_TLS_ADDRESS = "127.0.0.1:2376"
 
@@ -41,7 +41,7 @@ def main() -> None:
     "--bridge-subnet",
     default=_DEFAULT_SUBNET,
     show_default=True,
-    help="IPv4 subnet of the default bridge network",
+    help="IPv4 subnet of every tenant's predefined bridge network (NAT only)",
 )
 @click.option(
     "--uid-range-start",

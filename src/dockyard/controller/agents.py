@@ -25,6 +25,7 @@ from dockyard.core.protocol import (
     ContainerStats,
     ContainerStatus,
     CreateRequest,
+    EndpointSpec,
     ExecRequest,
     ExecStatus,
     FileChange,
@@ -179,6 +180,14 @@ class AgentClient:
         return await self._typed(
             ContainerStatus, "POST", f"/v1/containers/{container_id}/update", body=resources
         )
+
+    async def connect(self, container_id: str, endpoint: EndpointSpec) -> None:
+        """Add an endpoint: plumbed at once if the container runs, else at its next start."""
+        await self._call("POST", f"/v1/containers/{container_id}/endpoints", body=endpoint)
+
+    async def disconnect(self, container_id: str, endpoint_id: str) -> None:
+        """Remove an endpoint (its interface goes at once if the container runs)."""
+        await self._call("DELETE", f"/v1/containers/{container_id}/endpoints/{endpoint_id}")
 
     async def delete(self, container_id: str, *, force: bool) -> None:
         await self._call(

@@ -60,7 +60,12 @@ class Controller:
             events=self.events,
             quotas=self.quotas,
         )
-        self.networks = NetworkService(store=store, layout=layout, subnet=config.bridge_subnet)
+        self.networks = NetworkService(
+            store=store,
+            events=self.events,
+            bridge_subnet=config.bridge_subnet,
+            default_subnet=config.default_subnet,
+        )
         self.volumes = VolumeService(
             store=store,
             agent_for=self.hosts.client,
@@ -101,7 +106,6 @@ class Controller:
         return self._default_tenant
 
     async def start(self, agents: list[str]) -> None:
-        self.networks.ensure_default()
         self.default_tenant()
         self.events.start()
         self.audit.start()

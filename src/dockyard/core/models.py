@@ -16,6 +16,7 @@ __all__ = [
     "Container",
     "ContainerConfig",
     "ContainerState",
+    "Endpoint",
     "ExecInstance",
     "Healthcheck",
     "Host",
@@ -133,7 +134,7 @@ class HostConfig:
     binds: tuple[str, ...] = ()
     mounts: tuple[MountRequest, ...] = ()
     tmpfs: dict[str, str] = field(default_factory=dict)
-    network_mode: str = "bridge"
+    network_mode: str = "default"
     port_bindings: dict[str, tuple[PortBinding, ...]] = field(default_factory=dict)
     publish_all_ports: bool = False
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
@@ -194,9 +195,9 @@ class Container:
     """A container record.
 
     ``host`` is the id of the agent that runs it. ``image`` is the image reference as the
-    user wrote it and ``image_id`` what it resolved to at create. ``ip_address`` is the
-    address reserved for it on ``network`` (kept while the container exists, shown while it
-    runs). ``ports`` holds the published ports actually bound, ``"80/tcp" -> bindings``.
+    user wrote it and ``image_id`` what it resolved to at create. ``endpoints`` are its
+    networks in the order its interfaces are made (the first one carries the default
+    route and published ports); none for ``none`` and ``container:`` network modes. ``ports`` holds the published ports actually bound, ``"80/tcp" -> bindings``.
     ``manually_stopped`` records an explicit stop, which restart policies respect.
     ``mounts`` are the resolved volume and tmpfs mounts (anonymous volumes named).
     ``memory`` is the memory limit it was admitted with (what it reserves on its host);
@@ -215,8 +216,7 @@ class Container:
     host_config: HostConfig
     host: str
     state: ContainerState = field(default_factory=ContainerState)
-    network: str = ""
-    ip_address: str = ""
+    endpoints: list[Endpoint] = field(default_factory=list)
     ports: dict[str, tuple[PortBinding, ...]] = field(default_factory=dict)
     restart_count: int = 0
     manually_stopped: bool = False
@@ -277,7 +277,15 @@ class Volume:
 
 @dataclass(slots=True)
 class Network:
-    """A network containers join. ``bridge`` is the Linux bridge name used on each host."""
+    """A tenant's network (ADR 0016).
+
+    ``bridge`` names its Linux bridge inside the tenant's router namespace on each host
+    with members. ``builtin`` marks the two networks every tenant has (``default``, the
+    private network containers join unless told otherwise, and ``bridge``, NAT only):
+    they cannot be removed. ``isolated``: the network's members cannot reach each other
+    (the NAT-only ``bridge``). ``ip_range`` (within ``subnet``) is where dynamic addresses
+    come from, the whole subnet when empty.
+    """
 
     id: str
     tenant: str
@@ -289,6 +297,26 @@ class Network:
     created: int
     internal: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    ip_range: str = ""
+    attachable: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+    builtin: bool = False
+    isolated: bool = False
+
+
+@dataclass(slots=True)
+class Endpoint:
+    """A container's place on one network: its reserved address (kept while the container
+    exists, as Docker keeps a user network's address across restarts), the aliases other
+    containers on the network resolve to it, the address the user asked for (``--ip``),
+    and ``id``, random, which names its interface on the host.
+    """
+
+    network_id: str
+    id: str
+    ip: str
+    aliases: tuple[str, ...] = ()
+    requested_ip: str = ""
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from dockyard.controller.config import (
     DEFAULT_AUDIT_KEEP,
     DEFAULT_AUDIT_MAX_AGE,
     DEFAULT_BRIDGE_SUBNET,
+    DEFAULT_DEFAULT_SUBNET,
     DEFAULT_EVENTS_KEEP,
     DEFAULT_EVENTS_MAX_AGE,
     DEFAULT_UID_RANGE_START,
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an agent's address (unix:///path or http://host:port)",
     )
     parser.add_argument("--bridge-subnet", default=DEFAULT_BRIDGE_SUBNET)
+    parser.add_argument("--default-subnet", default=DEFAULT_DEFAULT_SUBNET)
     parser.add_argument("--uid-range-start", type=int, default=DEFAULT_UID_RANGE_START)
     parser.add_argument(
         "--events-keep",
@@ -192,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     config = ControllerConfig(
         layout=layout,
         bridge_subnet=args.bridge_subnet,
+        default_subnet=args.default_subnet,
         uid_range_start=args.uid_range_start,
         events_keep=args.events_keep,
         events_max_age=args.events_max_age,

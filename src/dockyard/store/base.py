@@ -167,18 +167,33 @@ class Store(Protocol):
     # networks and addresses
     def add_network(self, network: Network) -> None: ...
 
-    def get_network(self, *, tenant: str, ref: str) -> Network: ...
+    def get_network(self, *, tenant: str, ref: str) -> Network:
+        """The tenant's network by id, name or unique id prefix; NotFound otherwise."""
 
-    def list_networks(self, *, tenant: str) -> list[Network]: ...
+    def list_networks(self, *, tenant: str) -> list[Network]:
+        """The tenant's networks by name (every tenant's for ``ALL_TENANTS``)."""
 
-    def allocate_address(self, *, network: Network, owner: str) -> str:
-        """Reserve the lowest free host address of the network's subnet for ``owner``.
+    def delete_network(self, *, tenant: str, network_id: str) -> None:
+        """Delete the network unless an address of it is reserved (Conflict), atomically
+        with respect to :meth:`allocate_address`. NotFound if the tenant has no such id."""
 
-        Never hands one address out twice, even to concurrent callers. Raises
-        Unavailable when the subnet is exhausted.
+    def network_users(self, *, network_id: str) -> dict[str, str]:
+        """Owner (container id) -> address for every address reserved on the network."""
+
+    def allocate_address(self, *, network: Network, owner: str, address: str = "") -> str:
+        """Reserve ``address``, or the lowest free host address of the network's
+        ``ip_range`` (its subnet when empty), for ``owner``; never the gateway.
+
+        Never hands one address out twice, even to concurrent callers. Raises Conflict
+        when ``address`` is taken, Unavailable when the pool is exhausted, NotFound when
+        the network is gone.
         """
 
-    def release_addresses(self, *, owner: str) -> None: ...
+    def release_address(self, *, network_id: str, owner: str) -> None:
+        """Return ``owner``'s address on one network to the pool (idempotent)."""
+
+    def release_addresses(self, *, owner: str) -> None:
+        """Return every address ``owner`` holds (idempotent)."""
 
     # events
     def append_events(self, events: Sequence[Event]) -> None:

@@ -25,7 +25,14 @@ from sqlalchemy.exc import IntegrityError
 from dockyard.core.audit import AuditQuery, AuditRecord
 from dockyard.core.certs import ClientCert
 from dockyard.core.clock import now_ns
-from dockyard.core.errors import AlreadyExists, Internal, InvalidArgument, NotFound, Unavailable
+from dockyard.core.errors import (
+    AlreadyExists,
+    Conflict,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from dockyard.core.events import Event
 from dockyard.core.identity import Token, User
 from dockyard.core.ids import new_id
@@ -38,7 +45,7 @@ from dockyard.store.base import ALL_TENANTS
 __all__ = ["SqlStore"]
 
 T = TypeVar("T")
-_SYSTEM = ""  # tenant column value of objects every tenant sees (the default bridge)
+_SYSTEM = ""  # tenant of the system-wide bridge of stores older than ADR 0016
 
 metadata = sa.MetaData()
 
@@ -246,6 +253,7 @@ class SqlStore:
         metadata.create_all(self._engine)
         _add_missing_columns(self._engine)
         _record_uid_ranges(self._engine)
+        _drop_system_networks(self._engine)
         # One connection for the process, each call one transaction on it: checking a
         # connection out of the pool per call cost more than the query (0.64 -> 0.28 ms
         # per write). The lock serialises the few calls made from worker threads.
@@ -780,17 +788,17 @@ class SqlStore:
             raise AlreadyExists(f"network with name {network.name} already exists") from exc
 
     def get_network(self, *, tenant: str, ref: str) -> Network:
-        visible = sa.or_(networks.c.tenant == tenant, networks.c.tenant == _SYSTEM)
+        mine = networks.c.tenant == tenant
         with self._tx() as conn:
             row = conn.execute(
                 sa.select(networks.c.doc).where(
-                    visible, sa.or_(networks.c.id == ref, networks.c.name == ref)
+                    mine, sa.or_(networks.c.id == ref, networks.c.name == ref)
                 )
             ).first()
             if row is None and ref and _is_hex(ref):
                 rows = conn.execute(
                     sa.select(networks.c.doc)
-                    .where(visible, networks.c.id.startswith(ref, autoescape=True))
+                    .where(mine, networks.c.id.startswith(ref, autoescape=True))
                     .limit(2)
                 ).all()
                 row = rows[0] if len(rows) == 1 else None
@@ -799,40 +807,73 @@ class SqlStore:
         return _load(Network, row.doc)
 
     def list_networks(self, *, tenant: str) -> list[Network]:
-        query = sa.select(networks.c.doc)
+        query = sa.select(networks.c.doc).order_by(networks.c.name)
         if tenant != ALL_TENANTS:
-            query = query.where(sa.or_(networks.c.tenant == tenant, networks.c.tenant == _SYSTEM))
+            query = query.where(networks.c.tenant == tenant)
         with self._tx() as conn:
             return [_load(Network, r.doc) for r in conn.execute(query)]
 
-    def allocate_address(self, *, network: Network, owner: str) -> str:
+    def delete_network(self, *, tenant: str, network_id: str) -> None:
+        mine = sa.and_(networks.c.tenant == tenant, networks.c.id == network_id)
+        with self._tx() as conn:
+            if conn.execute(sa.select(networks.c.id).where(mine)).first() is None:
+                raise NotFound(f"network {network_id} not found")
+            users = conn.execute(
+                sa.select(addresses.c.owner).where(addresses.c.network == network_id).limit(1)
+            ).first()
+            if users is not None:
+                raise Conflict(f"network {network_id} has active endpoints")
+            conn.execute(networks.delete().where(mine))
+
+    def network_users(self, *, network_id: str) -> dict[str, str]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(addresses.c.owner, addresses.c.address).where(
+                    addresses.c.network == network_id
+                )
+            ).all()
+        return {r.owner: r.address for r in rows}
+
+    def allocate_address(self, *, network: Network, owner: str, address: str = "") -> str:
         subnet = ipaddress.ip_network(network.subnet)
-        reserved = {ipaddress.ip_address(network.gateway)}
-        # Each failed insert means a concurrent caller took an address, so this ends.
-        for _ in range(subnet.num_addresses):
-            with self._tx() as conn:
-                used = {
-                    ipaddress.ip_address(r.address)
-                    for r in conn.execute(
-                        sa.select(addresses.c.address).where(addresses.c.network == network.id)
-                    )
-                }
-            candidate = next(
-                (h for h in subnet.hosts() if h not in used and h not in reserved), None
+        pool = ipaddress.ip_network(network.ip_range) if network.ip_range else subnet
+        gateway = ipaddress.ip_address(network.gateway)
+        # One transaction (the store's writes are serialised): read what is taken, insert.
+        with self._tx() as conn:
+            if not conn.execute(
+                sa.select(networks.c.id).where(networks.c.id == network.id)
+            ).first():
+                raise NotFound(f"network {network.name} not found")
+            used = {
+                ipaddress.ip_address(r.address)
+                for r in conn.execute(
+                    sa.select(addresses.c.address).where(addresses.c.network == network.id)
+                )
+            }
+            if address:
+                wanted = ipaddress.ip_address(address)
+                if wanted in used or wanted == gateway:
+                    raise Conflict(f"Address already in use: {address}")
+                candidate = wanted
+            else:
+                edges = (subnet.network_address, subnet.broadcast_address, gateway)
+                hosts = (h for h in pool if h in subnet and h not in edges)
+                found = next((h for h in hosts if h not in used), None)
+                if found is None:
+                    raise Unavailable(f"no available IPv4 addresses on network {network.name}")
+                candidate = found
+            conn.execute(
+                addresses.insert().values(network=network.id, address=str(candidate), owner=owner)
             )
-            if candidate is None:
-                raise Unavailable(f"no available IPv4 addresses on network {network.name}")
-            try:
-                with self._tx() as conn:
-                    conn.execute(
-                        addresses.insert().values(
-                            network=network.id, address=str(candidate), owner=owner
-                        )
-                    )
-            except IntegrityError:
-                continue  # taken by a concurrent caller: look again
-            return str(candidate)
-        raise Unavailable(f"could not allocate an address on network {network.name}")
+        return str(candidate)
+
+    def release_address(self, *, network_id: str, owner: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                addresses.delete().where(
+                    addresses.c.network == network_id, addresses.c.owner == owner
+                )
+            )
 
     def release_addresses(self, *, owner: str) -> None:
         with self._tx() as conn:
@@ -1061,6 +1102,15 @@ def _record_uid_ranges(engine: Engine) -> None:
     missing = sa.select(tenants.c.uid_base, tenants.c.id).where(tenants.c.uid_base.not_in(taken))
     with engine.begin() as conn:
         conn.execute(uid_ranges.insert().from_select(["uid_base", "tenant"], missing))
+
+
+def _drop_system_networks(engine: Engine) -> None:
+    """Stores made before tenant networks (ADR 0016) held one system-wide ``bridge``
+    (tenant ""): every tenant now has its own, so the old row and its addresses go."""
+    system = sa.select(networks.c.id).where(networks.c.tenant == _SYSTEM)
+    with engine.begin() as conn:
+        conn.execute(addresses.delete().where(addresses.c.network.in_(system)))
+        conn.execute(networks.delete().where(networks.c.tenant == _SYSTEM))
 
 
 def _add_missing_columns(engine: Engine) -> None:

@@ -3,8 +3,9 @@
 Each ``check_*`` function takes a factory that returns a *fresh, empty* store and asserts
 one group of the rules written down in :mod:`dockyard.store.base`: container lookup (full
 id, name with or without ``/``, unique id prefix, ambiguity, tenant isolation), per-tenant
-name uniqueness, renames, images and tags, layer references, volumes, networks (own plus
-system ones), address allocation (also from several threads), tenant uid ranges, the
+name uniqueness, renames, images and tags, layer references, volumes, networks (per tenant,
+deletion while in use), address allocation (static, ranges, also from several
+threads), tenant uid ranges, the
 event log (ranges by time and seq, tenant scoping, retention) and the audit log (numbering,
 filters, tenant scoping, retention).
 
@@ -36,6 +37,7 @@ from dockyard.core.audit import OPERATOR_LOG, AuditQuery, AuditRecord
 from dockyard.core.certs import ClientCert
 from dockyard.core.errors import (
     AlreadyExists,
+    Conflict,
     DockyardError,
     InvalidArgument,
     NotFound,
@@ -47,6 +49,7 @@ from dockyard.core.models import (
     Container,
     ContainerConfig,
     ContainerState,
+    Endpoint,
     ExecInstance,
     Healthcheck,
     Host,
@@ -71,6 +74,7 @@ __all__ = [
     "check_addresses_are_never_handed_out_twice",
     "check_addresses_concurrently",
     "check_addresses_released_return_to_the_pool",
+    "check_addresses_static_and_ranges",
     "check_ambiguous_prefix_is_invalid_argument",
     "check_audit_append_and_filters",
     "check_audit_of_other_tenants_are_invisible",
@@ -96,6 +100,7 @@ __all__ = [
     "check_images_of_other_tenants_are_invisible",
     "check_layer_referenced",
     "check_list_and_put_containers",
+    "check_network_delete",
     "check_networks",
     "check_other_tenants_objects_read_as_missing",
     "check_prefixes_are_unique_per_tenant",
@@ -115,7 +120,6 @@ Check = Callable[[StoreFactory], None]
 
 TENANT_A = "tenant-a"
 TENANT_B = "tenant-b"
-SYSTEM = ""  # tenant of objects every tenant sees (the default bridge)
 
 
 # helpers ----------------------------------------------------------------------------------
@@ -202,8 +206,9 @@ def _rich_container(*, tenant: str, name: str, cid: str) -> Container:
         ),
         host="host-2",
         state=ContainerState(status=Status.RUNNING, pid=4242, started_at=1_700_000_001_000_000_000),
-        network="bridge",
-        ip_address="10.88.0.2",
+        endpoints=[
+            Endpoint(network_id=_hex_id("5a"), id=_hex_id("e5"), ip="10.88.0.2", aliases=("db",))
+        ],
         ports={"80/tcp": (PortBinding(host_ip="127.0.0.1", host_port="8080"),)},
         restart_count=2,
         has_been_started=True,
@@ -730,18 +735,15 @@ def check_volumes(make_store: StoreFactory) -> None:
 
 
 def check_networks(make_store: StoreFactory) -> None:
-    """A tenant sees its own networks and the system's (tenant ""), never another
-    tenant's; names are unique per tenant."""
+    """A tenant sees its own networks only, listed by name; names are unique per tenant;
+    two tenants may hold the same name and the same subnet."""
     with _opened(make_store) as store:
-        bridge = _network(tenant=SYSTEM, name="bridge", hex_id="5a")
         mine = _network(tenant=TENANT_A, name="backend", hex_id="a1", subnet="10.90.0.0/24")
-        store.add_network(bridge)
+        front = _network(tenant=TENANT_A, name="axe", hex_id="a3", subnet="10.93.0.0/24")
         store.add_network(mine)
+        store.add_network(front)
         for ref in ("backend", mine.id, mine.id[:12]):
             assert store.get_network(tenant=TENANT_A, ref=ref) == mine, ref
-        for tenant in (TENANT_A, TENANT_B):
-            assert store.get_network(tenant=tenant, ref="bridge") == bridge
-            assert store.get_network(tenant=tenant, ref=bridge.id) == bridge
         for ref in ("backend", mine.id, mine.id[:12]):
             _raises(
                 NotFound,
@@ -749,8 +751,8 @@ def check_networks(make_store: StoreFactory) -> None:
                 f"get_network(other tenant, {ref!r})",
             )
         _raises(NotFound, lambda: store.get_network(tenant=TENANT_A, ref="nope"), "unknown")
-        assert {n.id for n in store.list_networks(tenant=TENANT_A)} == {bridge.id, mine.id}
-        assert {n.id for n in store.list_networks(tenant=TENANT_B)} == {bridge.id}
+        assert [n.id for n in store.list_networks(tenant=TENANT_A)] == [front.id, mine.id]
+        assert store.list_networks(tenant=TENANT_B) == []
 
         _raises(
             AlreadyExists,
@@ -759,17 +761,76 @@ def check_networks(make_store: StoreFactory) -> None:
             ),
             "add_network(taken name)",
         )
-        theirs = _network(tenant=TENANT_B, name="backend", hex_id="b1", subnet="10.92.0.0/24")
+        theirs = _network(tenant=TENANT_B, name="backend", hex_id="b1", subnet="10.90.0.0/24")
         store.add_network(theirs)
         assert store.get_network(tenant=TENANT_B, ref="backend") == theirs
         assert store.get_network(tenant=TENANT_A, ref="backend") == mine
+
+
+def check_network_delete(make_store: StoreFactory) -> None:
+    """A network holding an address is not deleted (Conflict); another tenant cannot
+    delete it (NotFound); once its addresses are released it goes, and allocating on a
+    deleted network is NotFound."""
+    with _opened(make_store) as store:
+        net = _network(tenant=TENANT_A, name="backend", hex_id="a1", subnet="10.90.0.0/24")
+        store.add_network(net)
+        address = store.allocate_address(network=net, owner="c1")
+        assert store.network_users(network_id=net.id) == {"c1": address}
+        _raises(
+            Conflict,
+            lambda: store.delete_network(tenant=TENANT_A, network_id=net.id),
+            "delete_network(in use)",
+        )
+        _raises(
+            NotFound,
+            lambda: store.delete_network(tenant=TENANT_B, network_id=net.id),
+            "delete_network(other tenant)",
+        )
+        store.release_address(network_id=net.id, owner="c1")
+        assert store.network_users(network_id=net.id) == {}
+        store.delete_network(tenant=TENANT_A, network_id=net.id)
+        _raises(NotFound, lambda: store.get_network(tenant=TENANT_A, ref="backend"), "deleted")
+        _raises(
+            NotFound,
+            lambda: store.allocate_address(network=net, owner="c2"),
+            "allocate_address(deleted network)",
+        )
+
+
+def check_addresses_static_and_ranges(make_store: StoreFactory) -> None:
+    """A requested address is given once (then Conflict), never the gateway; dynamic
+    addresses come from ip_range only; release_address frees one network's address."""
+    with _opened(make_store) as store:
+        net = _network(tenant=TENANT_A, name="n", hex_id="a1", subnet="10.90.0.0/24")
+        net.ip_range = "10.90.0.128/30"
+        store.add_network(net)
+        assert store.allocate_address(network=net, owner="s", address="10.90.0.9") == "10.90.0.9"
+        _raises(
+            Conflict,
+            lambda: store.allocate_address(network=net, owner="t", address="10.90.0.9"),
+            "allocate_address(taken static)",
+        )
+        _raises(
+            Conflict,
+            lambda: store.allocate_address(network=net, owner="t", address=net.gateway),
+            "allocate_address(gateway)",
+        )
+        got = [store.allocate_address(network=net, owner=f"d{i}") for i in range(4)]
+        assert got == [f"10.90.0.{i}" for i in range(128, 132)], got
+        _raises(Unavailable, lambda: store.allocate_address(network=net, owner="x"), "range full")
+        other = _network(tenant=TENANT_A, name="o", hex_id="a2", subnet="10.91.0.0/24")
+        store.add_network(other)
+        kept = store.allocate_address(network=other, owner="d0")
+        store.release_address(network_id=net.id, owner="d0")
+        assert store.allocate_address(network=net, owner="y") == "10.90.0.128"
+        assert store.network_users(network_id=other.id) == {"d0": kept}
 
 
 def check_addresses_are_never_handed_out_twice(make_store: StoreFactory) -> None:
     """Allocation takes the lowest free host address, skips the gateway, is per network,
     and raises Unavailable when the subnet is exhausted."""
     with _opened(make_store) as store:
-        small = _network(tenant=SYSTEM, name="small", hex_id="5a", subnet="10.77.0.0/29")
+        small = _network(tenant=TENANT_A, name="small", hex_id="5a", subnet="10.77.0.0/29")
         store.add_network(small)
         got = [store.allocate_address(network=small, owner=f"c{i}") for i in range(5)]
         # /29: hosts .1-.6, .1 is the gateway.
@@ -779,7 +840,7 @@ def check_addresses_are_never_handed_out_twice(make_store: StoreFactory) -> None
             lambda: store.allocate_address(network=small, owner="one-too-many"),
             "allocate_address(exhausted)",
         )
-        other = _network(tenant=TENANT_A, name="other", hex_id="a1", subnet="10.77.0.0/29")
+        other = _network(tenant=TENANT_A, name="other", hex_id="a4", subnet="10.77.0.0/29")
         store.add_network(other)
         assert store.allocate_address(network=other, owner="x") == "10.77.0.2", (
             "each network has its own pool"
@@ -795,7 +856,7 @@ def check_addresses_are_never_handed_out_twice(make_store: StoreFactory) -> None
 def check_addresses_released_return_to_the_pool(make_store: StoreFactory) -> None:
     """release_addresses frees every address of the owner, and only those."""
     with _opened(make_store) as store:
-        net = _network(tenant=SYSTEM, name="bridge", hex_id="5a", subnet="10.77.0.0/29")
+        net = _network(tenant=TENANT_A, name="bridge", hex_id="5a", subnet="10.77.0.0/29")
         store.add_network(net)
         first = store.allocate_address(network=net, owner="c1")
         second = store.allocate_address(network=net, owner="c2")
@@ -817,7 +878,7 @@ def check_addresses_concurrently(make_store: StoreFactory) -> None:
     addresses are free."""
     threads, per_thread = 24, 4
     with _opened(make_store) as store:
-        net = _network(tenant=SYSTEM, name="bridge", hex_id="5a", subnet="10.66.0.0/24")
+        net = _network(tenant=TENANT_A, name="bridge", hex_id="5a", subnet="10.66.0.0/24")
         store.add_network(net)
         start = threading.Barrier(threads)
 
@@ -1392,6 +1453,8 @@ CHECKS: tuple[Check, ...] = (
     check_layer_referenced,
     check_volumes,
     check_networks,
+    check_network_delete,
+    check_addresses_static_and_ranges,
     check_addresses_are_never_handed_out_twice,
     check_addresses_released_return_to_the_pool,
     check_addresses_concurrently,

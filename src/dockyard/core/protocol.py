@@ -32,6 +32,7 @@ __all__ = [
     "HealthResult",
     "HealthState",
     "HealthcheckSpec",
+    "IngressRule",
     "InterfaceStats",
     "MemoryStats",
     "MountSpec",
@@ -113,6 +114,20 @@ class PortMapping:
 
 
 @dataclass(frozen=True, slots=True)
+class IngressRule:
+    """One rule of a security group: traffic to the endpoint with ``protocol`` (``tcp``,
+    ``udp``, ``icmp`` or ``all``) and, for tcp/udp, a destination port in
+    ``port_min..port_max`` is let in from ``source`` (an IPv4 CIDR) or, when
+    ``source_group`` is set, from any member of that group (ADR 0016)."""
+
+    protocol: str
+    port_min: int = 0
+    port_max: int = 0
+    source: str = ""
+    source_group: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class EndpointSpec:
     """One interface of a container on one tenant network (ADR 0016).
 
@@ -135,6 +150,10 @@ class EndpointSpec:
     internal: bool = False
     isolated: bool = False
     names: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    """Ids of the security groups the container is in (its address is a member of each)."""
+    ingress: tuple[IngressRule, ...] = ()
+    """What may come in from outside the network: the rules of all its groups."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +171,12 @@ class NetworkSpec:
     endpoints: tuple[EndpointSpec, ...] = ()
     ports: tuple[PortMapping, ...] = ()
     peer: str = ""
+    public_ip: str = ""
+    """The floating IP bound to the container: the first endpoint's egress leaves from it
+    (SNAT) and ``public_ports`` arriving at it are DNATed to the first endpoint."""
+    public_ports: tuple[PortMapping, ...] = ()
+    """``host_port`` on ``public_ip`` -> ``container_port`` (exposed ports keep their
+    number; ``-p 10022:22`` maps 10022 to 22)."""
 
 
 @dataclass(frozen=True, slots=True)

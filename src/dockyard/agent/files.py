@@ -1,4 +1,4 @@
-"""``docker cp``, ``docker export`` and ``docker diff`` for the containers of this host.
+"""``docker cp``, ``export``, ``diff`` and ``commit`` for the containers of this host.
 
 Copies and exports run in an archive child process that sees the container's root as the
 container does, volumes and ``/etc`` files included, and nothing of the host
@@ -6,7 +6,9 @@ container does, volumes and ``/etc`` files included, and nothing of the host
 says what that view holds for one container and keeps the container's files in place
 while the child works: deleting the container aborts it first (:mod:`rootfs`).
 ``diff`` compares the container's upper dir with its layers on the host
-(:mod:`dockyard.images.overlay_diff`), never following a tenant's symlink.
+(:mod:`dockyard.images.overlay_diff`), never following a tenant's symlink. ``commit``'s
+layer is a tar of the upper dir made by an archive child whose root is that upper dir
+(ADR 0017).
 
 Works whether the container is created, running, paused or exited: its rootfs is mounted
 on this host from create to delete. tmpfs mounts of a running container are not in the
@@ -97,7 +99,8 @@ class ContainerFiles:
                     binds.append(Bind(str(source), mount.target, read_only=mount.read_only))
         return req.tenant, ArchiveRequest(
             op=op,
-            rootfs=str(paths.rootfs),
+            # A commit's layer is the upper dir alone: the child's view is rooted there.
+            rootfs=str(paths.upper if op == "layer" else paths.rootfs),
             uid_base=req.uid_base,
             uid_size=req.uid_size,
             binds=tuple(binds),
@@ -148,6 +151,18 @@ class ContainerFiles:
     async def export(self, container_id: str) -> AsyncIterator[AsyncIterator[bytes]]:
         """A tar of the container's root filesystem (volumes not included)."""
         async with self._run(container_id, "export") as child:
+            await child.answer()
+            yield child.chunks()
+
+    @contextlib.asynccontextmanager
+    async def layer(self, container_id: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """``docker commit``: the container's writable layer as a Docker layer tar
+        (whiteouts, opaque directories, container ids; the runtime's mount points left
+        out), streamed while the ``with`` block lasts. The caller pauses the container
+        if it wants a consistent copy."""
+        record = self._manager.record(container_id)
+        ignore = RUNTIME_PATHS + ((INIT_PATH,) if record.request.init else ())
+        async with self._run(container_id, "layer", ignore=ignore) as child:
             await child.answer()
             yield child.chunks()
 

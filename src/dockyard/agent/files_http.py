@@ -1,4 +1,5 @@
-"""Agent protocol routes for container files: archive (cp), export and changes (diff).
+"""Agent protocol routes for container files: archive (cp), export, changes (diff) and
+layer (commit).
 
 See docs/agent-protocol.md. Tars stream as they are made; the stat of an archived path
 travels in the ``X-Dockyard-Path-Stat`` header (base64 of the ``PathStat`` JSON) because it
@@ -88,6 +89,11 @@ def add_file_routes(routes: web.RouteTableDef, files: ContainerFiles) -> None:
     @routes.get("/v1/containers/{id}/export")
     async def export(request: web.Request) -> web.StreamResponse:
         async with files.export(request.match_info["id"]) as chunks:
+            return await _stream(request, chunks, {})
+
+    @routes.get("/v1/containers/{id}/layer")
+    async def layer(request: web.Request) -> web.StreamResponse:
+        async with files.layer(request.match_info["id"]) as chunks:
             return await _stream(request, chunks, {})
 
     @routes.get("/v1/containers/{id}/changes")

@@ -309,6 +309,6 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
             return _json(await usage.tenant_usage(request.match_info["tenant"]))
 
     if files is not None:
-        add_file_routes(routes, files)  # archive, export, changes (agent/files_http.py)
+        add_file_routes(routes, files)  # archive, export, changes, layer (agent/files_http.py)
     app.add_routes(routes)
     return app

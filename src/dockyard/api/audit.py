@@ -15,6 +15,9 @@ refused for its scope is still the user's); a call refused before that goes to t
 log (:data:`dockyard.core.audit.OPERATOR_LOG`), never to a tenant's, since a token id proves
 nothing.
 
+The target is the path's id (or name, user, token, serial, tenant), else the ``name`` a
+create asks for or the ``container`` a commit names (query parameters).
+
 What a create made (``created``): what a handler noted with :func:`note`, else the ``Id``,
 ``id``, ``Name`` or ``serial`` of a 201 answer's JSON, else, for a tag or an import, the
 new tag. The error message is the ``message`` of Docker's error body. Bodies and query
@@ -68,6 +71,7 @@ _READS: Final = ("GET", "HEAD", "OPTIONS")
 _AUTH_FAILURES: Final = (401, 429)
 _DONE: Final = web.RequestKey("dockyard_audit_done", bool)
 _NOTE: Final = web.RequestKey("dockyard_audit_note", tuple[str, str])
+_NOTE_TARGET: Final = web.RequestKey("dockyard_audit_target", str)
 _TARGET_PARAMS: Final = ("id", "name", "user", "token", "serial", "tenant")
 _CREATED_KEYS: Final = ("Id", "id", "Name", "serial")
 _TAGGING: Final = ("image_tag", "image_create")
@@ -88,10 +92,14 @@ class Caller:
     cert: str = ""
 
 
-def note(request: web.Request, *, tenant: str = "", created: str = "") -> None:
+def note(request: web.Request, *, tenant: str = "", created: str = "", target: str = "") -> None:
     """Tell the recorder what the generic rules cannot see: the tenant a call on the
-    operator's socket made (its record goes to that tenant's log), or what a create made."""
-    request[_NOTE] = (tenant, created)
+    operator's socket made (its record goes to that tenant's log), what a create made, or
+    the object a call named in its body (note it before anything can refuse the call)."""
+    if tenant or created:
+        request[_NOTE] = (tenant, created)
+    if target:
+        request[_NOTE_TARGET] = target
 
 
 def tenant_caller(request: web.Request) -> Caller:
@@ -207,12 +215,17 @@ def _action(request: web.Request) -> str:
 
 
 def _target(request: web.Request) -> str:
+    noted = str(request.get(_NOTE_TARGET, ""))
+    if noted:
+        return noted
     info = request.match_info
     for key in _TARGET_PARAMS:
         value = info.get(key)
         if value:
             return value
-    return request.query.get("name", "")
+    # A create names what it makes in ``name``; a commit names its container in
+    # ``container`` (Docker's query parameters).
+    return request.query.get("name", "") or request.query.get("container", "")
 
 
 def _answer(response: web.StreamResponse) -> Any:

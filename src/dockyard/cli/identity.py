@@ -96,11 +96,14 @@ def logout(config_dir: Path | None, cert_dir: Path | None) -> None:
 def whoami(config_dir: Path | None, host: str | None) -> None:
     """Show the user, tenant and scopes of the current login."""
     try:
-        who = logged_in(host, config_dir).whoami()
+        client = logged_in(host, config_dir)
+        who = client.whoami()
+        namespaces = [n["name"] for n in client.namespaces()]
     except DockyardError as exc:
         raise fail(exc) from exc
     click.echo(f"user:   {who['user']['name']} ({who['user']['role']})")
     click.echo(f"tenant: {who['tenant']['name']}")
+    click.echo(f"namespaces: {', '.join(namespaces) or 'none (dockyard namespace set NAME)'}")
     click.echo(f"scopes: {', '.join(who['scopes'])}")
     click.echo(f"token:  {who['token']}")
     if who.get("certificate"):

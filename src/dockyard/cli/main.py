@@ -19,6 +19,7 @@ from dockyard.cli.audit import admin_audit, audit
 from dockyard.cli.certs import cert
 from dockyard.cli.common import layout_options
 from dockyard.cli.identity import admin, login, login_local, logout, token, whoami
+from dockyard.cli.namespaces import namespace
 from dockyard.cli.usage import info, usage
 from dockyard.core.errors import DockyardError
 from dockyard.core.layout import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, Layout
@@ -151,4 +152,5 @@ def _layout_flags(layout: Layout) -> str:
 for _command in (login, logout, whoami, token, cert, admin, usage, info):
     main.add_command(_command)
 main.add_command(audit)
+main.add_command(namespace)
 admin.add_command(admin_audit)

@@ -171,10 +171,12 @@ def info(config_dir: Path | None, host: str | None) -> None:
         who = client.whoami()
         report = client.usage()
         sizes = client.sizes()
+        namespaces = [n["name"] for n in client.namespaces()]
     except DockyardError as exc:
         raise fail(exc) from exc
     click.echo(f"endpoint: {endpoint(host)}")
     click.echo(f"tenant:   {who['tenant']['name']}")
+    click.echo(f"registry namespaces: {', '.join(namespaces) or 'none'}")
     click.echo(f"user:     {who['user']['name']} ({who['user']['role']})")
     click.echo(f"plan:     {report['plan']}")
     click.echo()

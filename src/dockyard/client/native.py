@@ -82,6 +82,16 @@ class NativeClient:
         result: dict[str, Any] = self._http.call("POST", "/v1/usage/check", body=body)
         return result
 
+    def namespaces(self) -> list[dict[str, Any]]:
+        """The tenant's registry namespaces, by name."""
+        result: list[dict[str, Any]] = self._http.call("GET", "/v1/namespaces")
+        return result
+
+    def claim_namespace(self, name: str) -> dict[str, Any]:
+        """Claim a registry namespace for the tenant (a tenant admin's token)."""
+        result: dict[str, Any] = self._http.call("POST", "/v1/namespaces", body={"name": name})
+        return result
+
     def audit(self, **query: str | int) -> list[dict[str, Any]]:
         """The tenant's audit log, newest first (``admin`` scope). ``query``: since, until,
         user, action, target, result, limit, before (docs/native-api.md)."""
@@ -184,6 +194,20 @@ class AdminClient:
         body: dict[str, Any] = {"plan": plan, "limits": limits or {}, "reset": reset or []}
         result: dict[str, Any] = self._http.call(
             "PUT", f"/admin/v1/tenants/{tenant}/quota", body=body
+        )
+        return result
+
+    def namespaces(self, tenant: str = "") -> list[dict[str, Any]]:
+        """Every registry namespace with its owner (retired ones too), or one tenant's."""
+        result: list[dict[str, Any]] = self._http.call(
+            "GET", "/admin/v1/namespaces", params={"tenant": tenant} if tenant else None
+        )
+        return result
+
+    def assign_namespace(self, tenant: str, name: str) -> dict[str, Any]:
+        """Give ``tenant`` the namespace ``name`` (reserved names too)."""
+        result: dict[str, Any] = self._http.call(
+            "POST", f"/admin/v1/tenants/{tenant}/namespaces", body={"name": name}
         )
         return result
 

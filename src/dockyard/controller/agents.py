@@ -332,6 +332,12 @@ class AgentClient:
         response = await self._open_stream(f"/v1/containers/{container_id}/export")
         return AgentStream(response, self.address)
 
+    async def layer(self, container_id: str) -> AgentStream:
+        """The container's writable layer as a layer tar (``docker commit``); close the
+        stream when done. A stream that breaks off raises Unavailable from its chunks."""
+        response = await self._open_stream(f"/v1/containers/{container_id}/layer")
+        return AgentStream(response, self.address)
+
     async def changes(self, container_id: str) -> list[FileChange]:
         data = await self._call("GET", f"/v1/containers/{container_id}/changes")
         return from_data(list[FileChange], (data or {}).get("changes") or [])

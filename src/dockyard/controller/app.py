@@ -13,6 +13,7 @@ import logging
 
 from dockyard.controller.audit import AuditLog
 from dockyard.controller.certs import CertificateService
+from dockyard.controller.commit import CommitService
 from dockyard.controller.config import ControllerConfig
 from dockyard.controller.containers import ContainerService
 from dockyard.controller.events import EventLog
@@ -21,6 +22,7 @@ from dockyard.controller.files import ContainerFileService
 from dockyard.controller.hosts import HostRegistry
 from dockyard.controller.identity import IdentityService
 from dockyard.controller.images import ImageService
+from dockyard.controller.namespaces import NamespaceService
 from dockyard.controller.networks import NetworkService
 from dockyard.controller.quotas import QuotaService
 from dockyard.controller.sync import AgentFollower
@@ -87,6 +89,9 @@ class Controller:
             store=store, hosts=self.hosts, containers=self.containers, events=self.events
         )
         self.files = ContainerFileService(containers=self.containers, hosts=self.hosts)
+        self.commits = CommitService(
+            containers=self.containers, images=self.images, hosts=self.hosts, events=self.events
+        )
         self.identity = IdentityService(store)
         self.certs = CertificateService(
             store,
@@ -95,6 +100,9 @@ class Controller:
             max_ttl=config.client_cert_max_ttl,
         )
         self.identity.on_forget(self.certs.forget)
+        self.namespaces = NamespaceService(
+            store, reserved=config.reserved_namespaces, limit=config.namespace_limit
+        )
         self._followers: list[AgentFollower] = []
         self._default_tenant: Tenant | None = None
 

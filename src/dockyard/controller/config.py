@@ -7,6 +7,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from dockyard.controller.namespaces import DEFAULT_NAMESPACE_LIMIT
 from dockyard.controller.plans import DEFAULT_PLAN, builtin_plans
 from dockyard.core.certs import CLIENT_CERT_MAX_TTL
 from dockyard.core.errors import InvalidArgument
@@ -84,6 +85,12 @@ class ControllerConfig:
     """Plans tenants can be on, by name (``controller.plans``; ``--plans`` adds to them)."""
     default_plan: str = DEFAULT_PLAN
     """The plan of a tenant whose plan was never chosen, or is no longer offered."""
+    reserved_namespaces: tuple[str, ...] = ()
+    """Registry namespaces kept for the operator's curated images, beside ``library``:
+    tenants cannot claim them (``controller.namespaces``)."""
+    namespace_limit: int = DEFAULT_NAMESPACE_LIMIT
+    """Registry namespaces a tenant may claim itself (0: no limit; the operator may
+    assign more)."""
 
     @property
     def tls_endpoint(self) -> str:

@@ -7,7 +7,8 @@ or delete blobs hold one lock so a removal never deletes a blob a concurrent loa
 about to reference.
 
 Each change is an event: ``load``, ``import`` (after ``tag`` for its tag), ``tag``,
-``untag`` per reference removed, ``delete``, ``save``.
+``untag`` per reference removed, ``delete``, ``save``; a commit's image gives ``tag`` for
+its tag (the container's ``commit`` event is the caller's).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dockyard.core.errors import Conflict, InvalidArgument, NotFound, QuotaExcee
 from dockyard.core.models import Image
 from dockyard.core.reference import is_digest, parse_reference
 from dockyard.images.archive import ImageRecord, import_rootfs, load_archive, save_archive
+from dockyard.images.commit import CommitInfo, LayerWriter, commit_image
 from dockyard.images.content import ContentStore
 from dockyard.images.seed import seed_busybox
 from dockyard.store.base import Store
@@ -40,6 +42,11 @@ from dockyard.store.base import Store
 __all__ = ["ImageService", "RemovalReport", "parse_created"]
 
 _HEX = set("0123456789abcdef")
+_CHUNK = 1 << 20
+# A commit's layer is checked against the image storage quota every this many bytes while
+# it arrives, so a layer that cannot fit stops early instead of filling the disk first.
+_QUOTA_STEP = 64 << 20
+_NEW_LAYER = "(the layer being committed)"  # never a digest: never a layer already held
 
 
 def parse_created(text: str) -> int:
@@ -186,8 +193,16 @@ class ImageService:
             loaded_at=now_ns(),
         )
 
-    def _add(self, tenant: str, record: ImageRecord, *, extra_tags: Sequence[str] = ()) -> Image:
+    def _add(
+        self,
+        tenant: str,
+        record: ImageRecord,
+        *,
+        extra_tags: Sequence[str] = (),
+        parent: str = "",
+    ) -> Image:
         image = self._record_to_image(tenant, record)
+        image.parent = parent
         with contextlib.suppress(NotFound):
             existing = self._store.get_image(tenant=tenant, image_id=image.id)
             image.repo_tags = tuple(dict.fromkeys((*existing.repo_tags, *image.repo_tags)))
@@ -267,6 +282,70 @@ class ImageService:
             self._event(image, "tag", name)
         self._event(image, "import")
         return image
+
+    async def commit(
+        self,
+        *,
+        tenant: str,
+        parent: Image,
+        layer: AsyncIterator[bytes],
+        config: dict[str, Any],
+        info: CommitInfo,
+        tag: str = "",
+    ) -> Image:
+        """``docker commit``: the image made of ``parent`` (the container's image) and the
+        layer tar streamed in ``layer``, with ``config`` (see :mod:`dockyard.images.commit`),
+        tagged ``tag`` (familiar ``name:tag``) if given. A layer without entries adds no
+        layer, as in Docker.
+
+        QuotaExceeded if the layer does not fit the tenant's image storage: checked while
+        it arrives and once it is whole; nothing is kept then (no blob, no image). If
+        ``layer`` raises (the agent's stream broke off), nothing is kept either.
+        """
+        parent_config = self.config(parent)
+        with LayerWriter(self._content) as writer:
+            await self._receive_layer(tenant, layer, writer)
+            async with self._lock:
+                record = await asyncio.to_thread(
+                    functools.partial(
+                        commit_image,
+                        writer,
+                        self._content,
+                        parent_config,
+                        config=config,
+                        info=info,
+                    )
+                )
+                await asyncio.to_thread(self._admit, tenant, [record])
+                image = self._add(
+                    tenant, record, extra_tags=(tag,) if tag else (), parent=parent.id
+                )
+        if tag:
+            self._event(image, "tag", tag)
+        return image
+
+    async def _receive_layer(
+        self, tenant: str, chunks: AsyncIterator[bytes], writer: LayerWriter
+    ) -> None:
+        pending = bytearray()
+        checked = 0
+
+        async def flush() -> None:
+            nonlocal checked
+            await asyncio.to_thread(writer.write, bytes(pending))
+            pending.clear()
+            if writer.size - checked >= _QUOTA_STEP:
+                checked = writer.size
+                await asyncio.to_thread(
+                    self._quotas.check_image_layers, tenant, {_NEW_LAYER: writer.size}
+                )
+
+        async for chunk in chunks:
+            pending += chunk
+            if len(pending) >= _CHUNK:
+                await flush()
+        if pending:
+            await flush()
 
     async def seed_busybox(self, *, tenant: str, tags: Sequence[str]) -> Image:
         """Publish the offline busybox image (built from the host's busybox-static): the

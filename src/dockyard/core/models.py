@@ -197,7 +197,8 @@ class Container:
     ``host`` is the id of the agent that runs it. ``image`` is the image reference as the
     user wrote it and ``image_id`` what it resolved to at create. ``endpoints`` are its
     networks in the order its interfaces are made (the first one carries the default
-    route and published ports); none for ``none`` and ``container:`` network modes. ``ports`` holds the published ports actually bound, ``"80/tcp" -> bindings``.
+    route and published ports); none for ``none`` and ``container:`` network modes.
+    ``ports`` holds the published ports actually bound, ``"80/tcp" -> bindings``.
     ``manually_stopped`` records an explicit stop, which restart policies respect.
     ``mounts`` are the resolved volume and tmpfs mounts (anonymous volumes named).
     ``memory`` is the memory limit it was admitted with (what it reserves on its host);

@@ -29,11 +29,13 @@ from dockyard.controller.config import (
     default_tls_names,
     parse_address,
 )
+from dockyard.controller.namespaces import DEFAULT_NAMESPACE_LIMIT
 from dockyard.controller.pki import server_context
 from dockyard.controller.plans import DEFAULT_PLAN, builtin_plans, load_plans
 from dockyard.core.certs import CLIENT_CERT_MAX_TTL
 from dockyard.core.clock import go_duration
 from dockyard.core.errors import InvalidArgument
+from dockyard.core.namespaces import validate_namespace
 from dockyard.daemon.common import (
     AlreadyRunning,
     layout_arguments,
@@ -173,6 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="the plan of tenants created without one (default: free)",
     )
     parser.add_argument(
+        "--reserved-namespace",
+        action="append",
+        default=[],
+        help="a registry namespace tenants cannot claim, kept for the operator's curated "
+        "images (repeatable; library always is)",
+    )
+    parser.add_argument(
+        "--namespace-limit",
+        type=int,
+        default=DEFAULT_NAMESPACE_LIMIT,
+        help="registry namespaces a tenant may claim itself (0: no limit; default "
+        f"{DEFAULT_NAMESPACE_LIMIT})",
+    )
+    parser.add_argument(
         "--seed-busybox",
         action="store_true",
         help="give the default tenant busybox:latest if it has none",
@@ -191,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(exc.message)
     if args.default_plan not in plans:
         parser.error(f"--default-plan {args.default_plan}: no such plan ({', '.join(plans)})")
+    for name in args.reserved_namespace:
+        try:
+            validate_namespace(name)
+        except InvalidArgument as exc:
+            parser.error(f"--reserved-namespace: {exc.message}")
     config = ControllerConfig(
         layout=layout,
         bridge_subnet=args.bridge_subnet,
@@ -205,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         client_cert_max_ttl=max(args.client_cert_max_ttl // 1_000_000_000, 1),
         plans=plans,
         default_plan=args.default_plan,
+        reserved_namespaces=tuple(args.reserved_namespace),
+        namespace_limit=args.namespace_limit,
     )
     if args.tls_address:
         try:

@@ -40,7 +40,10 @@ __all__ = ["Snapshotter", "mountpoints"]
 _MNT_DETACH = 2
 _FORBIDDEN = re.compile(r"[,:\\\n]")
 _ESCAPE = re.compile(r"\\([0-7]{3})")
-_OVERLAY_EXTRA = "index=off,metacopy=off"
+# redirect_dir=off: a renamed lower directory is copied up whole (the rename fails with
+# EXDEV and tools fall back to copying) instead of recorded as a redirect xattr, so the
+# upper dir alone says what changed: docker diff and commit read it (ADR 0017).
+_OVERLAY_EXTRA = "index=off,metacopy=off,redirect_dir=off"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 

@@ -1,4 +1,4 @@
-"""Host networking: bridges, veths, nftables NAT and published ports, one instance at a time.
+"""Host networking: bridges, veths, nftables NAT, published ports and DNS, one instance at a time.
 
 Modules, bottom up:
 
@@ -10,6 +10,8 @@ Modules, bottom up:
 - :mod:`~dockyard.network.counters` interface counters of a container's netns (procfs)
 - :mod:`~dockyard.network.links`  interfaces over netlink (pyroute2 ``AsyncIPRoute``)
 - :mod:`~dockyard.network.host`   :class:`HostNetwork`, what the agent uses
+- :mod:`~dockyard.network.dnswire` DNS messages on the wire (pure)
+- :mod:`~dockyard.network.dns`    the embedded DNS server of tenant networks
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ Operations (``op``):
 ``put``     extract the uploaded tar (identity, gzip, bzip2 or xz) into the directory
             ``path``; checked completely, then written.
 ``export``  a tar of the whole root filesystem, volumes not included (as Docker's).
+``layer``   ``docker commit``: the container's writable layer (its overlay upper dir, given
+            as ``rootfs``) as a Docker layer tar; see :class:`_LayerWriter`.
 
 Protocol on stdout: one line of JSON, ``{"ok": {...}}`` or ``{"error": {"kind": ...,
 "message": ...}}``; for ``get`` and ``export`` the tar follows the ``ok`` line. ``put``
@@ -90,6 +92,7 @@ class ArchiveRequest:
     spool_dir: str = ""
     keep_ids: bool = False
     no_overwrite_dir_non_dir: bool = False
+    ignore: tuple[str, ...] = ()
 
 
 class _Aborted(Exception):
@@ -219,6 +222,7 @@ class _TreeWriter:
         info.mtime = st.st_mtime_ns // 1_000_000_000
         mode = st.st_mode
         if stat.S_ISREG(mode):
+            info.pax_headers = self._pax_records(path)
             self._add_file(path, info, st)
             return False
         if stat.S_ISDIR(mode):
@@ -238,6 +242,12 @@ class _TreeWriter:
             return False  # sockets, as Docker skips them
         self._tar.addfile(info)
         return stat.S_ISDIR(mode)
+
+    def _pax_records(self, path: str) -> dict[str, str]:
+        """Extra PAX records of a regular file (none: ``docker cp`` and export carry no
+        xattrs, as Docker's do not)."""
+        del path
+        return {}
 
     def _add_file(self, path: str, info: tarfile.TarInfo, st: os.stat_result) -> None:
         key = (st.st_dev, st.st_ino)
@@ -292,6 +302,141 @@ def _export(request: ArchiveRequest, answer: _Answer) -> None:
     answer.ok({})
     with _tar_writer(answer.out) as tar:
         _TreeWriter(tar, request).add_tree("/", lambda relative: relative[2:], include_top=False)
+    answer.out.flush()
+
+
+class _LayerWriter(_TreeWriter):
+    """The entries of an overlayfs upper dir as a Docker layer, moby's overlay2 ``Diff``
+    (``pkg/archive``, ``overlayWhiteoutConverter``):
+
+    - a whiteout (a 0/0 character device) becomes the empty file ``.wh.<name>``, mode 0,
+      owned by 0 (the kernel makes whiteouts as the overlay's mounter, host root);
+    - an opaque directory (``trusted.overlay.opaque=y``) is followed by an empty
+      ``<dir>/.wh..wh..opq`` with the directory's mode, owner and mtime;
+    - ``security.capability`` of a file goes in a ``SCHILY.xattr`` PAX record, revision 3
+      made revision 2 (its root id names the container's user namespace, meaningless
+      anywhere else); no other xattr is carried, as in Docker;
+    - ``ignore`` (the runtime's mount points, which Docker keeps in its init layer) and
+      everything below them are left out; a directory above one of them is written only
+      if something else below it is (the runtime made it to hold the mount point, not
+      the container) or if it is opaque.
+
+    A directory carrying ``trusted.overlay.redirect`` (a renamed lower directory) cannot be
+    expressed in a layer: the commit fails rather than lose the directory's content.
+    Overlays are mounted with ``redirect_dir=off``, so there is none.
+    """
+
+    def __init__(self, tar: tarfile.TarFile, request: ArchiveRequest) -> None:
+        super().__init__(tar, request)
+        self._ignore = {path.strip("/") for path in request.ignore}
+        self._loose = {
+            "/".join(parts[:index])
+            for parts in (path.split("/") for path in self._ignore)
+            for index in range(1, len(parts))
+        }
+        self._deferred: list[tarfile.TarInfo] = []
+
+    def add(self, path: str, name: str, st: os.stat_result | None = None) -> bool:
+        if name in self._ignore:
+            return False
+        try:
+            st = st or os.lstat(path)
+        except OSError:
+            return False
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            parent, _, base = name.rpartition("/")
+            self._write(_marker(f"{parent}/{_WHITEOUT}{base}" if parent else _WHITEOUT + base, st))
+            return False
+        if not stat.S_ISDIR(st.st_mode):
+            self._flush(name)
+            return super().add(path, name, st)
+        if _xattr(path, _REDIRECT) is not None:
+            raise Unavailable(
+                f"cannot commit /{name}: a directory renamed in the writable layer "
+                "(overlayfs redirect) cannot be written as a layer"
+            )
+        opaque = _xattr(path, _OPAQUE_XATTR) == b"y"
+        if name in self._loose and not opaque:
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            info.mode = stat.S_IMODE(st.st_mode)
+            info.uid = _container_id(st.st_uid, self._base, self._size)
+            info.gid = _container_id(st.st_gid, self._base, self._size)
+            info.mtime = st.st_mtime_ns // 1_000_000_000
+            self._deferred.append(info)
+            return True
+        self._flush(name)
+        if not super().add(path, name, st):
+            return False
+        if opaque:
+            marker = _marker(f"{name}/{_OPAQUE_MARKER}", st)
+            marker.mode = stat.S_IMODE(st.st_mode) & 0o777
+            marker.uid = _container_id(st.st_uid, self._base, self._size)
+            marker.gid = _container_id(st.st_gid, self._base, self._size)
+            self._write(marker)
+        return True
+
+    def _write(self, info: tarfile.TarInfo) -> None:
+        self._flush(info.name)
+        self._tar.addfile(info)
+
+    def _flush(self, name: str) -> None:
+        """Write the deferred directories above ``name``. The walk is depth first, so a
+        deferred directory that is not above ``name`` is done with: nothing in it was
+        written, and it is dropped."""
+        for info in self._deferred:
+            if name.startswith(info.name + "/"):
+                self._tar.addfile(info)
+        self._deferred.clear()
+
+    def _pax_records(self, path: str) -> dict[str, str]:
+        capability = _xattr(path, _CAPABILITY)
+        if capability is None:
+            return {}
+        if len(capability) > _VERSION_OFFSET and capability[_VERSION_OFFSET] == _CAP_REVISION_3:
+            capability = (
+                capability[:_VERSION_OFFSET]
+                + bytes([_CAP_REVISION_2])
+                + capability[_VERSION_OFFSET + 1 : _CAP_SIZE_2]
+            )
+        # tarfile writes a str PAX value back with the archive's encoding and
+        # surrogateescape (hdrcharset=BINARY): the exact bytes come out.
+        return {_PAX_XATTR + _CAPABILITY: capability.decode("utf-8", "surrogateescape")}
+
+
+_WHITEOUT = ".wh."
+_OPAQUE_MARKER = ".wh..wh..opq"
+_OPAQUE_XATTR = "trusted.overlay.opaque"
+_REDIRECT = "trusted.overlay.redirect"
+_CAPABILITY = "security.capability"
+_PAX_XATTR = "SCHILY.xattr."
+# linux/capability.h: the revision is the byte at offset 3 of magic_etc; revision 2 is 20
+# bytes long, revision 3 appends the root uid.
+_VERSION_OFFSET = 3
+_CAP_REVISION_2 = 2
+_CAP_REVISION_3 = 3
+_CAP_SIZE_2 = 20
+
+
+def _marker(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    """An empty regular file entry (a whiteout or an opaque marker), mode 0, owned by 0."""
+    info = tarfile.TarInfo(name)
+    info.mode = 0
+    info.mtime = st.st_mtime_ns // 1_000_000_000
+    return info
+
+
+def _xattr(path: str, name: str) -> bytes | None:
+    try:
+        return os.getxattr(path, name, follow_symlinks=False)
+    except OSError:
+        return None  # ENODATA, or the entry vanished meanwhile
+
+
+def _layer(request: ArchiveRequest, answer: _Answer) -> None:
+    answer.ok({})
+    with _tar_writer(answer.out) as tar:
+        _LayerWriter(tar, request).add_tree("/", lambda relative: relative[2:], include_top=False)
     answer.out.flush()
 
 
@@ -523,12 +668,12 @@ def _put(request: ArchiveRequest, answer: _Answer, spool: int) -> None:
 
 def _run(request: ArchiveRequest, answer: _Answer) -> None:
     spool = _receive(request.spool_dir, sys.stdin.buffer) if request.op == "put" else -1
-    if request.op not in ("stat", "get", "put", "export"):
+    if request.op not in ("stat", "get", "put", "export", "layer"):
         raise InvalidArgument(f"unknown archive operation {request.op!r}")
     enter_root_view(
         Path(request.rootfs),
-        () if request.op == "export" else request.binds,
-        read_only_root=request.read_only_root,
+        () if request.op in ("export", "layer") else request.binds,
+        read_only_root=request.read_only_root or request.op == "layer",
         owner=request.uid_base,
     )
     os.umask(0)
@@ -538,6 +683,8 @@ def _run(request: ArchiveRequest, answer: _Answer) -> None:
         _get(request, answer)
     elif request.op == "export":
         _export(request, answer)
+    elif request.op == "layer":
+        _layer(request, answer)
     else:
         _put(request, answer, spool)
 

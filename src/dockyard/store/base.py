@@ -10,6 +10,9 @@ Lookup rules (shared by every implementation and checked by the conformance suit
 - Writes replace whole records; there is no partial update to get half right.
 - Events are appended with the ``seq`` their writer gave them and read back in ``seq``
   order, per tenant; retention deletes the oldest first.
+- Registry namespaces are unique across the cloud, every tenant's and retired ones
+  included: a name once added is never added again, and is never renamed or removed
+  (deleting its tenant retires it).
 - Audit records get their ``seq`` from the store, in the order appended (never one given
   before, even after the newest were deleted), and are read back newest first, per tenant
   (:data:`dockyard.core.audit.OPERATOR_LOG` is a log of its own); retention deletes the
@@ -26,6 +29,7 @@ from dockyard.core.certs import ClientCert
 from dockyard.core.events import Event
 from dockyard.core.identity import Token, User
 from dockyard.core.models import Container, ExecInstance, Host, Image, Network, Volume
+from dockyard.core.namespaces import Namespace
 from dockyard.core.quotas import TenantQuota
 from dockyard.core.tenancy import Tenant
 
@@ -50,7 +54,7 @@ class Store(Protocol):
 
     def delete_tenant(self, tenant_id: str) -> None:
         """Remove the tenant with its users, tokens and client certificates (callers first
-        make sure it owns nothing else)."""
+        make sure it owns nothing else); its registry namespaces are kept, retired."""
 
     # plans and quotas
     def get_tenant_quota(self, tenant_id: str) -> TenantQuota:
@@ -97,6 +101,19 @@ class Store(Protocol):
     def revoke_cert(self, *, tenant: str, serial: str, when: int) -> ClientCert:
         """Mark the tenant's certificate revoked at ``when`` (once; later calls keep the
         first time); NotFound if the tenant has no such certificate."""
+
+    # registry namespaces
+    def add_namespace(self, namespace: Namespace) -> None:
+        """Record a claimed name; AlreadyExists if it was ever recorded (by any tenant,
+        retired ones included)."""
+
+    def list_namespaces(self, *, tenant: str) -> list[Namespace]:
+        """The tenant's namespaces in use, by name. :data:`ALL_TENANTS`: every one ever
+        recorded, retired ones included (the operator's view)."""
+
+    def namespace_owner(self, name: str) -> str | None:
+        """System scope, for the registry's token service: the id of the tenant that owns
+        ``name``; None if no tenant does (never claimed, or retired)."""
 
     # hosts
     def put_host(self, host: Host) -> None: ...

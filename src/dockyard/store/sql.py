@@ -37,6 +37,7 @@ from dockyard.core.events import Event
 from dockyard.core.identity import Token, User
 from dockyard.core.ids import new_id
 from dockyard.core.models import Container, ExecInstance, Host, Image, Network, Volume
+from dockyard.core.namespaces import Namespace
 from dockyard.core.quotas import TenantQuota, validate_overrides
 from dockyard.core.serde import from_data, to_data
 from dockyard.core.tenancy import UID_RANGE_SIZE, Tenant
@@ -96,6 +97,18 @@ certs = sa.Table(
     sa.Column("tenant", sa.String(64), nullable=False, index=True),
     sa.Column("user", sa.String(64), nullable=False, index=True),
     sa.Column("doc", sa.Text, nullable=False),
+)
+
+namespaces = sa.Table(
+    "namespaces",
+    metadata,
+    # Every registry namespace ever claimed, kept after its tenant is gone (``retired``):
+    # a name is never given to a second tenant (``acme/app`` must not change hands).
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False, index=True),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.Column("retired", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 hosts = sa.Table(
@@ -343,6 +356,11 @@ class SqlStore:
             conn.execute(tokens.delete().where(tokens.c.tenant == tenant_id))
             conn.execute(certs.delete().where(certs.c.tenant == tenant_id))
             conn.execute(users.delete().where(users.c.tenant == tenant_id))
+            conn.execute(
+                namespaces.update()
+                .where(namespaces.c.tenant == tenant_id, namespaces.c.retired == 0)
+                .values(retired=now_ns())
+            )
             conn.execute(tenants.delete().where(tenants.c.id == tenant_id))
 
     # plans and quotas ----------------------------------------------------------------------
@@ -476,6 +494,48 @@ class SqlStore:
                 cert = replace(cert, revoked=when)
                 conn.execute(certs.update().where(*where).values(doc=_dump(cert)))
         return cert
+
+    # registry namespaces -------------------------------------------------------------------
+
+    def add_namespace(self, namespace: Namespace) -> None:
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    namespaces.insert().values(
+                        name=namespace.name,
+                        tenant=namespace.tenant,
+                        created=namespace.created,
+                        created_by=namespace.created_by,
+                        retired=namespace.retired,
+                    )
+                )
+        except IntegrityError as exc:
+            raise AlreadyExists(f"namespace {namespace.name} is already taken") from exc
+
+    def list_namespaces(self, *, tenant: str) -> list[Namespace]:
+        query = sa.select(namespaces).order_by(namespaces.c.name)
+        if tenant != ALL_TENANTS:
+            query = query.where(namespaces.c.tenant == tenant, namespaces.c.retired == 0)
+        with self._tx() as conn:
+            rows = conn.execute(query).all()
+        return [
+            Namespace(
+                name=r.name,
+                tenant=r.tenant,
+                created=int(r.created),
+                created_by=r.created_by,
+                retired=int(r.retired),
+            )
+            for r in rows
+        ]
+
+    def namespace_owner(self, name: str) -> str | None:
+        query = sa.select(namespaces.c.tenant).where(
+            namespaces.c.name == name, namespaces.c.retired == 0
+        )
+        with self._tx() as conn:
+            owner = conn.execute(query).scalar()
+        return None if owner is None else str(owner)
 
     # hosts -----------------------------------------------------------------------------
 

@@ -4,10 +4,10 @@ Each ``check_*`` function takes a factory that returns a *fresh, empty* store an
 one group of the rules written down in :mod:`dockyard.store.base`: container lookup (full
 id, name with or without ``/``, unique id prefix, ambiguity, tenant isolation), per-tenant
 name uniqueness, renames, images and tags, layer references, volumes, networks (per tenant,
-deletion while in use), address allocation (static, ranges, also from several
-threads), tenant uid ranges, the
-event log (ranges by time and seq, tenant scoping, retention) and the audit log (numbering,
-filters, tenant scoping, retention).
+deletion while in use), address allocation (static, ranges, also from several threads),
+tenant uid ranges, the event log (ranges by time and seq, tenant scoping, retention), the
+audit log (numbering, filters, tenant scoping, retention) and registry namespaces (unique
+across tenants, kept retired after their tenant).
 
 The suite needs no test framework: a broken rule raises AssertionError, or the
 unexpected error the store raised (NotFound for a ref that should have matched). Run it
@@ -62,6 +62,7 @@ from dockyard.core.models import (
     Status,
     Volume,
 )
+from dockyard.core.namespaces import Namespace
 from dockyard.core.protocol import MountSpec
 from dockyard.core.quotas import UNLIMITED, TenantQuota
 from dockyard.core.tenancy import UID_RANGE_SIZE
@@ -100,6 +101,8 @@ __all__ = [
     "check_images_of_other_tenants_are_invisible",
     "check_layer_referenced",
     "check_list_and_put_containers",
+    "check_namespaces_are_unique_across_tenants",
+    "check_namespaces_of_a_deleted_tenant_are_retired",
     "check_network_delete",
     "check_networks",
     "check_other_tenants_objects_read_as_missing",
@@ -1144,6 +1147,73 @@ def check_tenant_by_name_and_delete(make_store: StoreFactory) -> None:
         assert later.uid_base not in (a.uid_base, b.uid_base, again.uid_base)
 
 
+# registry namespaces -------------------------------------------------------------------------
+
+
+def check_namespaces_are_unique_across_tenants(make_store: StoreFactory) -> None:
+    """A namespace is recorded once in the whole store: a second claim of its name, by its
+    owner or by another tenant, is AlreadyExists and changes nothing; each tenant lists
+    only its own, by name; the owner of a name is found without a tenant scope."""
+    with _opened(make_store) as store:
+        a = store.ensure_tenant("acme")
+        b = store.ensure_tenant("globex")
+        mine = [
+            Namespace(name="acme_web", tenant=a.id, created=10, created_by=_hex_id("a1")),
+            Namespace(name="acme", tenant=a.id, created=11, created_by=_hex_id("a1")),
+        ]
+        theirs = Namespace(name="globex", tenant=b.id, created=12, created_by="@operator")
+        for namespace in (*mine, theirs):
+            store.add_namespace(namespace)
+        for taken in (
+            replace(mine[1], tenant=b.id, created=20),
+            replace(mine[1], created=21, created_by=_hex_id("a2")),
+            replace(theirs, tenant=a.id),
+        ):
+            _raises(AlreadyExists, functools.partial(store.add_namespace, taken), taken.name)
+        assert store.list_namespaces(tenant=a.id) == sorted(mine, key=lambda n: n.name)
+        assert store.list_namespaces(tenant=b.id) == [theirs]
+        assert store.list_namespaces(tenant=TENANT_A) == []
+        assert store.namespace_owner("acme") == a.id
+        assert store.namespace_owner("globex") == b.id
+        assert store.namespace_owner("initech") is None
+        assert store.namespace_owner("ACME") is None, "names are compared exactly"
+        assert store.list_namespaces(tenant=ALL_TENANTS) == sorted(
+            [*mine, theirs], key=lambda n: n.name
+        )
+
+
+def check_namespaces_of_a_deleted_tenant_are_retired(make_store: StoreFactory) -> None:
+    """Deleting a tenant retires its namespaces: no tenant owns them any more, the tenant
+    lists none, the operator's view still shows them (with the old tenant's id and when
+    they were retired), and their names are never recorded again, for anyone; other
+    tenants' namespaces are untouched."""
+    with _opened(make_store) as store:
+        a = store.ensure_tenant("acme")
+        b = store.ensure_tenant("globex")
+        store.add_namespace(Namespace(name="acme", tenant=a.id, created=10, created_by="u"))
+        kept = Namespace(name="globex", tenant=b.id, created=11, created_by="u")
+        store.add_namespace(kept)
+        store.delete_tenant(a.id)
+        assert store.namespace_owner("acme") is None
+        assert store.list_namespaces(tenant=a.id) == []
+        everything = {n.name: n for n in store.list_namespaces(tenant=ALL_TENANTS)}
+        assert set(everything) == {"acme", "globex"}
+        assert everything["acme"].tenant == a.id
+        assert everything["acme"].retired > 0
+        assert everything["globex"] == kept
+        again = store.ensure_tenant("acme")
+        for tenant in (again.id, b.id, a.id):
+            reclaim = Namespace(name="acme", tenant=tenant, created=20, created_by="u")
+            _raises(
+                AlreadyExists,
+                functools.partial(store.add_namespace, reclaim),
+                "a retired name claimed again",
+            )
+        assert store.namespace_owner("acme") is None
+        assert store.list_namespaces(tenant=again.id) == []
+        assert store.namespace_owner("globex") == b.id
+
+
 # audit log ---------------------------------------------------------------------------------
 
 
@@ -1445,6 +1515,8 @@ CHECKS: tuple[Check, ...] = (
     check_users_and_tokens,
     check_tenant_by_name_and_delete,
     check_client_certs,
+    check_namespaces_are_unique_across_tenants,
+    check_namespaces_of_a_deleted_tenant_are_retired,
     check_tenant_quotas,
     check_container_totals_count_every_state,
     check_images,

@@ -333,16 +333,13 @@ OPERATIONS: tuple[Operation, ...] = (
             ("start", lambda api, ref: api.start(ref)),
             ("restart", lambda api, ref: api.restart(ref, timeout=1)),
             ("list-before", _list_before),
-        )
-    ),
-    *(
-        Operation(f"{target}-{name}", target, call, pending=pending)
-        for target in (C, S)
-        for name, call, pending in (
+            ("commit", lambda api, ref: api.commit(ref, repository="stolen", tag="x")),
+            ("commit-no-pause", lambda api, ref: api.commit(ref, pause=False)),
             (
-                "commit",
-                lambda api, ref: api.commit(ref, repository="stolen", tag="x"),
-                "docker commit",
+                "commit-changes",
+                lambda api, ref: api.commit(
+                    ref, changes=["CMD cat /data/secret"], conf={"Cmd": ["true"]}
+                ),
             ),
         )
     ),
@@ -556,6 +553,8 @@ CLI_OPERATIONS: tuple[CliOperation, ...] = (
     CliOperation("cp-out", C, ("cp", "{ref}:/data/secret", "-")),
     CliOperation("export", C, ("export", "{ref}")),
     CliOperation("commit", C, ("commit", "{ref}", "stolen:x")),
+    CliOperation("commit-change", C, ("commit", "-c", "CMD true", "--pause=false", "{ref}")),
+    CliOperation("commit-stopped", S, ("commit", "{ref}", "stolen:y")),
     CliOperation("start", S, ("start", "{ref}")),
     CliOperation("logs-stopped", S, ("logs", "{ref}")),
     CliOperation("rm-stopped", S, ("rm", "{ref}")),

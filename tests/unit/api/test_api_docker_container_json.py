@@ -44,10 +44,12 @@ def create(body: dict[str, Any]) -> tuple[ContainerConfig, HostConfig, list[str]
 def test_public_surface() -> None:
     assert set(container_json.__all__) == {
         "KNOWN_HOST_CONFIG",
+        "config_json",
         "container_summary",
         "inspect_container",
         "Joined",
         "network_settings_json",
+        "parse_config",
         "parse_create",
         "parse_endpoints",
         "parse_host_config",

@@ -38,6 +38,48 @@ PUBLIC = {
         "check_mapping",
         "ports_dict",
     ],
+    "dockyard.network.dnswire": [
+        "AA",
+        "CD",
+        "CLASS_IN",
+        "EDNS_PAYLOAD",
+        "HEADER_SIZE",
+        "MAX_MESSAGE",
+        "MIN_UDP_PAYLOAD",
+        "QR",
+        "RA",
+        "RD",
+        "TC",
+        "Edns",
+        "MalformedMessage",
+        "Query",
+        "Rcode",
+        "Type",
+        "a_record",
+        "answer",
+        "encode_name",
+        "error",
+        "is_answer_to",
+        "opcode",
+        "parse_query",
+        "peek_header",
+        "ptr_address",
+        "ptr_record",
+        "rcode",
+        "relay_truncated",
+        "with_id",
+    ],
+    "dockyard.network.dns": [
+        "DOCKER_TTL",
+        "MAX_UPSTREAMS",
+        "DnsServer",
+        "Lookup",
+        "Outcome",
+        "Resolver",
+        "StaticResolver",
+        "Upstream",
+        "host_upstreams",
+    ],
     "dockyard.network.rules": [
         "BRIDGE_SETS",
         "PUBLISH_MAPS",
@@ -80,6 +122,13 @@ def test_host_network_methods() -> None:
         "teardown",
         "close",
     }
+
+
+def test_dns_server_methods() -> None:
+    from dockyard.network.dns import DnsServer
+
+    public = {name for name in vars(DnsServer) if not name.startswith("_")}
+    assert public == {"upstreams", "start", "stop", "respond"}
 
 
 def test_network_imports_only_core_stdlib_and_pyroute2() -> None:

@@ -16,6 +16,7 @@ from dockyard.core.audit import AuditQuery, AuditRecord
 from dockyard.core.errors import DockyardError, InvalidArgument, NotFound, PermissionDenied
 from dockyard.core.events import Event
 from dockyard.core.models import Container, ExecInstance, Network, Volume
+from dockyard.core.namespaces import Namespace
 from dockyard.core.tenancy import Tenant
 from dockyard.store import ALL_TENANTS, SqlStore
 from dockyard.testing import store_conformance
@@ -179,6 +180,34 @@ class UndyingCertsStore(SqlStore):
             self.add_cert(cert)
 
 
+class PerTenantNamespacesStore(SqlStore):
+    """Lets a tenant take a name another tenant holds (unique per tenant only)."""
+
+    def add_namespace(self, namespace: Namespace) -> None:
+        owner = self.namespace_owner(namespace.name)
+        if owner is not None and owner != namespace.tenant:
+            return  # silently "claimed"
+        super().add_namespace(namespace)
+
+
+class FreedNamespacesStore(SqlStore):
+    """Forgets a deleted tenant's namespaces, so their names can be claimed again."""
+
+    def delete_tenant(self, tenant_id: str) -> None:
+        from dockyard.store.sql import namespaces
+
+        super().delete_tenant(tenant_id)
+        with self.engine.begin() as conn:
+            conn.execute(namespaces.delete().where(namespaces.c.tenant == tenant_id))
+
+
+class SharedNamespacesStore(SqlStore):
+    """Lists every tenant's namespaces to everyone."""
+
+    def list_namespaces(self, *, tenant: str) -> list[Namespace]:
+        return [n for n in super().list_namespaces(tenant=ALL_TENANTS) if not n.retired]
+
+
 @pytest.fixture
 def factory(tmp_path: Path) -> Iterator[Callable[[type[SqlStore]], StoreFactory]]:
     counter = itertools.count()
@@ -206,6 +235,9 @@ def factory(tmp_path: Path) -> Iterator[Callable[[type[SqlStore]], StoreFactory]
         (LooseAuditFilterStore, store_conformance.check_audit_append_and_filters),
         (KeepsAllAuditStore, store_conformance.check_audit_retention),
         (UndyingCertsStore, store_conformance.check_client_certs),
+        (PerTenantNamespacesStore, store_conformance.check_namespaces_are_unique_across_tenants),
+        (FreedNamespacesStore, store_conformance.check_namespaces_of_a_deleted_tenant_are_retired),
+        (SharedNamespacesStore, store_conformance.check_namespaces_are_unique_across_tenants),
     ],
     ids=lambda value: getattr(value, "__name__", ""),
 )

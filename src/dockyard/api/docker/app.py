@@ -12,10 +12,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from dockyard.api import certs, native
+from dockyard.api import certs, namespaces, native
 from dockyard.api.audit import AuditRecorder, tenant_caller
 from dockyard.api.auth import FailureLimiter, auth_middleware
 from dockyard.api.docker import (
+    commit,
     containers,
     events,
     execs,
@@ -72,6 +73,7 @@ ROUTE_TABLES = (
     images.routes,
     volumes.routes,
     networks.routes,
+    commit.routes,
 )
 """Every Docker API handler, by module (the docs test checks each is documented)."""
 
@@ -105,4 +107,5 @@ def make_docker_app(controller: Controller, *, tls: bool = False) -> web.Applica
             app.router.add_route(route.method, _VERSION_PREFIX + route.path, route.handler)
     app.add_routes(native.routes)  # Dockyard's own /v1/... (no Docker version prefix)
     app.add_routes(certs.routes)
+    app.add_routes(namespaces.routes)
     return app

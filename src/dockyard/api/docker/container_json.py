@@ -38,9 +38,11 @@ from dockyard.core.sizes import SIZES
 __all__ = [
     "KNOWN_HOST_CONFIG",
     "Joined",
+    "config_json",
     "container_summary",
     "inspect_container",
     "network_settings_json",
+    "parse_config",
     "parse_create",
     "parse_endpoints",
     "parse_host_config",

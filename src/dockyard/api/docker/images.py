@@ -64,9 +64,9 @@ def image_inspect_json(image: Image, config: dict[str, Any]) -> dict[str, Any]:
         "Parent": image.parent,
         "Comment": image.comment,
         "Created": format_rfc3339(image.created),
-        "Container": "",
-        "ContainerConfig": {},
-        "DockerVersion": "",
+        "Container": config.get("container", ""),  # a commit's: ADR 0017
+        "ContainerConfig": config.get("container_config") or {},
+        "DockerVersion": config.get("docker_version", ""),
         "Author": config.get("author", ""),
         "Config": config.get("config") or {},
         "Architecture": config.get("architecture", "amd64"),

@@ -61,6 +61,11 @@ def group_json(group: SecurityGroup, names: Mapping[str, str]) -> dict[str, Any]
     }
 
 
+def _optional_int(body: dict[str, Any], key: str) -> int | None:
+    """An integer field, None when absent or null (a rule's ports: absent is every port)."""
+    return None if body.get(key) is None else get_int(body, key)
+
+
 def _names(service: SecurityGroupService, tenant: str) -> dict[str, str]:
     return {g.id: g.name for g in service.list_groups(tenant=tenant)}
 
@@ -131,8 +136,8 @@ async def add_security_group_rule(request: web.Request) -> web.Response:
         ref=request.match_info["name"],
         request=RuleRequest(
             protocol=get_str(body, "protocol"),
-            port_min=get_int(body, "port_min"),
-            port_max=get_int(body, "port_max"),
+            port_min=_optional_int(body, "port_min"),
+            port_max=_optional_int(body, "port_max"),
             source=get_str(body, "source"),
             source_group=get_str(body, "source_group"),
         ),

@@ -56,9 +56,9 @@ def _warn_unapplied(unapplied: list[str]) -> None:
         )
 
 
-def _parse_ports(text: str) -> tuple[int, int]:
+def _parse_ports(text: str) -> tuple[int | None, int | None]:
     if not text:
-        return 0, 0
+        return None, None
     low, sep, high = text.partition("-")
     if not low.isdecimal() or (sep and not high.isdecimal()):
         raise click.BadParameter(f"{text!r}: PORT or MIN-MAX", param_hint="--port")

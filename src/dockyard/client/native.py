@@ -115,19 +115,22 @@ class NativeClient:
         ref: str,
         *,
         protocol: str,
-        port_min: int = 0,
-        port_max: int = 0,
+        port_min: int | None = None,
+        port_max: int | None = None,
         source: str = "",
         source_group: str = "",
     ) -> dict[str, Any]:
-        """The rule made, with ``group`` and ``unapplied`` (docs/native-api.md)."""
-        body = {
+        """The rule made, with ``group`` and ``unapplied`` (docs/native-api.md); no
+        ``port_min`` is every port (tcp, udp)."""
+        body: dict[str, Any] = {
             "protocol": protocol,
-            "port_min": port_min,
-            "port_max": port_max,
             "source": source,
             "source_group": source_group,
         }
+        if port_min is not None:
+            body["port_min"] = port_min
+        if port_max is not None:
+            body["port_max"] = port_max
         result: dict[str, Any] = self._http.call(
             "POST", f"/v1/security-groups/{_q(ref)}/rules", body=body
         )

@@ -85,14 +85,14 @@ class GroupRequest:
 
 @dataclass(frozen=True, slots=True)
 class RuleRequest:
-    """An ingress rule as asked for. For tcp and udp, ``port_min`` 0 means every port and
-    ``port_max`` 0 means ``port_min`` alone; icmp and all take no ports. Exactly one of
-    ``source`` (an IPv4 address or prefix) and ``source_group`` (a group of the same
-    tenant: name, id or id prefix)."""
+    """An ingress rule as asked for. For tcp and udp, no ``port_min`` means every port and
+    no ``port_max`` means ``port_min`` alone; icmp and all take no ports (0 is no port for
+    them). Exactly one of ``source`` (an IPv4 address or prefix) and ``source_group`` (a
+    group of the same tenant: name, id or id prefix)."""
 
     protocol: str
-    port_min: int = 0
-    port_max: int = 0
+    port_min: int | None = None
+    port_max: int | None = None
     source: str = ""
     source_group: str = ""
 
@@ -178,10 +178,11 @@ def group_records(store: Store, container: Container) -> list[SecurityGroup]:
     return found
 
 
-def parse_ports(text: str) -> tuple[int, int]:
-    """``80`` or ``80-90`` as (min, max); "" as (0, 0). InvalidArgument otherwise."""
+def parse_ports(text: str) -> tuple[int | None, int | None]:
+    """``80`` or ``80-90`` as (min, max); "" as (None, None): every port. InvalidArgument
+    otherwise."""
     if not text:
-        return 0, 0
+        return None, None
     low, sep, high = text.partition("-")
     if not low.isdecimal() or (sep and not high.isdecimal()):
         raise InvalidArgument(f"invalid port range {text!r}: PORT or MIN-MAX")
@@ -345,10 +346,15 @@ class SecurityGroupService:
             raise InvalidArgument(
                 f"invalid protocol {request.protocol!r}: one of {', '.join(PROTOCOLS)}"
             )
-        low, high = request.port_min, request.port_max or request.port_min
+        low, high = 0, 0
         if protocol in ("tcp", "udp"):
-            if (low, high) == (0, 0):
+            if request.port_min is None:
+                if request.port_max is not None:
+                    raise InvalidArgument("a port range needs its first port (port_min)")
                 low, high = 1, 65535
+            else:
+                low = request.port_min
+                high = low if request.port_max is None else request.port_max
             for port in (low, high):
                 if not 1 <= port <= 65535:
                     raise InvalidArgument(f"invalid port {port}: ports are 1-65535")
@@ -374,8 +380,8 @@ class SecurityGroupService:
         return SecurityGroupRule(
             id=new_id(),
             protocol=protocol,
-            port_min=low if protocol in ("tcp", "udp") else 0,
-            port_max=high if protocol in ("tcp", "udp") else 0,
+            port_min=low,
+            port_max=high,
             source=source,
             source_group=source_group,
             created=now_ns(),

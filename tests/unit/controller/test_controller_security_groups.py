@@ -5,13 +5,12 @@ network specs pushed to a fake agent when a container's groups or their rules ch
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from dockyard.controller.agents import AgentClient
 from dockyard.controller.events import EventLog
 from dockyard.controller.networks import EndpointRequest, NetworkService
 from dockyard.controller.security_groups import (
@@ -30,11 +29,11 @@ from dockyard.core.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    Unavailable,
 )
 from dockyard.core.models import Container, ContainerConfig, HostConfig, Status
-from dockyard.core.protocol import IngressRule, NetworkSpec
+from dockyard.core.protocol import IngressRule
 from dockyard.store import SqlStore
+from dockyard.testing.security_groups import RecordingAgent, StoreMembers
 
 A, B = "tenant-a", "tenant-b"
 T = TypeVar("T")
@@ -42,42 +41,6 @@ T = TypeVar("T")
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
-
-
-class RecordingAgent(AgentClient):
-    """Records every update_network; refuses them while ``down``."""
-
-    def __init__(self) -> None:
-        super().__init__("unix:///nonexistent/agent.sock")
-        self.pushed: list[tuple[str, NetworkSpec]] = []
-        self.down = False
-
-    async def update_network(self, container_id: str, spec: NetworkSpec) -> None:
-        await asyncio.sleep(0)  # let concurrent pushes interleave if they can
-        if self.down:
-            raise Unavailable("agent unix:///nonexistent/agent.sock is unreachable")
-        self.pushed.append((container_id, spec))
-
-    def last(self, container_id: str) -> NetworkSpec:
-        return [s for c, s in self.pushed if c == container_id][-1]
-
-
-class StoreMembers:
-    """The container side (ContainerService's part) straight on the store."""
-
-    def __init__(self, store: SqlStore) -> None:
-        self._store = store
-
-    def get(self, *, tenant: str, ref: str) -> Container:
-        return self._store.get_container(tenant=tenant, ref=ref)
-
-    async def set_security_groups(
-        self, *, tenant: str, container_id: str, change: Callable[[Container], list[str]]
-    ) -> Container:
-        container = self._store.get_container(tenant=tenant, ref=container_id)
-        container.security_groups = change(container)
-        self._store.put_container(container)
-        return container
 
 
 @pytest.fixture
@@ -203,6 +166,8 @@ def add_rule(service: SecurityGroupService, request: RuleRequest, ref: str = "we
     [
         (RuleRequest("sctp", 80, 80, source="0.0.0.0/0"), "invalid protocol 'sctp'"),
         (RuleRequest("tcp", 0, 80, source="0.0.0.0/0"), "ports are 1-65535"),
+        (RuleRequest("tcp", 0, source="0.0.0.0/0"), "ports are 1-65535"),
+        (RuleRequest("udp", None, 80, source="0.0.0.0/0"), "needs its first port"),
         (RuleRequest("tcp", 80, 65536, source="0.0.0.0/0"), "ports are 1-65535"),
         (RuleRequest("udp", 90, 80, source="0.0.0.0/0"), "first is higher"),
         (RuleRequest("icmp", 8, source="0.0.0.0/0"), "icmp takes no ports"),
@@ -232,7 +197,7 @@ def test_rules_are_normalised_and_kept(service: SecurityGroupService) -> None:
     assert (one.protocol, one.port_min, one.port_max, one.source) == ("tcp", 80, 80, "1.2.3.4/32")
     every = add_rule(service, RuleRequest("udp", source="0.0.0.0/0")).rule
     assert (every.port_min, every.port_max) == (1, 65535)
-    ping = add_rule(service, RuleRequest("icmp", source_group="db")).rule
+    ping = add_rule(service, RuleRequest("icmp", 0, 0, source_group="db")).rule
     assert (ping.port_min, ping.port_max, ping.source, ping.source_group) == (0, 0, "", db.id)
     itself = add_rule(service, RuleRequest("all", source_group=web.id[:10])).rule
     assert itself.source_group == web.id
@@ -266,7 +231,7 @@ def test_a_group_holds_a_bounded_number_of_rules(service: SecurityGroupService) 
 
 
 def test_parse_ports() -> None:
-    assert parse_ports("") == (0, 0)
+    assert parse_ports("") == (None, None)
     assert parse_ports("80") == (80, 80)
     assert parse_ports("80-90") == (80, 90)
     for bad in ("http", "80-", "-80", "80:90", "1-2-3"):

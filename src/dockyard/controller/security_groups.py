@@ -57,7 +57,6 @@ __all__ = [
     "ensure_default_group",
     "group_records",
     "groups_for_create",
-    "parse_ports",
 ]
 
 log = logging.getLogger("dockyard.controller")
@@ -176,17 +175,6 @@ def group_records(store: Store, container: Container) -> list[SecurityGroup]:
         with contextlib.suppress(NotFound):
             found.append(store.get_security_group(tenant=container.tenant, ref=group_id))
     return found
-
-
-def parse_ports(text: str) -> tuple[int | None, int | None]:
-    """``80`` or ``80-90`` as (min, max); "" as (None, None): every port. InvalidArgument
-    otherwise."""
-    if not text:
-        return None, None
-    low, sep, high = text.partition("-")
-    if not low.isdecimal() or (sep and not high.isdecimal()):
-        raise InvalidArgument(f"invalid port range {text!r}: PORT or MIN-MAX")
-    return int(low), int(high) if sep else int(low)
 
 
 # the service ------------------------------------------------------------------------------
@@ -510,6 +498,7 @@ class SecurityGroupService:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._retry_forever())
+        self._task.add_done_callback(_report_failure)
 
     async def _retry_forever(self) -> None:
         while True:
@@ -522,6 +511,11 @@ class SecurityGroupService:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("retrying security group pushes failed", exc_info=task.exception())
 
 
 def _check_settled(container: Container) -> None:

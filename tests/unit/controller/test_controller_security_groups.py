@@ -21,7 +21,6 @@ from dockyard.controller.security_groups import (
     SecurityGroupService,
     group_records,
     groups_for_create,
-    parse_ports,
 )
 from dockyard.core.errors import (
     AlreadyExists,
@@ -230,15 +229,6 @@ def test_a_group_holds_a_bounded_number_of_rules(service: SecurityGroupService) 
         add_rule(service, RuleRequest("udp", 53, source="10.0.0.0/8"))
 
 
-def test_parse_ports() -> None:
-    assert parse_ports("") == (None, None)
-    assert parse_ports("80") == (80, 80)
-    assert parse_ports("80-90") == (80, 90)
-    for bad in ("http", "80-", "-80", "80:90", "1-2-3"):
-        with pytest.raises(InvalidArgument):
-            parse_ports(bad)
-
-
 # groups at create ---------------------------------------------------------------------------
 
 
@@ -436,3 +426,24 @@ def test_concurrent_changes_leave_the_agent_with_the_last_spec(
     run(both())
     ports = [r.port_min for r in agent.last(c.id).endpoints[0].ingress]
     assert ports == [80, 443, 8080]
+
+
+def test_public_surface() -> None:
+    from dockyard.controller import security_groups
+
+    assert set(security_groups.__all__) == {
+        "DEFAULT_GROUP",
+        "GROUPS_LABEL",
+        "MAX_GROUPS_PER_CONTAINER",
+        "MAX_RULES",
+        "PROTOCOLS",
+        "Change",
+        "GroupRequest",
+        "Members",
+        "RuleRequest",
+        "SecurityGroupService",
+        "ensure_default_group",
+        "group_records",
+        "groups_for_create",
+    }
+    assert all(hasattr(security_groups, name) for name in security_groups.__all__)

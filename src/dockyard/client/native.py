@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ssl
 from typing import Any
+from urllib.parse import quote
 
 from dockyard.client.http import HttpClient
 from dockyard.core.identity import TOKEN_HEADER
@@ -96,6 +97,77 @@ class NativeClient:
         """The tenant's audit log, newest first (``admin`` scope). ``query``: since, until,
         user, action, target, result, limit, before (docs/native-api.md)."""
         result: list[dict[str, Any]] = self._http.call("GET", "/v1/audit", params=_params(query))
+        return result
+
+    # security groups
+
+    def security_groups(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._http.call("GET", "/v1/security-groups")
+        return result
+
+    def create_security_group(
+        self, name: str, *, description: str = "", labels: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        body = {"name": name, "description": description, "labels": labels or {}}
+        result: dict[str, Any] = self._http.call("POST", "/v1/security-groups", body=body)
+        return result
+
+    def security_group(self, ref: str) -> dict[str, Any]:
+        """A group (name, id or id prefix) with its rules and ``containers``."""
+        result: dict[str, Any] = self._http.call("GET", f"/v1/security-groups/{_q(ref)}")
+        return result
+
+    def remove_security_group(self, ref: str) -> None:
+        self._http.call("DELETE", f"/v1/security-groups/{_q(ref)}")
+
+    def add_security_group_rule(
+        self,
+        ref: str,
+        *,
+        protocol: str,
+        port_min: int | None = None,
+        port_max: int | None = None,
+        source: str = "",
+        source_group: str = "",
+    ) -> dict[str, Any]:
+        """The rule made, with ``group`` and ``unapplied`` (docs/native-api.md); no
+        ``port_min`` is every port (tcp, udp)."""
+        body: dict[str, Any] = {
+            "protocol": protocol,
+            "source": source,
+            "source_group": source_group,
+        }
+        if port_min is not None:
+            body["port_min"] = port_min
+        if port_max is not None:
+            body["port_max"] = port_max
+        result: dict[str, Any] = self._http.call(
+            "POST", f"/v1/security-groups/{_q(ref)}/rules", body=body
+        )
+        return result
+
+    def remove_security_group_rule(self, ref: str, rule: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call(
+            "DELETE", f"/v1/security-groups/{_q(ref)}/rules/{_q(rule)}"
+        )
+        return result
+
+    def container_security_groups(self, container: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call(
+            "GET", f"/v1/containers/{_q(container)}/security-groups"
+        )
+        return result
+
+    def attach_security_group(self, container: str, group: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call(
+            "POST", f"/v1/containers/{_q(container)}/security-groups", body={"group": group}
+        )
+        return result
+
+    def detach_security_group(self, container: str, group: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call(
+            "DELETE", f"/v1/containers/{_q(container)}/security-groups/{_q(group)}"
+        )
         return result
 
 
@@ -216,6 +288,11 @@ class AdminClient:
         path = f"/admin/v1/tenants/{tenant}/audit" if tenant else "/admin/v1/audit"
         result: list[dict[str, Any]] = self._http.call("GET", path, params=_params(query))
         return result
+
+
+def _q(ref: str) -> str:
+    """A name or id as one path segment."""
+    return quote(ref, safe="")
 
 
 def _params(query: dict[str, str | int]) -> dict[str, str]:

@@ -25,6 +25,7 @@ from dockyard.controller.images import ImageService
 from dockyard.controller.namespaces import NamespaceService
 from dockyard.controller.networks import NetworkService
 from dockyard.controller.quotas import QuotaService
+from dockyard.controller.security_groups import SecurityGroupService
 from dockyard.controller.sync import AgentFollower
 from dockyard.controller.volumes import VolumeService
 from dockyard.core.errors import DockyardError, NotFound
@@ -85,6 +86,12 @@ class Controller:
             events=self.events,
             quotas=self.quotas,
         )
+        self.security_groups = SecurityGroupService(
+            store=store,
+            networks=self.networks,
+            containers=self.containers,
+            agent_for=self.hosts.client,
+        )
         self.execs = ExecService(
             store=store, hosts=self.hosts, containers=self.containers, events=self.events
         )
@@ -117,6 +124,7 @@ class Controller:
         self.default_tenant()
         self.events.start()
         self.audit.start()
+        self.security_groups.start()
         for address in agents:
             for attempt in range(100):
                 try:
@@ -156,6 +164,7 @@ class Controller:
         for follower in self._followers:
             await follower.close()
         await self.containers.close()
+        await self.security_groups.close()
         await self.events.close()
         await self.audit.close()
         await self.hosts.close()

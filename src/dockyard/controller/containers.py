@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from signal import SIGKILL
 from typing import Any
@@ -35,6 +35,7 @@ from dockyard.controller.mounts import plan_mounts
 from dockyard.controller.networks import EndpointRequest, NetworkService
 from dockyard.controller.quotas import QuotaService
 from dockyard.controller.restart import RestartTracker
+from dockyard.controller.security_groups import group_records, groups_for_create
 from dockyard.controller.volumes import VolumeService
 from dockyard.core.clock import now_ns
 from dockyard.core.errors import (
@@ -227,6 +228,7 @@ class ContainerService:
             tenant=tenant.id, mode=host_config.network_mode, requests=endpoints
         )
         peer = self._network_peer(tenant.id, host_config)
+        security_groups = groups_for_create(self._store, tenant=tenant.id, labels=config.labels)
         mounts, anonymous = plan_mounts(merged, host_config)
         if name:
             name = validate_name(name)
@@ -245,6 +247,7 @@ class ContainerService:
             mounts=tuple(mounts),
             anonymous_volumes=tuple(anonymous),
             size=admitted.size.name,
+            security_groups=security_groups,
         )
         volumes_host = await self._volume_host(tenant.id, mounts)
         container.host = place(
@@ -290,7 +293,11 @@ class ContainerService:
                 readonly_rootfs=host_config.readonly_rootfs,
                 init=host_config.init,
                 capabilities=admitted.capabilities,
-                network=self._networks.spec(container, peer=peer.id if peer else ""),
+                network=self._networks.spec(
+                    container,
+                    peer=peer.id if peer else "",
+                    groups=group_records(self._store, container),
+                ),
                 dns=host_config.dns,
                 dns_search=host_config.dns_search,
                 dns_options=host_config.dns_options,
@@ -606,7 +613,12 @@ class ContainerService:
             )
             # The agent keeps the interface name if it is free in the container, else it
             # takes the lowest free ethN (a disconnect may have left a gap).
-            spec = self._networks.endpoint_spec(container, endpoint, len(container.endpoints))
+            spec = self._networks.endpoint_spec(
+                container,
+                endpoint,
+                len(container.endpoints),
+                groups=group_records(self._store, container),
+            )
             try:
                 await self._hosts.client(container.host).connect(container.id, spec)
             except BaseException:
@@ -639,6 +651,18 @@ class ContainerService:
                 self._events.network(
                     tenant=tenant, network=network, action="disconnect", container_id=container.id
                 )
+
+    async def set_security_groups(
+        self, *, tenant: str, container_id: str, change: Callable[[Container], list[str]]
+    ) -> Container:
+        """Put the container in the security groups ``change`` returns for its current
+        record (it raises to refuse); called under the container's lock with no await
+        before the save. The agent learns of it from SecurityGroupService."""
+        async with self._lock(container_id):
+            container = self._by_id(tenant, container_id)
+            container.security_groups = change(container)
+            self._put(container)
+            return container
 
     async def update(self, *, tenant: str, ref: str, update: UpdateRequest) -> tuple[str, ...]:
         container = self.get(tenant=tenant, ref=ref)

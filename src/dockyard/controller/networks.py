@@ -25,8 +25,8 @@ from dockyard.core.errors import (
     PermissionDenied,
 )
 from dockyard.core.ids import new_id
-from dockyard.core.models import Container, Endpoint, Network, PortBinding
-from dockyard.core.protocol import EndpointSpec, NetworkSpec, PortMapping
+from dockyard.core.models import Container, Endpoint, Network, PortBinding, SecurityGroup
+from dockyard.core.protocol import EndpointSpec, IngressRule, NetworkSpec, PortMapping
 from dockyard.store.base import Store
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "EndpointRequest",
     "NetworkRequest",
     "NetworkService",
+    "ingress_rules",
     "port_mappings",
 ]
 
@@ -299,7 +300,16 @@ class NetworkService:
         """Return every address the container holds."""
         self._store.release_addresses(owner=container_id)
 
-    def endpoint_spec(self, container: Container, endpoint: Endpoint, index: int) -> EndpointSpec:
+    def endpoint_spec(
+        self,
+        container: Container,
+        endpoint: Endpoint,
+        index: int,
+        *,
+        groups: Sequence[SecurityGroup] = (),
+    ) -> EndpointSpec:
+        """``groups``: the records of the container's security groups, which every one
+        of its endpoints carries (ids and the union of their rules)."""
         network = self.get(tenant=container.tenant, ref=endpoint.network_id)
         names: tuple[str, ...] = ()
         if not network.isolated:
@@ -315,11 +325,16 @@ class NetworkService:
             internal=network.internal,
             isolated=network.isolated,
             names=names,
+            groups=tuple(g.id for g in groups),
+            ingress=ingress_rules(groups),
         )
 
-    def spec(self, container: Container, *, peer: str = "") -> NetworkSpec:
+    def spec(
+        self, container: Container, *, peer: str = "", groups: Sequence[SecurityGroup] = ()
+    ) -> NetworkSpec:
         """How the agent should plumb ``container`` (its addresses are already reserved);
-        ``peer`` is the running container whose netns a ``container:`` mode joins."""
+        ``peer`` is the running container whose netns a ``container:`` mode joins;
+        ``groups`` are its security groups' records (see :meth:`endpoint_spec`)."""
         if container.host_config.network_mode.startswith("container:"):
             return NetworkSpec(mode="container", peer=peer)
         if not container.endpoints:
@@ -328,7 +343,8 @@ class NetworkService:
             mode="tenant",
             router=container.tenant,
             endpoints=tuple(
-                self.endpoint_spec(container, e, i) for i, e in enumerate(container.endpoints)
+                self.endpoint_spec(container, e, i, groups=groups)
+                for i, e in enumerate(container.endpoints)
             ),
             ports=port_mappings(
                 container.host_config.port_bindings,
@@ -443,6 +459,23 @@ def _requested_ip(network: Network, text: str) -> str:
             f"invalid IPv4 address {text}: not a host address of network {network.name} ({subnet})"
         )
     return str(address)
+
+
+def ingress_rules(groups: Sequence[SecurityGroup]) -> tuple[IngressRule, ...]:
+    """The union of the groups' rules as the agent gets them (each distinct rule once, in
+    the order of the groups, then of their rules)."""
+    rules = (
+        IngressRule(
+            protocol=r.protocol,
+            port_min=r.port_min,
+            port_max=r.port_max,
+            source=r.source,
+            source_group=r.source_group,
+        )
+        for g in groups
+        for r in g.rules
+    )
+    return tuple(dict.fromkeys(rules))
 
 
 def _split_port(key: str) -> tuple[int, str]:

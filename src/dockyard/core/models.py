@@ -26,6 +26,8 @@ __all__ = [
     "Network",
     "PortBinding",
     "RestartPolicy",
+    "SecurityGroup",
+    "SecurityGroupRule",
     "Status",
     "Volume",
 ]
@@ -205,6 +207,9 @@ class Container:
     ``size`` names its size (``dockyard.core.sizes``; "" for records made before sizes).
     ``phase`` is "" at rest, or ``creating`` / ``removing`` while that operation runs, so
     the controller can finish or roll it back after a crash.
+    ``security_groups`` are the ids of its tenant's security groups it is in (the tenant's
+    ``default`` group unless its create named others): what may reach it from outside its
+    networks.
     """
 
     id: str
@@ -227,6 +232,7 @@ class Container:
     mounts: tuple[MountSpec, ...] = ()
     anonymous_volumes: tuple[str, ...] = ()
     size: str = ""
+    security_groups: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -303,6 +309,40 @@ class Network:
     options: dict[str, str] = field(default_factory=dict)
     builtin: bool = False
     isolated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityGroupRule:
+    """One ingress rule of a security group (ADR 0016): traffic with ``protocol``
+    (``tcp``, ``udp``, ``icmp`` or ``all``) to a member, for tcp and udp to a port in
+    ``port_min..port_max`` (both 0 for icmp and all), is let in from the IPv4 prefix
+    ``source`` or, when ``source_group`` (a group id of the same tenant) is set instead,
+    from any member of that group. ``id`` is random; rules have no order."""
+
+    id: str
+    protocol: str
+    port_min: int = 0
+    port_max: int = 0
+    source: str = ""
+    source_group: str = ""
+    created: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityGroup:
+    """A tenant's security group: what may come into its members from outside their own
+    networks (ADR 0016). Names are unique per tenant. ``builtin`` marks the tenant's
+    ``default`` group, made on first use, which containers join when they name none and
+    which cannot be removed. Changed by replacing the whole record."""
+
+    id: str
+    tenant: str
+    name: str
+    created: int
+    description: str = ""
+    rules: tuple[SecurityGroupRule, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    builtin: bool = False
 
 
 @dataclass(slots=True)

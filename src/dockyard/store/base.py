@@ -28,7 +28,15 @@ from dockyard.core.audit import AuditQuery, AuditRecord
 from dockyard.core.certs import ClientCert
 from dockyard.core.events import Event
 from dockyard.core.identity import Token, User
-from dockyard.core.models import Container, ExecInstance, Host, Image, Network, Volume
+from dockyard.core.models import (
+    Container,
+    ExecInstance,
+    Host,
+    Image,
+    Network,
+    SecurityGroup,
+    Volume,
+)
 from dockyard.core.namespaces import Namespace
 from dockyard.core.quotas import TenantQuota
 from dockyard.core.tenancy import Tenant
@@ -53,8 +61,9 @@ class Store(Protocol):
     def list_tenants(self) -> list[Tenant]: ...
 
     def delete_tenant(self, tenant_id: str) -> None:
-        """Remove the tenant with its users, tokens and client certificates (callers first
-        make sure it owns nothing else); its registry namespaces are kept, retired."""
+        """Remove the tenant with its users, tokens, client certificates and security
+        groups (callers first make sure it owns nothing else); its registry namespaces are
+        kept, retired."""
 
     # plans and quotas
     def get_tenant_quota(self, tenant_id: str) -> TenantQuota:
@@ -211,6 +220,28 @@ class Store(Protocol):
 
     def release_addresses(self, *, owner: str) -> None:
         """Return every address ``owner`` holds (idempotent)."""
+
+    # security groups
+    def add_security_group(self, group: SecurityGroup) -> None:
+        """AlreadyExists if the tenant has a group of that name."""
+
+    def get_security_group(self, *, tenant: str, ref: str) -> SecurityGroup:
+        """The tenant's group by id, name or unique id prefix; NotFound otherwise."""
+
+    def list_security_groups(self, *, tenant: str) -> list[SecurityGroup]:
+        """The tenant's groups by name."""
+
+    def put_security_group(self, group: SecurityGroup) -> None:
+        """Replace the tenant's group with the same id (its rules); NotFound if it is
+        gone, AlreadyExists if its name is now another group's."""
+
+    def delete_security_group(self, *, tenant: str, group_id: str) -> None:
+        """Delete the group unless a container of the tenant is in it or a rule of another
+        of its groups names it as the source (Conflict), atomically with respect to
+        container and group writes. NotFound if the tenant has no such id."""
+
+    def security_group_users(self, *, tenant: str, group_id: str) -> list[str]:
+        """Ids of the tenant's containers (in any state or phase) in the group, sorted."""
 
     # events
     def append_events(self, events: Sequence[Event]) -> None:

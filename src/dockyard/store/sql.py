@@ -36,7 +36,15 @@ from dockyard.core.errors import (
 from dockyard.core.events import Event
 from dockyard.core.identity import Token, User
 from dockyard.core.ids import new_id
-from dockyard.core.models import Container, ExecInstance, Host, Image, Network, Volume
+from dockyard.core.models import (
+    Container,
+    ExecInstance,
+    Host,
+    Image,
+    Network,
+    SecurityGroup,
+    Volume,
+)
 from dockyard.core.namespaces import Namespace
 from dockyard.core.quotas import TenantQuota, validate_overrides
 from dockyard.core.serde import from_data, to_data
@@ -189,6 +197,16 @@ addresses = sa.Table(
     sa.Column("network", sa.String(64), primary_key=True),
     sa.Column("address", sa.String(64), primary_key=True),
     sa.Column("owner", sa.String(64), nullable=False, index=True),
+)
+
+security_groups = sa.Table(
+    "security_groups",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("doc", sa.Text, nullable=False),
+    sa.UniqueConstraint("tenant", "name", name="uq_security_group_name"),
 )
 
 # seq is the rowid on SQLite (INTEGER PRIMARY KEY), so the log needs no extra key index.
@@ -361,6 +379,7 @@ class SqlStore:
                 .where(namespaces.c.tenant == tenant_id, namespaces.c.retired == 0)
                 .values(retired=now_ns())
             )
+            conn.execute(security_groups.delete().where(security_groups.c.tenant == tenant_id))
             conn.execute(tenants.delete().where(tenants.c.id == tenant_id))
 
     # plans and quotas ----------------------------------------------------------------------
@@ -939,6 +958,74 @@ class SqlStore:
         with self._tx() as conn:
             conn.execute(addresses.delete().where(addresses.c.owner == owner))
 
+    # security groups -------------------------------------------------------------------
+
+    def add_security_group(self, group: SecurityGroup) -> None:
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    security_groups.insert().values(
+                        id=group.id, tenant=group.tenant, name=group.name, doc=_dump(group)
+                    )
+                )
+        except IntegrityError as exc:
+            raise AlreadyExists(f"security group {group.name} already exists") from exc
+
+    def get_security_group(self, *, tenant: str, ref: str) -> SecurityGroup:
+        mine = security_groups.c.tenant == tenant
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(security_groups.c.doc).where(
+                    mine, sa.or_(security_groups.c.id == ref, security_groups.c.name == ref)
+                )
+            ).first()
+            if row is None and ref and _is_hex(ref):
+                rows = conn.execute(
+                    sa.select(security_groups.c.doc)
+                    .where(mine, security_groups.c.id.startswith(ref, autoescape=True))
+                    .limit(2)
+                ).all()
+                row = rows[0] if len(rows) == 1 else None
+        if row is None:
+            raise NotFound(f"security group {ref} not found")
+        return _load(SecurityGroup, row.doc)
+
+    def list_security_groups(self, *, tenant: str) -> list[SecurityGroup]:
+        query = (
+            sa.select(security_groups.c.doc)
+            .where(security_groups.c.tenant == tenant)
+            .order_by(security_groups.c.name)
+        )
+        with self._tx() as conn:
+            return [_load(SecurityGroup, r.doc) for r in conn.execute(query)]
+
+    def put_security_group(self, group: SecurityGroup) -> None:
+        mine = sa.and_(security_groups.c.tenant == group.tenant, security_groups.c.id == group.id)
+        try:
+            with self._tx() as conn:
+                result = conn.execute(
+                    security_groups.update().where(mine).values(name=group.name, doc=_dump(group))
+                )
+        except IntegrityError as exc:
+            raise AlreadyExists(f"security group {group.name} already exists") from exc
+        if result.rowcount == 0:
+            raise NotFound(f"security group {group.id} not found")
+
+    def delete_security_group(self, *, tenant: str, group_id: str) -> None:
+        mine = sa.and_(security_groups.c.tenant == tenant, security_groups.c.id == group_id)
+        with self._tx() as conn:
+            if conn.execute(sa.select(security_groups.c.id).where(mine)).first() is None:
+                raise NotFound(f"security group {group_id} not found")
+            if _group_users(conn, tenant=tenant, group_id=group_id):
+                raise Conflict(f"security group {group_id} has containers in it")
+            if _group_referrers(conn, tenant=tenant, group_id=group_id):
+                raise Conflict(f"security group {group_id} is the source of another group's rule")
+            conn.execute(security_groups.delete().where(mine))
+
+    def security_group_users(self, *, tenant: str, group_id: str) -> list[str]:
+        with self._tx() as conn:
+            return _group_users(conn, tenant=tenant, group_id=group_id)
+
     # events ----------------------------------------------------------------------------
 
     def append_events(self, batch: Sequence[Event]) -> None:
@@ -1123,6 +1210,35 @@ def _starts(column: Any, prefix: str) -> Any:
     """``column`` begins with ``prefix``, exactly (LIKE would treat ``_`` and ``%`` as
     wildcards and ignore case on SQLite)."""
     return sa.func.substr(column, 1, len(prefix)) == prefix
+
+
+def _group_users(conn: sa.Connection, *, tenant: str, group_id: str) -> list[str]:
+    """Ids of the tenant's containers in the group. Membership lives in the container
+    records (a group is rarely removed or changed, a container often written), so this
+    reads the records whose text holds the id (ids are 64 random hex digits: few others do)
+    and keeps those whose list names it."""
+    rows = conn.execute(
+        sa.select(containers.c.id, containers.c.doc).where(
+            containers.c.tenant == tenant, containers.c.doc.contains(group_id, autoescape=True)
+        )
+    )
+    return sorted(r.id for r in rows if group_id in json.loads(r.doc).get("security_groups", ()))
+
+
+def _group_referrers(conn: sa.Connection, *, tenant: str, group_id: str) -> list[str]:
+    """Ids of the tenant's other groups with a rule whose source is the group."""
+    rows = conn.execute(
+        sa.select(security_groups.c.id, security_groups.c.doc).where(
+            security_groups.c.tenant == tenant,
+            security_groups.c.id != group_id,
+            security_groups.c.doc.contains(group_id, autoescape=True),
+        )
+    )
+    return sorted(
+        r.id
+        for r in rows
+        if any(rule.get("source_group") == group_id for rule in json.loads(r.doc)["rules"])
+    )
 
 
 def _drop_tag(conn: sa.Connection, *, tenant: str, image_id: str, tag: str) -> None:

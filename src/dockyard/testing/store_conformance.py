@@ -5,9 +5,10 @@ one group of the rules written down in :mod:`dockyard.store.base`: container loo
 id, name with or without ``/``, unique id prefix, ambiguity, tenant isolation), per-tenant
 name uniqueness, renames, images and tags, layer references, volumes, networks (per tenant,
 deletion while in use), address allocation (static, ranges, also from several threads),
-tenant uid ranges, the event log (ranges by time and seq, tenant scoping, retention), the
-audit log (numbering, filters, tenant scoping, retention) and registry namespaces (unique
-across tenants, kept retired after their tenant).
+security groups (per tenant, deletion while in use), tenant uid ranges, the event log
+(ranges by time and seq, tenant scoping, retention), the audit log (numbering, filters,
+tenant scoping, retention) and registry namespaces (unique across tenants, kept retired
+after their tenant).
 
 The suite needs no test framework: a broken rule raises AssertionError, or the
 unexpected error the store raised (NotFound for a ref that should have matched). Run it
@@ -59,6 +60,8 @@ from dockyard.core.models import (
     Network,
     PortBinding,
     RestartPolicy,
+    SecurityGroup,
+    SecurityGroupRule,
     Status,
     Volume,
 )
@@ -108,6 +111,9 @@ __all__ = [
     "check_other_tenants_objects_read_as_missing",
     "check_prefixes_are_unique_per_tenant",
     "check_rename_container",
+    "check_security_group_delete",
+    "check_security_groups",
+    "check_security_groups_of_other_tenants_read_as_missing",
     "check_tenant_by_name_and_delete",
     "check_tenant_quotas",
     "check_tenants_get_disjoint_uid_ranges",
@@ -249,6 +255,20 @@ def _network(
         bridge="dockyard0",
         created=1_700_000_000_000_000_000,
         labels={"purpose": "test"},
+    )
+
+
+def _group(
+    *, tenant: str, name: str, hex_id: str, rules: tuple[SecurityGroupRule, ...] = ()
+) -> SecurityGroup:
+    return SecurityGroup(
+        id=_hex_id(hex_id),
+        tenant=tenant,
+        name=name,
+        created=1_700_000_000_000_000_000,
+        description=f"the {name} tier",
+        rules=rules,
+        labels={"tier": name},
     )
 
 
@@ -932,6 +952,146 @@ def check_execs(make_store: StoreFactory) -> None:
         )
 
 
+# security groups ---------------------------------------------------------------------------
+
+
+def check_security_groups(make_store: StoreFactory) -> None:
+    """A tenant's groups come back whole by id, name or unique id prefix (an ambiguous
+    prefix finds none), listed by name; names are unique per tenant only; a put replaces
+    the record (its rules) and is NotFound for a group that is gone."""
+    with _opened(make_store) as store:
+        rule = SecurityGroupRule(
+            id=_hex_id("f1"), protocol="tcp", port_min=80, port_max=90, source="10.0.0.0/8"
+        )
+        web = _group(tenant=TENANT_A, name="web", hex_id="ab1", rules=(rule,))
+        db = _group(tenant=TENANT_A, name="db", hex_id="ab2")
+        store.add_security_group(web)
+        store.add_security_group(db)
+        for ref in (web.id, "web", web.id[:12], "ab1"):
+            assert store.get_security_group(tenant=TENANT_A, ref=ref) == web, ref
+        _raises(NotFound, lambda: store.get_security_group(tenant=TENANT_A, ref="ab"), "ambiguous")
+        _raises(NotFound, lambda: store.get_security_group(tenant=TENANT_A, ref="nope"), "unknown")
+        assert [g.name for g in store.list_security_groups(tenant=TENANT_A)] == ["db", "web"]
+        assert store.list_security_groups(tenant=TENANT_B) == []
+        _raises(
+            AlreadyExists,
+            lambda: store.add_security_group(_group(tenant=TENANT_A, name="web", hex_id="ab3")),
+            "add_security_group(taken name)",
+        )
+        theirs = _group(tenant=TENANT_B, name="web", hex_id="b1")
+        store.add_security_group(theirs)
+        assert store.get_security_group(tenant=TENANT_B, ref="web") == theirs
+        assert store.get_security_group(tenant=TENANT_A, ref="web") == web
+        by_group = SecurityGroupRule(id=_hex_id("f2"), protocol="all", source_group=db.id)
+        changed = replace(web, rules=(rule, by_group))
+        store.put_security_group(changed)
+        assert store.get_security_group(tenant=TENANT_A, ref="web") == changed
+        _raises(
+            NotFound,
+            lambda: store.put_security_group(replace(web, tenant=TENANT_B)),
+            "put_security_group(another tenant's id)",
+        )
+        assert store.get_security_group(tenant=TENANT_A, ref=web.id) == changed
+        store.delete_security_group(tenant=TENANT_A, group_id=changed.id)
+        _raises(NotFound, lambda: store.put_security_group(changed), "put_security_group(deleted)")
+
+
+def check_security_groups_of_other_tenants_read_as_missing(make_store: StoreFactory) -> None:
+    """Another tenant's group is NotFound by name, id and prefix, with the message a missing
+    one gets; it cannot be deleted, and a prefix it shares with the caller's group does not
+    make that one ambiguous."""
+    with _opened(make_store) as store:
+        mine = _group(tenant=TENANT_A, name="web", hex_id="cd1")
+        theirs = _group(tenant=TENANT_B, name="db", hex_id="cd2")
+        store.add_security_group(mine)
+        store.add_security_group(theirs)
+        assert store.get_security_group(tenant=TENANT_A, ref="cd").id == mine.id
+        assert store.get_security_group(tenant=TENANT_B, ref="cd").id == theirs.id
+        for ref, missing in ((mine.name, "nosuch"), (mine.id, _hex_id("ee")), ("cd1", "ee1")):
+            got = _raises(
+                NotFound,
+                functools.partial(store.get_security_group, tenant=TENANT_B, ref=ref),
+                f"get_security_group(another tenant's {ref!r})",
+            )
+            want = _raises(
+                NotFound,
+                functools.partial(store.get_security_group, tenant=TENANT_B, ref=missing),
+                f"get_security_group({missing!r})",
+            )
+            assert got.message.replace(ref, "<ref>") == want.message.replace(missing, "<ref>")
+        _raises(
+            NotFound,
+            lambda: store.delete_security_group(tenant=TENANT_B, group_id=mine.id),
+            "delete_security_group(another tenant's)",
+        )
+        assert store.get_security_group(tenant=TENANT_A, ref=mine.id) == mine
+        assert store.security_group_users(tenant=TENANT_B, group_id=mine.id) == []
+
+
+def check_security_group_delete(make_store: StoreFactory) -> None:
+    """A group is not deleted while a container of the tenant is in it (whatever its
+    state or phase) or another group's rule names it as its source (Conflict); a rule of
+    its own naming it does not hold it; users are the containers whose record names it;
+    deleting a tenant deletes its groups."""
+    with _opened(make_store) as store:
+        tenant = store.ensure_tenant("acme")
+        web = _group(tenant=tenant.id, name="web", hex_id="a1")
+        self_rule = SecurityGroupRule(
+            id=_hex_id("f3"), protocol="tcp", port_min=1, port_max=65535, source_group=web.id
+        )
+        web = replace(web, rules=(self_rule,))
+        db = _group(tenant=tenant.id, name="db", hex_id="a2")
+        store.add_security_group(web)
+        store.add_security_group(db)
+        first = _container(tenant=tenant.id, name="one", cid=_hex_id("c1"))
+        first.security_groups = [web.id, db.id]
+        second = _container(tenant=tenant.id, name="two", cid=_hex_id("c2"))
+        second.security_groups = [web.id]
+        second.phase = "creating"
+        # Another record that merely mentions the id elsewhere is not a member.
+        mention = _container(tenant=tenant.id, name="three", cid=_hex_id("c3"))
+        mention.config.labels = {"note": db.id}
+        for record in (first, second, mention):
+            store.add_container(record)
+        assert store.security_group_users(tenant=tenant.id, group_id=web.id) == sorted(
+            [first.id, second.id]
+        )
+        assert store.security_group_users(tenant=tenant.id, group_id=db.id) == [first.id]
+        for group in (web, db):
+            _raises(
+                Conflict,
+                functools.partial(store.delete_security_group, tenant=tenant.id, group_id=group.id),
+                f"delete_security_group({group.name} in use)",
+            )
+        first.security_groups = [web.id]
+        store.put_container(first)
+        assert store.security_group_users(tenant=tenant.id, group_id=db.id) == []
+        from_db = SecurityGroupRule(id=_hex_id("f4"), protocol="icmp", source_group=db.id)
+        store.put_security_group(replace(web, rules=(self_rule, from_db)))
+        _raises(
+            Conflict,
+            lambda: store.delete_security_group(tenant=tenant.id, group_id=db.id),
+            "delete_security_group(source of another group's rule)",
+        )
+        store.put_security_group(web)
+        store.delete_security_group(tenant=tenant.id, group_id=db.id)
+        _raises(NotFound, lambda: store.get_security_group(tenant=tenant.id, ref="db"), "deleted")
+        _raises(
+            NotFound,
+            lambda: store.delete_security_group(tenant=tenant.id, group_id=db.id),
+            "delete_security_group(deleted)",
+        )
+        for record in (first, second):
+            store.delete_container(tenant=tenant.id, container_id=record.id)
+        assert store.security_group_users(tenant=tenant.id, group_id=web.id) == []
+        other = store.ensure_tenant("globex")
+        kept = _group(tenant=other.id, name="web", hex_id="b1")
+        store.add_security_group(kept)
+        store.delete_tenant(tenant.id)
+        assert store.list_security_groups(tenant=tenant.id) == []
+        assert store.list_security_groups(tenant=other.id) == [kept]
+
+
 # events ------------------------------------------------------------------------------------
 
 
@@ -1530,6 +1690,9 @@ CHECKS: tuple[Check, ...] = (
     check_addresses_are_never_handed_out_twice,
     check_addresses_released_return_to_the_pool,
     check_addresses_concurrently,
+    check_security_groups,
+    check_security_groups_of_other_tenants_read_as_missing,
+    check_security_group_delete,
     check_events_append_and_range,
     check_events_of_other_tenants_are_invisible,
     check_event_retention,

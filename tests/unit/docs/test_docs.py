@@ -9,7 +9,7 @@ import click
 import pytest
 
 import dockyard.wire  # noqa: F401  (before aiohttp)
-from dockyard.api import admin, certs, namespaces, native
+from dockyard.api import admin, certs, namespaces, native, security_groups
 from dockyard.api.docker.app import ROUTE_TABLES
 from dockyard.cli.main import main as cli
 from dockyard.daemon.agent import build_parser as agent_parser
@@ -40,7 +40,7 @@ def test_every_docker_endpoint_is_documented(method: str, path: str) -> None:
 
 
 def _native_routes() -> list[tuple[str, str]]:
-    tables = (native.routes, certs.routes, namespaces.routes)
+    tables = (native.routes, certs.routes, namespaces.routes, security_groups.routes)
     return [(r.method, r.path) for table in tables for r in table]  # type: ignore[union-attr]
 
 

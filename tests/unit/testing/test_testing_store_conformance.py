@@ -15,7 +15,7 @@ import pytest
 from dockyard.core.audit import AuditQuery, AuditRecord
 from dockyard.core.errors import DockyardError, InvalidArgument, NotFound, PermissionDenied
 from dockyard.core.events import Event
-from dockyard.core.models import Container, ExecInstance, Network, Volume
+from dockyard.core.models import Container, ExecInstance, Network, SecurityGroup, Volume
 from dockyard.core.namespaces import Namespace
 from dockyard.core.tenancy import Tenant
 from dockyard.store import ALL_TENANTS, SqlStore
@@ -208,6 +208,30 @@ class SharedNamespacesStore(SqlStore):
         return [n for n in super().list_namespaces(tenant=ALL_TENANTS) if not n.retired]
 
 
+class SharedGroupsStore(SqlStore):
+    """Finds a security group by name in any tenant when the caller has none of that name."""
+
+    def get_security_group(self, *, tenant: str, ref: str) -> SecurityGroup:
+        try:
+            return super().get_security_group(tenant=tenant, ref=ref)
+        except NotFound:
+            for other in ("tenant-a", "tenant-b"):
+                with contextlib.suppress(NotFound):
+                    return super().get_security_group(tenant=other, ref=ref)
+            raise
+
+
+class CarelessGroupDeleteStore(SqlStore):
+    """Deletes a security group whatever is in it."""
+
+    def delete_security_group(self, *, tenant: str, group_id: str) -> None:
+        for container in self.list_containers(tenant=tenant):
+            if group_id in container.security_groups:
+                container.security_groups = []
+                self.put_container(container)
+        super().delete_security_group(tenant=tenant, group_id=group_id)
+
+
 @pytest.fixture
 def factory(tmp_path: Path) -> Iterator[Callable[[type[SqlStore]], StoreFactory]]:
     counter = itertools.count()
@@ -238,6 +262,11 @@ def factory(tmp_path: Path) -> Iterator[Callable[[type[SqlStore]], StoreFactory]
         (PerTenantNamespacesStore, store_conformance.check_namespaces_are_unique_across_tenants),
         (FreedNamespacesStore, store_conformance.check_namespaces_of_a_deleted_tenant_are_retired),
         (SharedNamespacesStore, store_conformance.check_namespaces_are_unique_across_tenants),
+        (
+            SharedGroupsStore,
+            store_conformance.check_security_groups_of_other_tenants_read_as_missing,
+        ),
+        (CarelessGroupDeleteStore, store_conformance.check_security_group_delete),
     ],
     ids=lambda value: getattr(value, "__name__", ""),
 )

@@ -870,12 +870,25 @@ class ContainerManager:
             return
         record.status = "paused" if state.status == "paused" else "running"
         record.pid = state.pid or record.pid
-        await self._network.restore(
-            container_id=record.id,
-            pid=record.pid,
-            spec=record.request.network,
-            ports=record.ports,
-        )
+        try:
+            await self._network.restore(
+                container_id=record.id,
+                pid=record.pid,
+                spec=record.request.network,
+                ports=record.ports,
+            )
+        except DockyardError as exc:
+            # Its plumbing is gone (a router or veth deleted while the agent was away, a
+            # record of an older network layout) or a host port was taken meanwhile: it
+            # would only look alive. It is killed and its exit reported with the reason
+            # (a restart policy brings it back plumbed); the agent itself starts.
+            self._exit_reasons[record.id] = (
+                f"killed: its network could not be restored after an agent restart: {exc.message}"
+            )
+            with contextlib.suppress(DockyardError):
+                await self._runtime.kill(record.id, signals.SIGKILL)
+                if record.status == "paused":
+                    await self._runtime.resume(record.id)
         self._save(record)
         self._watch_health(record)
 

@@ -196,3 +196,28 @@ def test_a_restarted_agent_restores_every_endpoint(
         )
     )
     assert links(pid) == {"lo", "eth0", "eth2"}
+
+
+def test_a_container_whose_network_is_gone_is_killed_with_the_reason(
+    make_agent: Callable[[], Agent], run: Run
+) -> None:
+    """An agent starts even if a container's plumbing vanished while it was away; the
+    container, which would only look alive, exits with the reason."""
+    agent = make_agent()
+    net = Network("10.71.0.0/24")
+    endpoint = net.endpoint()
+    web = run(started(agent, "web", tenant(endpoint)))
+    keep = run(started(agent, "keep", tenant(net.endpoint())))
+    router = agent.network.router_name("t1" * 32)
+    run(agent.close())
+    subprocess.run(
+        ["ip", "netns", "exec", router, "ip", "link", "del", "ve" + endpoint.endpoint_id[:13]],
+        check=True,
+    )
+    again = make_agent()
+    assert run(again.manager.wait_exit(web, 10))
+    record = again.manager.record(web)
+    assert record.status == "exited"
+    assert "network could not be restored" in record.error
+    assert again.manager.record(keep).status == "running"
+    assert again.network.attached() == {keep}

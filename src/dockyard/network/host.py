@@ -364,6 +364,8 @@ class HostNetwork:
         for container_id in [c for c in self._attached if c not in keep]:
             await self.detach(container_id=container_id)
         async with self._gc:
+            for name in [n for n, r in self._routers.items() if not r.path.exists()]:
+                await self._remove_router(name)  # deleted behind our back
             stale = [
                 e
                 for e in list_elements(self._nft, self._table)
@@ -379,8 +381,6 @@ class HostNetwork:
         uplinks, reservations, the root table."""
         await self.cleanup(keep=set())
         async with self._gc:
-            for name in list(self._routers):  # only ones whose namespace vanished
-                await self._remove_router(name)
             self._nft.cmd(f"add table inet {self._table}\ndelete table inet {self._table}\n")
 
     def router_sockets(
@@ -431,7 +431,9 @@ class HostNetwork:
         """The open router ``name``: opened, or made if ``create``. Never awaits."""
         router = self._routers.get(name)
         if router is not None:
-            return router
+            if router.path.exists():
+                return router
+            self._close_router(name)  # deleted behind our back (ip netns del): make anew
         path = named_netns(name, run_dir=self._run_dir)
         uplink = uplink_name(name)
         router = None
@@ -445,6 +447,9 @@ class HostNetwork:
         if router is None:
             if not create:
                 raise FailedPrecondition(f"router namespace {name} is gone")
+            # An uplink of that name outlived its namespace's file (something still held
+            # the namespace): it is stale. Usually there is none: ENODEV at once.
+            delete_links(None, [uplink])
             router = create_router(
                 name=name, path=path, uplink=uplink, transit=self._transit, root=self._rtnl
             )

@@ -327,3 +327,21 @@ def test_attach_latency(
         print(f"  attach, no ports       ({len(plain)}): {fmt(plain)}")
         print(f"  attach, tcp+udp ports  ({len(published)}): {fmt(published)}")
         print(f"  detach after exit      ({len(detach)}): {fmt(detach)}")
+
+
+def test_a_router_deleted_behind_our_back_is_made_again(
+    host: HostNetwork,
+    tenant: str,
+    make_net: Callable[..., Net],
+    make_netns: Callable[..., Netns],
+    run: Run,
+) -> None:
+    net = make_net()
+    first, second = make_netns(), make_netns()
+    run(host.attach(container_id=A, pid=first.pid, spec=net.spec()))
+    run_cmd("ip", "netns", "del", host.router_name(tenant))
+    spec = net.spec()
+    run(host.attach(container_id=B, pid=second.pid, spec=spec))
+    assert second.ping(net.gateway)
+    run(host.cleanup(keep={B}))
+    assert list(_owned_veths(host, tenant).values()) == [B]

@@ -837,7 +837,11 @@ class ContainerManager:
             with contextlib.suppress(DockyardError):
                 await self._runtime.delete(stray, force=True)
         await self._network.cleanup(
-            keep={r.id for r in self._records.values() if r.status in ("running", "paused")}
+            keep={
+                r.id
+                for r in self._records.values()
+                if r.status in ("running", "paused") and r.id not in self._exit_reasons
+            }
         )
 
     async def _adopt(self, record: AgentRecord, paths: BundlePaths) -> None:

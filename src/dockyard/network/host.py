@@ -21,6 +21,7 @@ the event loop that first uses it.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -67,7 +68,6 @@ from dockyard.network.router import (
 from dockyard.network.rtnl import Rtnl, configure_interfaces
 from dockyard.network.rules import (
     HOST_PUBLISH_MAPS,
-    ROOT_SETS,
     Element,
     host_publish_elements,
     render_add,
@@ -176,7 +176,15 @@ class HostNetwork:
         the routers' reopening re-add them.
         """
         write_sysctl(_IP_FORWARD, "1")
-        kept = [e for e in list_elements(self._nft, self._table) if e.set_name in ROOT_SETS]
+        transit = ipaddress.ip_network(self._transit)
+        kept = [
+            e
+            for e in list_elements(self._nft, self._table)
+            if e.set_name == "uplinks"
+            # A published port goes to a router; one to anything else is of an older
+            # layout (a container address on the old system bridge).
+            or (e.set_name in HOST_PUBLISH_MAPS and ipaddress.ip_address(e.value[0]) in transit)
+        ]
         ruleset = root_ruleset(self._table, transit=self._transit)
         try:
             self._nft.cmd(ruleset + render_add(self._table, kept))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import statistics
@@ -345,3 +346,22 @@ def test_a_router_deleted_behind_our_back_is_made_again(
     assert second.ping(net.gateway)
     run(host.cleanup(keep={B}))
     assert list(_owned_veths(host, tenant).values()) == [B]
+
+
+def test_start_drops_published_ports_of_an_older_layout(
+    host: HostNetwork, make_host: Callable[[], HostNetwork]
+) -> None:
+    """A port DNATed straight to a container address (the old system bridge) is not
+    carried over; one DNATed to a router is."""
+    transit_ip = str(ipaddress.ip_network(host.transit_subnet).network_address + 1)
+    run_cmd(
+        "nft",
+        f"add element inet {host.table} pub_any "
+        f'{{ tcp . 40001 comment "{A}" : 10.89.0.2 . 80, '
+        f'tcp . 40002 comment "{B}" : {transit_ip} . 40002 }}',
+    )
+    host.close()
+    make_host()
+    table = _root_table(host)
+    assert A not in table
+    assert B in table

@@ -31,6 +31,7 @@ from dockyard.core.protocol import (
     AgentInfo,
     ContainerListing,
     CreateRequest,
+    EndpointSpec,
     ExecRequest,
     Resources,
     StopRequest,
@@ -152,6 +153,17 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
     async def delete(request: web.Request) -> web.Response:
         await manager.delete(request.match_info["id"], force=flag(request, "force"))
         return _json({})
+
+    @routes.post("/v1/containers/{id}/endpoints")
+    async def connect(request: web.Request) -> web.Response:
+        body = await _body(request, EndpointSpec)
+        await manager.connect(request.match_info["id"], body)
+        return web.Response(status=204)
+
+    @routes.delete("/v1/containers/{id}/endpoints/{endpoint}")
+    async def disconnect(request: web.Request) -> web.Response:
+        await manager.disconnect(request.match_info["id"], request.match_info["endpoint"])
+        return web.Response(status=204)
 
     @routes.get("/v1/containers/{id}/size")
     async def size(request: web.Request) -> web.Response:

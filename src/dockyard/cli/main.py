@@ -52,6 +52,12 @@ def main() -> None:
     help="first host uid handed to tenants' user namespaces",
 )
 @click.option(
+    "--transit-subnet",
+    default=d.DEFAULT_TRANSIT_SUBNET,
+    show_default=True,
+    help="IPv4 subnet of the tenants' router uplinks (distinct per instance on a host)",
+)
+@click.option(
     "--tls-address",
     default=_DEFAULT_TLS_ADDRESS,
     show_default=True,
@@ -64,6 +70,7 @@ def up(  # noqa: PLR0917  (click passes options positionally)
     instance: str,
     bridge_subnet: str,
     uid_range_start: int,
+    transit_subnet: str,
     tls_address: str,
     timeout: float,
 ) -> None:
@@ -76,6 +83,7 @@ def up(  # noqa: PLR0917  (click passes options positionally)
         bridge_subnet=bridge_subnet,
         uid_range_start=uid_range_start,
         tls_address=tls_address,
+        transit_subnet=transit_subnet,
     ):
         started = d.start(daemon, layout)
         click.echo(f"{daemon.name}: {'started' if started else 'already running'}")

@@ -35,7 +35,7 @@ from dockyard.daemon.common import (
 )
 from dockyard.images.layers import LayerStore
 from dockyard.images.snapshot import Snapshotter
-from dockyard.network.host import HostNetwork
+from dockyard.network.host import DEFAULT_TRANSIT_SUBNET, HostNetwork
 from dockyard.runtime.conmon import ConmonRuntime
 from dockyard.runtime.seccomp import default_profile
 from dockyard.runtime.seccomp_bpf import encoded_program
@@ -56,7 +56,9 @@ def agent_id(layout: Layout) -> str:
         return value
 
 
-async def run(layout: Layout, controller: str, *, disk_interval: float) -> None:
+async def run(
+    layout: Layout, controller: str, *, disk_interval: float, transit_subnet: str
+) -> None:
     use_pidfd_child_watcher()
     for directory in (layout.agent_dir, layout.containers_dir, layout.exits_dir):
         directory.mkdir(parents=True, exist_ok=True)
@@ -64,7 +66,7 @@ async def run(layout: Layout, controller: str, *, disk_interval: float) -> None:
     layout.containers_dir.chmod(0o711)
     events = EventLog()
     profile = default_profile()
-    network = HostNetwork(table=layout.nft_table, veth_prefix="dy")
+    network = HostNetwork(instance=layout.instance, transit_subnet=transit_subnet)
     await network.start()
     layers = LayerStore(layout.layers_dir)
     volumes = LocalVolumes(layout.volumes_dir)
@@ -117,6 +119,7 @@ async def run(layout: Layout, controller: str, *, disk_interval: float) -> None:
         await disk.close()
         manager.logs.close()
         await runner.cleanup()
+        network.close()  # reservations and sockets; routers and their plumbing stay
         log.info("agent stopped; containers keep running under conmon")
 
 
@@ -134,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DISK_INTERVAL,
         help="seconds between measurements of writable layers and volumes (0: on demand)",
     )
+    parser.add_argument(
+        "--transit-subnet",
+        default=DEFAULT_TRANSIT_SUBNET,
+        help="IPv4 subnet the tenants' router namespaces take their uplink /31s from "
+        "(distinct per instance on one host)",
+    )
     return parser
 
 
@@ -143,7 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     layout = layout_from(args)
     try:
         with pidfile_lock(layout.agent_pidfile):
-            asyncio.run(run(layout, args.controller, disk_interval=args.disk_interval))
+            asyncio.run(
+                run(
+                    layout,
+                    args.controller,
+                    disk_interval=args.disk_interval,
+                    transit_subnet=args.transit_subnet,
+                )
+            )
     except AlreadyRunning:
         log.info("an agent already runs for %s", layout.state_dir)
     return 0

@@ -119,7 +119,7 @@ def _create_request() -> CreateRequest:
         capabilities=("CAP_CHOWN", "CAP_KILL"),
         network=NetworkSpec(
             mode="tenant",
-            router="t1",
+            router="t" * 64,
             endpoints=(
                 EndpointSpec(
                     endpoint_id="e" * 64,
@@ -355,6 +355,6 @@ _text = st.text(max_size=8)
 def test_round_trip_property(
     process: ProcessSpec, resources: Resources, ports: list[PortMapping]
 ) -> None:
-    network = NetworkSpec(mode="bridge", ports=tuple(ports))
+    network = NetworkSpec(mode="tenant", ports=tuple(ports))
     for value in (process, resources, network):
         assert from_data(type(value), json.loads(json.dumps(to_data(value)))) == value

@@ -29,6 +29,7 @@ from dockyard.core.protocol import (
     ExecRequest,
     ExecStatus,
     FileChange,
+    NetworkSpec,
     PathStat,
     Resources,
     StopRequest,
@@ -188,6 +189,11 @@ class AgentClient:
     async def disconnect(self, container_id: str, endpoint_id: str) -> None:
         """Remove an endpoint (its interface goes at once if the container runs)."""
         await self._call("DELETE", f"/v1/containers/{container_id}/endpoints/{endpoint_id}")
+
+    async def update_network(self, container_id: str, spec: NetworkSpec) -> None:
+        """Replace the container's whole network spec (its floating IP, security groups):
+        applied at once if it runs or is paused, else kept for its next start."""
+        await self._call("PUT", f"/v1/containers/{container_id}/network", body=spec)
 
     async def delete(self, container_id: str, *, force: bool) -> None:
         await self._call(

@@ -22,6 +22,7 @@ from dockyard.controller.hosts import HostRegistry
 from dockyard.controller.identity import IdentityService
 from dockyard.controller.images import ImageService
 from dockyard.controller.networks import NetworkService
+from dockyard.controller.public_ips import PublicIpService
 from dockyard.controller.quotas import QuotaService
 from dockyard.controller.sync import AgentFollower
 from dockyard.controller.volumes import VolumeService
@@ -83,6 +84,13 @@ class Controller:
             events=self.events,
             quotas=self.quotas,
         )
+        self.public_ips = PublicIpService(
+            store=store,
+            quotas=self.quotas,
+            networks=self.networks,
+            agent_for=self.hosts.client,
+            container_lock=self.containers.lock,
+        )
         self.execs = ExecService(
             store=store, hosts=self.hosts, containers=self.containers, events=self.events
         )
@@ -107,6 +115,7 @@ class Controller:
 
     async def start(self, agents: list[str]) -> None:
         self.default_tenant()
+        self.public_ips.ensure_pools(self.config.public_pools)
         self.events.start()
         self.audit.start()
         for address in agents:
@@ -132,6 +141,7 @@ class Controller:
             (len(self.store.list_containers(tenant=tenant.id)), "container"),
             (len(self.store.list_volumes(tenant=tenant.id)), "volume"),
             (len(self.store.list_images(tenant=tenant.id)), "image"),
+            (self.public_ips.count(tenant.id), "public IP"),
         )
         return ", ".join(f"{n} {what}{'s' if n != 1 else ''}" for n, what in counts if n)
 

@@ -84,6 +84,9 @@ class ControllerConfig:
     """Plans tenants can be on, by name (``controller.plans``; ``--plans`` adds to them)."""
     default_plan: str = DEFAULT_PLAN
     """The plan of a tenant whose plan was never chosen, or is no longer offered."""
+    public_pools: tuple[str, ...] = ()
+    """Ranges of public addresses (CIDRs) added to the floating-IP pools at start if
+    missing (the operator adds and removes more through the API)."""
 
     @property
     def tls_endpoint(self) -> str:

@@ -36,6 +36,7 @@ __all__ = [
     "NetworkRequest",
     "NetworkService",
     "port_mappings",
+    "public_port_mappings",
 ]
 
 DEFAULT_NETWORK = "default"
@@ -317,13 +318,24 @@ class NetworkService:
             names=names,
         )
 
-    def spec(self, container: Container, *, peer: str = "") -> NetworkSpec:
+    def spec(
+        self, container: Container, *, peer: str = "", public_ip: str | None = None
+    ) -> NetworkSpec:
         """How the agent should plumb ``container`` (its addresses are already reserved);
-        ``peer`` is the running container whose netns a ``container:`` mode joins."""
+        ``peer`` is the running container whose netns a ``container:`` mode joins.
+
+        ``public_ip`` is the floating IP it carries, by default the one the store has
+        bound to it (a caller applying a change before recording it names the new one,
+        ``""`` for none); only a container with networks of its own can use one
+        (:func:`public_port_mappings` says which ports reach it). Every spec pushed to an
+        agent whole must carry it, or the push would take the address away.
+        """
         if container.host_config.network_mode.startswith("container:"):
             return NetworkSpec(mode="container", peer=peer)
         if not container.endpoints:
             return NetworkSpec(mode="none")
+        if public_ip is None:
+            public_ip = self._store.public_ip_of(tenant=container.tenant, container_id=container.id)
         return NetworkSpec(
             mode="tenant",
             router=container.tenant,
@@ -335,6 +347,14 @@ class NetworkService:
                 exposed=container.config.exposed_ports,
                 publish_all=container.host_config.publish_all_ports,
             ),
+            public_ip=public_ip,
+            public_ports=public_port_mappings(
+                container.host_config.port_bindings,
+                exposed=container.config.exposed_ports,
+                public_ip=public_ip,
+            )
+            if public_ip
+            else (),
         )
 
     # internals ----------------------------------------------------------------------------
@@ -484,4 +504,56 @@ def port_mappings(
             port, proto = _split_port(key)
             if f"{port}/{proto}" not in seen:
                 out.append(PortMapping(proto, port, "", 0))
+    return tuple(out)
+
+
+def public_port_mappings(
+    bindings: dict[str, tuple[PortBinding, ...]],
+    *,
+    exposed: tuple[str, ...],
+    public_ip: str,
+) -> tuple[PortMapping, ...]:
+    """The ports that reach a container on its floating IP ``public_ip``: ``host_port``
+    there goes to ``container_port`` (``host_ip`` stays empty: the spec's ``public_ip``
+    says where).
+
+    - ``-p HOST:CONTAINER`` (host IP empty, ``0.0.0.0`` or the public IP itself) maps HOST
+      to CONTAINER: ``-p 10022:22`` makes public port 10022 reach 22, and 22 is then not
+      reached under its own number;
+    - ``-p CONTAINER`` without a host port, and every exposed port no ``-p`` remaps, keeps
+      its number (the whole address is the container's, so no port needs moving; ``-P``
+      therefore changes nothing on the public IP);
+    - ``-p 127.0.0.1:8080:80`` names another address of the host and leaves the public IP
+      alone (port 80 is then reached under its own number if exposed).
+
+    A public port claimed twice goes to the first claim: remappings, in binding order,
+    before exposed ports.
+    """
+    remapped: list[PortMapping] = []
+    kept: list[PortMapping] = []
+    moved: set[str] = set()
+    for key, targets in bindings.items():
+        port, proto = _split_port(key)
+        for target in targets or (PortBinding(),):
+            if target.host_ip not in ("", "0.0.0.0", public_ip):  # noqa: S104  (a wildcard)
+                continue
+            if not target.host_port:
+                kept.append(PortMapping(proto, port, "", port))
+                continue
+            if not target.host_port.isdecimal() or not 0 < int(target.host_port) < 65536:
+                raise InvalidArgument(f"invalid host port {target.host_port!r}")
+            host_port = int(target.host_port)
+            remapped.append(PortMapping(proto, port, "", host_port))
+            if host_port != port:
+                moved.add(f"{port}/{proto}")
+    for key in exposed:
+        port, proto = _split_port(key)
+        if f"{port}/{proto}" not in moved:
+            kept.append(PortMapping(proto, port, "", port))
+    out: list[PortMapping] = []
+    claimed: set[tuple[str, int]] = set()
+    for mapping in (*remapped, *kept):
+        if (mapping.protocol, mapping.host_port) not in claimed:
+            claimed.add((mapping.protocol, mapping.host_port))
+            out.append(mapping)
     return tuple(out)

@@ -4,7 +4,7 @@
 local admin of its first tenant in, ``dockyard env`` prints the shell lines that point
 ``docker`` at it, ``dockyard down`` stops the daemons (containers keep running and are
 re-adopted at the next ``up``). Identity commands live in ``dockyard.cli.identity``, the
-audit log's in ``dockyard.cli.audit``.
+audit log's in ``dockyard.cli.audit``, public IPs' in ``dockyard.cli.public_ips``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dockyard.cli.audit import admin_audit, audit
 from dockyard.cli.certs import cert
 from dockyard.cli.common import layout_options
 from dockyard.cli.identity import admin, login, login_local, logout, token, whoami
+from dockyard.cli.public_ips import ip
 from dockyard.cli.usage import info, usage
 from dockyard.core.errors import DockyardError
 from dockyard.core.layout import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, Layout
@@ -148,7 +149,7 @@ def _layout_flags(layout: Layout) -> str:
     return flags
 
 
-for _command in (login, logout, whoami, token, cert, admin, usage, info):
+for _command in (login, logout, whoami, token, cert, admin, usage, info, ip):
     main.add_command(_command)
 main.add_command(audit)
 admin.add_command(admin_audit)

@@ -42,7 +42,7 @@ from dockyard.core.errors import (
 from dockyard.core.models import Container, IpPool, PublicIp
 from dockyard.store.base import ALL_TENANTS, Store
 
-__all__ = ["PoolUsage", "PublicIpService", "parse_address", "parse_pool"]
+__all__ = ["PoolUsage", "PublicIpService", "parse_address", "parse_pool", "pool_size"]
 
 log = logging.getLogger("dockyard.controller")
 
@@ -68,6 +68,13 @@ def parse_pool(text: str) -> ipaddress.IPv4Network:
         if network.overlaps(never):
             raise InvalidArgument(f"public IP pool {network} overlaps {never}, which is reserved")
     return network
+
+
+def pool_size(cidr: str) -> int:
+    """How many addresses a range hands out: all of a /31 or /32, else all but its
+    network and broadcast addresses."""
+    network = ipaddress.IPv4Network(cidr)
+    return network.num_addresses if network.prefixlen >= 31 else network.num_addresses - 2
 
 
 def parse_address(text: str) -> str:
@@ -138,8 +145,7 @@ class PublicIpService:
         out = []
         for pool in self._store.list_ip_pools():
             network = ipaddress.IPv4Network(pool.cidr)
-            size = network.num_addresses if network.prefixlen >= 31 else network.num_addresses - 2
-            out.append(PoolUsage(pool, size, sum(1 for a in held if a in network)))
+            out.append(PoolUsage(pool, pool_size(pool.cidr), sum(1 for a in held if a in network)))
         return out
 
     def remove_pool(self, cidr: str) -> None:

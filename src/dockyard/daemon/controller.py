@@ -31,6 +31,7 @@ from dockyard.controller.config import (
 )
 from dockyard.controller.pki import server_context
 from dockyard.controller.plans import DEFAULT_PLAN, builtin_plans, load_plans
+from dockyard.controller.public_ips import parse_pool
 from dockyard.core.certs import CLIENT_CERT_MAX_TTL
 from dockyard.core.clock import go_duration
 from dockyard.core.errors import InvalidArgument
@@ -173,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the plan of tenants created without one (default: free)",
     )
     parser.add_argument(
+        "--public-pool",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a range of public addresses handed out as floating IPs, added at start if "
+        "missing (repeatable; dockyard admin ip pool manages them at run time)",
+    )
+    parser.add_argument(
         "--seed-busybox",
         action="store_true",
         help="give the default tenant busybox:latest if it has none",
@@ -205,12 +214,18 @@ def main(argv: list[str] | None = None) -> int:
         client_cert_max_ttl=max(args.client_cert_max_ttl // 1_000_000_000, 1),
         plans=plans,
         default_plan=args.default_plan,
+        public_pools=tuple(args.public_pool),
     )
     if args.tls_address:
         try:
             parse_address(args.tls_address)
         except InvalidArgument as exc:
             build_parser().error(exc.message)
+    for cidr in args.public_pool:
+        try:
+            parse_pool(cidr)
+        except InvalidArgument as exc:
+            parser.error(f"--public-pool: {exc.message}")
     try:
         with pidfile_lock(layout.controller_pidfile):
             asyncio.run(run(config, args.agent, seed=args.seed_busybox))

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from dockyard.api import certs, native
+from dockyard.api import certs, native, public_ips
 from dockyard.api.audit import AuditRecorder, tenant_caller
 from dockyard.api.auth import FailureLimiter, auth_middleware
 from dockyard.api.docker import (
@@ -105,4 +105,5 @@ def make_docker_app(controller: Controller, *, tls: bool = False) -> web.Applica
             app.router.add_route(route.method, _VERSION_PREFIX + route.path, route.handler)
     app.add_routes(native.routes)  # Dockyard's own /v1/... (no Docker version prefix)
     app.add_routes(certs.routes)
+    app.add_routes(public_ips.routes)
     return app

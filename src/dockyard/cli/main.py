@@ -4,7 +4,8 @@
 local admin of its first tenant in, ``dockyard env`` prints the shell lines that point
 ``docker`` at it, ``dockyard down`` stops the daemons (containers keep running and are
 re-adopted at the next ``up``). Identity commands live in ``dockyard.cli.identity``, the
-audit log's in ``dockyard.cli.audit``, security groups' in ``dockyard.cli.security_groups``.
+audit log's in ``dockyard.cli.audit``, security groups' in ``dockyard.cli.security_groups``,
+public IPs' in ``dockyard.cli.public_ips``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dockyard.cli.certs import cert
 from dockyard.cli.common import layout_options
 from dockyard.cli.identity import admin, login, login_local, logout, token, whoami
 from dockyard.cli.namespaces import namespace
+from dockyard.cli.public_ips import ip
 from dockyard.cli.security_groups import sg
 from dockyard.cli.usage import info, usage
 from dockyard.core.errors import DockyardError
@@ -158,7 +160,7 @@ def _layout_flags(layout: Layout) -> str:
     return flags
 
 
-for _command in (login, logout, whoami, token, cert, admin, usage, info, sg):
+for _command in (login, logout, whoami, token, cert, admin, usage, info, sg, ip):
     main.add_command(_command)
 main.add_command(audit)
 main.add_command(namespace)

@@ -93,6 +93,36 @@ class NativeClient:
         result: dict[str, Any] = self._http.call("POST", "/v1/namespaces", body={"name": name})
         return result
 
+    def ips(self) -> list[dict[str, Any]]:
+        """The tenant's public IPs: ``{address, container, container_name, created}``."""
+        result: list[dict[str, Any]] = self._http.call("GET", "/v1/ips")
+        return result
+
+    def ip(self, address: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call("GET", f"/v1/ips/{quote(address, safe='')}")
+        return result
+
+    def request_ip(self) -> dict[str, Any]:
+        """A new public IP from the pools (the ``public_ips`` quota permitting)."""
+        result: dict[str, Any] = self._http.call("POST", "/v1/ips", body={})
+        return result
+
+    def bind_ip(self, address: str, container: str) -> dict[str, Any]:
+        """Bind ``address`` to ``container`` (name or id), moving it from another one."""
+        result: dict[str, Any] = self._http.call(
+            "POST", f"/v1/ips/{quote(address, safe='')}/bind", body={"container": container}
+        )
+        return result
+
+    def unbind_ip(self, address: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call(
+            "POST", f"/v1/ips/{quote(address, safe='')}/unbind"
+        )
+        return result
+
+    def release_ip(self, address: str) -> None:
+        self._http.call("DELETE", f"/v1/ips/{quote(address, safe='')}")
+
     def audit(self, **query: str | int) -> list[dict[str, Any]]:
         """The tenant's audit log, newest first (``admin`` scope). ``query``: since, until,
         user, action, target, result, limit, before (docs/native-api.md)."""
@@ -282,6 +312,20 @@ class AdminClient:
             "POST", f"/admin/v1/tenants/{tenant}/namespaces", body={"name": name}
         )
         return result
+
+    def ip_pools(self) -> list[dict[str, Any]]:
+        """The public IP pools: ``{cidr, created, size, held}``."""
+        result: list[dict[str, Any]] = self._http.call("GET", "/admin/v1/ip-pools")
+        return result
+
+    def add_ip_pool(self, cidr: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call("POST", "/admin/v1/ip-pools", body={"cidr": cidr})
+        return result
+
+    def remove_ip_pool(self, cidr: str) -> None:
+        """Remove a range (``198.51.100.0/24``); 409 while a tenant holds one of its
+        addresses."""
+        self._http.call("DELETE", f"/admin/v1/ip-pools/{quote(cidr, safe='/')}")
 
     def audit(self, tenant: str = "", **query: str | int) -> list[dict[str, Any]]:
         """A tenant's audit log (by name), or with no tenant the operator log."""

@@ -192,9 +192,9 @@ class AgentClient:
 
     async def update_network(self, container_id: str, spec: NetworkSpec) -> None:
         """Replace the container's whole network spec: the agent applies what differs in
-        security groups, their rules and the public IP (at once if the container runs) and
-        keeps the spec for the container's next starts. Endpoints come and go through
-        :meth:`connect` and :meth:`disconnect`, not through this."""
+        security groups, their rules and the public IP (at once if the container runs or is
+        paused) and keeps the spec for the container's next starts. Endpoints come and go
+        through :meth:`connect` and :meth:`disconnect`, not through this."""
         await self._call("PUT", f"/v1/containers/{container_id}/network", body=spec)
 
     async def delete(self, container_id: str, *, force: bool) -> None:

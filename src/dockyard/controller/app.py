@@ -24,6 +24,7 @@ from dockyard.controller.identity import IdentityService
 from dockyard.controller.images import ImageService
 from dockyard.controller.namespaces import NamespaceService
 from dockyard.controller.networks import NetworkService
+from dockyard.controller.public_ips import PublicIpService
 from dockyard.controller.quotas import QuotaService
 from dockyard.controller.security_groups import SecurityGroupService
 from dockyard.controller.sync import AgentFollower
@@ -92,6 +93,13 @@ class Controller:
             containers=self.containers,
             agent_for=self.hosts.client,
         )
+        self.public_ips = PublicIpService(
+            store=store,
+            quotas=self.quotas,
+            networks=self.networks,
+            agent_for=self.hosts.client,
+            container_lock=self.containers.lock,
+        )
         self.execs = ExecService(
             store=store, hosts=self.hosts, containers=self.containers, events=self.events
         )
@@ -122,6 +130,7 @@ class Controller:
 
     async def start(self, agents: list[str]) -> None:
         self.default_tenant()
+        self.public_ips.ensure_pools(self.config.public_pools)
         self.events.start()
         self.audit.start()
         self.security_groups.start()
@@ -148,6 +157,7 @@ class Controller:
             (len(self.store.list_containers(tenant=tenant.id)), "container"),
             (len(self.store.list_volumes(tenant=tenant.id)), "volume"),
             (len(self.store.list_images(tenant=tenant.id)), "image"),
+            (self.public_ips.count(tenant.id), "public IP"),
         )
         return ", ".join(f"{n} {what}{'s' if n != 1 else ''}" for n, what in counts if n)
 

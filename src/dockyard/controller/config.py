@@ -91,6 +91,9 @@ class ControllerConfig:
     namespace_limit: int = DEFAULT_NAMESPACE_LIMIT
     """Registry namespaces a tenant may claim itself (0: no limit; the operator may
     assign more)."""
+    public_pools: tuple[str, ...] = ()
+    """Ranges of public addresses (CIDRs) added to the floating-IP pools at start if
+    missing (the operator adds and removes more through the API)."""
 
     @property
     def tls_endpoint(self) -> str:

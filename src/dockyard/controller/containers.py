@@ -146,6 +146,13 @@ class ContainerService:
     def _lock(self, container_id: str) -> asyncio.Lock:
         return self._locks.setdefault(container_id, asyncio.Lock())
 
+    def lock(self, container_id: str) -> asyncio.Lock:
+        """Held while the container's record or its agent's view of it changes (start,
+        stop, connect, remove...). Another service changing what the container's network
+        spec is made of (its public IP) holds it from reading the record to pushing the
+        spec and recording the change, so pushes of one container never interleave."""
+        return self._lock(container_id)
+
     def _watch(self, container_id: str) -> _Watch:
         return self._watches.setdefault(container_id, _Watch())
 

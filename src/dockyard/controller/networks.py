@@ -10,6 +10,7 @@ to the pool when its container leaves the network.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -35,8 +36,10 @@ __all__ = [
     "EndpointRequest",
     "NetworkRequest",
     "NetworkService",
+    "group_records",
     "ingress_rules",
     "port_mappings",
+    "public_port_mappings",
 ]
 
 DEFAULT_NETWORK = "default"
@@ -306,10 +309,13 @@ class NetworkService:
         endpoint: Endpoint,
         index: int,
         *,
-        groups: Sequence[SecurityGroup] = (),
+        groups: Sequence[SecurityGroup] | None = None,
     ) -> EndpointSpec:
         """``groups``: the records of the container's security groups, which every one
-        of its endpoints carries (ids and the union of their rules)."""
+        of its endpoints carries (ids and the union of their rules); by default the
+        store's."""
+        if groups is None:
+            groups = group_records(self._store, container)
         network = self.get(tenant=container.tenant, ref=endpoint.network_id)
         names: tuple[str, ...] = ()
         if not network.isolated:
@@ -330,15 +336,31 @@ class NetworkService:
         )
 
     def spec(
-        self, container: Container, *, peer: str = "", groups: Sequence[SecurityGroup] = ()
+        self,
+        container: Container,
+        *,
+        peer: str = "",
+        groups: Sequence[SecurityGroup] | None = None,
+        public_ip: str | None = None,
     ) -> NetworkSpec:
         """How the agent should plumb ``container`` (its addresses are already reserved);
-        ``peer`` is the running container whose netns a ``container:`` mode joins;
-        ``groups`` are its security groups' records (see :meth:`endpoint_spec`)."""
+        ``peer`` is the running container whose netns a ``container:`` mode joins.
+
+        ``groups`` are the records of its security groups (see :meth:`endpoint_spec`) and
+        ``public_ip`` the floating IP it carries; by default both are what the store holds
+        (a caller applying a change before recording it names the new value, ``""`` for
+        no public IP). Every spec pushed to an agent whole carries both, or the push would
+        take them away. Only a container with networks of its own can use a public IP
+        (:func:`public_port_mappings` says which ports reach it).
+        """
         if container.host_config.network_mode.startswith("container:"):
             return NetworkSpec(mode="container", peer=peer)
         if not container.endpoints:
             return NetworkSpec(mode="none")
+        if public_ip is None:
+            public_ip = self._store.public_ip_of(tenant=container.tenant, container_id=container.id)
+        if groups is None:
+            groups = group_records(self._store, container)
         return NetworkSpec(
             mode="tenant",
             router=container.tenant,
@@ -351,6 +373,14 @@ class NetworkService:
                 exposed=container.config.exposed_ports,
                 publish_all=container.host_config.publish_all_ports,
             ),
+            public_ip=public_ip,
+            public_ports=public_port_mappings(
+                container.host_config.port_bindings,
+                exposed=container.config.exposed_ports,
+                public_ip=public_ip,
+            )
+            if public_ip
+            else (),
         )
 
     # internals ----------------------------------------------------------------------------
@@ -391,6 +421,16 @@ class NetworkService:
             actor_id=network.id,
             attributes={"name": network.name, "type": network.driver},
         )
+
+
+def group_records(store: Store, container: Container) -> list[SecurityGroup]:
+    """The records of the container's security groups, in its order (a group removed
+    meanwhile is left out: it had no rule the container could still need)."""
+    found = []
+    for group_id in container.security_groups:
+        with contextlib.suppress(NotFound):
+            found.append(store.get_security_group(tenant=container.tenant, ref=group_id))
+    return found
 
 
 def _subnet(text: str) -> ipaddress.IPv4Network:
@@ -517,4 +557,56 @@ def port_mappings(
             port, proto = _split_port(key)
             if f"{port}/{proto}" not in seen:
                 out.append(PortMapping(proto, port, "", 0))
+    return tuple(out)
+
+
+def public_port_mappings(
+    bindings: dict[str, tuple[PortBinding, ...]],
+    *,
+    exposed: tuple[str, ...],
+    public_ip: str,
+) -> tuple[PortMapping, ...]:
+    """The ports that reach a container on its floating IP ``public_ip``: ``host_port``
+    there goes to ``container_port`` (``host_ip`` stays empty: the spec's ``public_ip``
+    says where).
+
+    - ``-p HOST:CONTAINER`` (host IP empty, ``0.0.0.0`` or the public IP itself) maps HOST
+      to CONTAINER: ``-p 10022:22`` makes public port 10022 reach 22, and 22 is then not
+      reached under its own number;
+    - ``-p CONTAINER`` without a host port, and every exposed port no ``-p`` remaps, keeps
+      its number (the whole address is the container's, so no port needs moving; ``-P``
+      therefore changes nothing on the public IP);
+    - ``-p 127.0.0.1:8080:80`` names another address of the host and leaves the public IP
+      alone (port 80 is then reached under its own number if exposed).
+
+    A public port claimed twice goes to the first claim: remappings, in binding order,
+    before exposed ports.
+    """
+    remapped: list[PortMapping] = []
+    kept: list[PortMapping] = []
+    moved: set[str] = set()
+    for key, targets in bindings.items():
+        port, proto = _split_port(key)
+        for target in targets or (PortBinding(),):
+            if target.host_ip not in ("", "0.0.0.0", public_ip):  # noqa: S104  (a wildcard)
+                continue
+            if not target.host_port:
+                kept.append(PortMapping(proto, port, "", port))
+                continue
+            if not target.host_port.isdecimal() or not 0 < int(target.host_port) < 65536:
+                raise InvalidArgument(f"invalid host port {target.host_port!r}")
+            host_port = int(target.host_port)
+            remapped.append(PortMapping(proto, port, "", host_port))
+            if host_port != port:
+                moved.add(f"{port}/{proto}")
+    for key in exposed:
+        port, proto = _split_port(key)
+        if f"{port}/{proto}" not in moved:
+            kept.append(PortMapping(proto, port, "", port))
+    out: list[PortMapping] = []
+    claimed: set[tuple[str, int]] = set()
+    for mapping in (*remapped, *kept):
+        if (mapping.protocol, mapping.host_port) not in claimed:
+            claimed.add((mapping.protocol, mapping.host_port))
+            out.append(mapping)
     return tuple(out)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final, Protocol
 
 from dockyard.controller.agents import AgentClient
-from dockyard.controller.networks import NetworkService
+from dockyard.controller.networks import NetworkService, group_records
 from dockyard.core.clock import now_ns
 from dockyard.core.errors import (
     AlreadyExists,
@@ -165,16 +165,6 @@ def groups_for_create(store: Store, *, tenant: str, labels: Mapping[str, str]) -
             f"a container can be in at most {MAX_GROUPS_PER_CONTAINER} security groups"
         )
     return chosen
-
-
-def group_records(store: Store, container: Container) -> list[SecurityGroup]:
-    """The records of the container's groups, in its order (a group removed meanwhile is
-    left out: it had no rule the container could still need)."""
-    found = []
-    for group_id in container.security_groups:
-        with contextlib.suppress(NotFound):
-            found.append(store.get_security_group(tenant=container.tenant, ref=group_id))
-    return found
 
 
 # the service ------------------------------------------------------------------------------

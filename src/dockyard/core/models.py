@@ -1,4 +1,5 @@
-"""Records the controller keeps: containers, images, volumes, networks and hosts.
+"""Records the controller keeps: containers, images, volumes, networks, public IPs and
+hosts.
 
 Field names follow Docker's where Docker has one (in snake_case); the Docker-compat API maps
 them one to one. Times are integer nanoseconds since the Unix epoch, ``0`` meaning "never"
@@ -22,9 +23,11 @@ __all__ = [
     "Host",
     "HostConfig",
     "Image",
+    "IpPool",
     "MountRequest",
     "Network",
     "PortBinding",
+    "PublicIp",
     "RestartPolicy",
     "SecurityGroup",
     "SecurityGroupRule",
@@ -358,6 +361,31 @@ class Endpoint:
     ip: str
     aliases: tuple[str, ...] = ()
     requested_ip: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IpPool:
+    """A range of public addresses the operator gave the cloud to hand out as floating IPs
+    (``cidr``, an IPv4 network). Its network and broadcast addresses are never handed out
+    when it is larger than a /31."""
+
+    cidr: str
+    created: int
+
+
+@dataclass(frozen=True, slots=True)
+class PublicIp:
+    """A public (floating) IP a tenant holds, from an :class:`IpPool` (ADR 0018).
+
+    It is the tenant's until released: ``container`` is the id of the container it is
+    bound to, ``""`` while unbound (also after that container was removed), and a
+    container has at most one.
+    """
+
+    address: str
+    tenant: str
+    created: int
+    container: str = ""
 
 
 @dataclass(slots=True)

@@ -13,6 +13,8 @@ Lookup rules (shared by every implementation and checked by the conformance suit
 - Registry namespaces are unique across the cloud, every tenant's and retired ones
   included: a name once added is never added again, and is never renamed or removed
   (deleting its tenant retires it).
+- Public IPs come from the operator's pools, each address held by at most one tenant and
+  bound to at most one of its containers; another tenant's address reads as missing.
 - Audit records get their ``seq`` from the store, in the order appended (never one given
   before, even after the newest were deleted), and are read back newest first, per tenant
   (:data:`dockyard.core.audit.OPERATOR_LOG` is a log of its own); retention deletes the
@@ -33,7 +35,9 @@ from dockyard.core.models import (
     ExecInstance,
     Host,
     Image,
+    IpPool,
     Network,
+    PublicIp,
     SecurityGroup,
     Volume,
 )
@@ -153,7 +157,8 @@ class Store(Protocol):
         """
 
     def delete_container(self, *, tenant: str, container_id: str) -> None:
-        """Remove the container and its execs."""
+        """Remove the container and its execs, and unbind the public IP bound to it (the
+        tenant keeps the address)."""
 
     # execs
     def add_exec(self, instance: ExecInstance) -> None: ...
@@ -242,6 +247,52 @@ class Store(Protocol):
 
     def security_group_users(self, *, tenant: str, group_id: str) -> list[str]:
         """Ids of the tenant's containers (in any state or phase) in the group, sorted."""
+
+    # public IPs and their pools
+    def add_ip_pool(self, pool: IpPool) -> None:
+        """Add a range of public addresses (system scope). AlreadyExists for a range
+        already added, Conflict for one that overlaps another."""
+
+    def list_ip_pools(self) -> list[IpPool]:
+        """Every range, in address order (system scope)."""
+
+    def delete_ip_pool(self, cidr: str) -> None:
+        """Remove a range none of whose addresses is held (Conflict otherwise), atomically
+        with respect to :meth:`allocate_public_ip`; NotFound if there is no such range."""
+
+    def allocate_public_ip(self, *, tenant: str, created: int) -> PublicIp:
+        """Give ``tenant`` the lowest free address of the pools (taken in address order;
+        a range larger than a /31 never gives its network or broadcast address), unbound.
+
+        Never hands one address out twice, even to concurrent callers; an address released
+        is free again. Unavailable when every range is full or there is none.
+        """
+
+    def list_public_ips(self, *, tenant: str) -> list[PublicIp]:
+        """The tenant's public IPs in address order (every tenant's for ``ALL_TENANTS``)."""
+
+    def get_public_ip(self, *, tenant: str, address: str) -> PublicIp:
+        """NotFound unless ``tenant`` holds ``address``."""
+
+    def public_ip_of(self, *, tenant: str, container_id: str) -> str:
+        """The address bound to the tenant's container, "" if none."""
+
+    def bind_public_ip(self, *, tenant: str, address: str, container_id: str) -> PublicIp:
+        """Bind the tenant's ``address`` to its container ``container_id``, taking it from
+        the container it was bound to, if any; return the record as it was before.
+
+        NotFound if the tenant does not hold the address or has no such container (checked
+        atomically with :meth:`delete_container`); Conflict if the container is bound to
+        another of the tenant's addresses.
+        """
+
+    def unbind_public_ip(self, *, tenant: str, address: str) -> PublicIp:
+        """Unbind the tenant's ``address`` (idempotent); the record as it was before.
+        NotFound unless the tenant holds it."""
+
+    def release_public_ip(self, *, tenant: str, address: str) -> PublicIp:
+        """Return the tenant's ``address`` to the pool, bound or not; the record as it
+        was. NotFound unless the tenant holds it."""
 
     # events
     def append_events(self, events: Sequence[Event]) -> None:

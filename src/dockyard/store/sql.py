@@ -41,7 +41,9 @@ from dockyard.core.models import (
     ExecInstance,
     Host,
     Image,
+    IpPool,
     Network,
+    PublicIp,
     SecurityGroup,
     Volume,
 )
@@ -207,6 +209,35 @@ security_groups = sa.Table(
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("doc", sa.Text, nullable=False),
     sa.UniqueConstraint("tenant", "name", name="uq_security_group_name"),
+)
+
+# Public IPs: ranges carry their first and last address as numbers, and each held address
+# its number, so overlaps, a range's holders and the free addresses are index range scans.
+ip_pools = sa.Table(
+    "ip_pools",
+    metadata,
+    sa.Column("cidr", sa.String(64), primary_key=True),
+    sa.Column("first", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("last", sa.BigInteger, nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+)
+
+public_ips = sa.Table(
+    "public_ips",
+    metadata,
+    sa.Column("address", sa.String(64), primary_key=True),
+    sa.Column("number", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("tenant", sa.String(64), nullable=False, index=True),
+    sa.Column("container", sa.String(64), nullable=False, server_default=""),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    # One public IP per container, enforced where two writers could race.
+    sa.Index(
+        "uq_public_ips_container",
+        "container",
+        unique=True,
+        sqlite_where=sa.text("container != ''"),
+        postgresql_where=sa.text("container != ''"),
+    ),
 )
 
 # seq is the rowid on SQLite (INTEGER PRIMARY KEY), so the log needs no extra key index.
@@ -683,6 +714,11 @@ class SqlStore:
             )
             if deleted.rowcount:
                 conn.execute(execs.delete().where(execs.c.container_id == container_id))
+                conn.execute(
+                    public_ips.update()
+                    .where(public_ips.c.tenant == tenant, public_ips.c.container == container_id)
+                    .values(container="")
+                )
 
     # execs -----------------------------------------------------------------------------
 
@@ -1026,6 +1062,127 @@ class SqlStore:
         with self._tx() as conn:
             return _group_users(conn, tenant=tenant, group_id=group_id)
 
+    # public IPs ------------------------------------------------------------------------
+
+    def add_ip_pool(self, pool: IpPool) -> None:
+        network = ipaddress.IPv4Network(pool.cidr)
+        first, last = int(network.network_address), int(network.broadcast_address)
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(ip_pools.c.cidr).where(ip_pools.c.first <= last, ip_pools.c.last >= first)
+            ).first()
+            if row is not None:
+                if row.cidr == str(network):
+                    raise AlreadyExists(f"public IP pool {network} already exists")
+                raise Conflict(f"public IP pool {network} overlaps pool {row.cidr}")
+            conn.execute(
+                ip_pools.insert().values(
+                    cidr=str(network), first=first, last=last, created=pool.created
+                )
+            )
+
+    def list_ip_pools(self) -> list[IpPool]:
+        query = sa.select(ip_pools.c.cidr, ip_pools.c.created).order_by(ip_pools.c.first)
+        with self._tx() as conn:
+            return [IpPool(cidr=r.cidr, created=int(r.created)) for r in conn.execute(query)]
+
+    def delete_ip_pool(self, cidr: str) -> None:
+        with self._tx() as conn:
+            pool = conn.execute(sa.select(ip_pools).where(ip_pools.c.cidr == cidr)).first()
+            if pool is None:
+                raise NotFound(f"no such public IP pool: {cidr}")
+            held = conn.execute(
+                sa.select(sa.func.count()).where(public_ips.c.number.between(pool.first, pool.last))
+            ).scalar()
+            if held:
+                raise Conflict(
+                    f"public IP pool {cidr} has {held} address{'es' if held != 1 else ''} "
+                    "held by tenants: they must be released first"
+                )
+            conn.execute(ip_pools.delete().where(ip_pools.c.cidr == cidr))
+
+    def allocate_public_ip(self, *, tenant: str, created: int) -> PublicIp:
+        for _ in range(16):
+            try:
+                return self._allocate_public_ip_once(tenant=tenant, created=created)
+            except IntegrityError:
+                continue  # another writer took that address meanwhile: look again
+        raise Unavailable("could not allocate a public IP: too much contention")
+
+    def _allocate_public_ip_once(self, *, tenant: str, created: int) -> PublicIp:
+        with self._tx() as conn:
+            for pool in conn.execute(sa.select(ip_pools).order_by(ip_pools.c.first)).all():
+                number = _lowest_free(conn, int(pool.first), int(pool.last))
+                if number is None:
+                    continue
+                record = PublicIp(
+                    address=str(ipaddress.IPv4Address(number)), tenant=tenant, created=created
+                )
+                conn.execute(
+                    public_ips.insert().values(
+                        address=record.address, number=number, tenant=tenant, created=created
+                    )
+                )
+                return record
+        raise Unavailable("no public IP is free: every pool is used up")
+
+    def list_public_ips(self, *, tenant: str) -> list[PublicIp]:
+        query = sa.select(public_ips).order_by(public_ips.c.number)
+        if tenant != ALL_TENANTS:
+            query = query.where(public_ips.c.tenant == tenant)
+        with self._tx() as conn:
+            return [_public_ip(r) for r in conn.execute(query)]
+
+    def get_public_ip(self, *, tenant: str, address: str) -> PublicIp:
+        with self._tx() as conn:
+            return _held(conn, tenant, address)
+
+    def public_ip_of(self, *, tenant: str, container_id: str) -> str:
+        query = sa.select(public_ips.c.address).where(
+            public_ips.c.tenant == tenant, public_ips.c.container == container_id
+        )
+        with self._tx() as conn:
+            address = conn.execute(query).scalar()
+        return str(address) if address else ""
+
+    def bind_public_ip(self, *, tenant: str, address: str, container_id: str) -> PublicIp:
+        with self._tx() as conn:
+            before = _held(conn, tenant, address)
+            exists = conn.execute(
+                sa.select(containers.c.id).where(
+                    containers.c.id == container_id, containers.c.tenant == tenant
+                )
+            ).first()
+            if exists is None:
+                raise NotFound(f"No such container: {container_id}")
+            other = conn.execute(
+                sa.select(public_ips.c.address).where(
+                    public_ips.c.container == container_id, public_ips.c.address != address
+                )
+            ).scalar()
+            if other:
+                raise Conflict(f"container {container_id} already has public IP {other}")
+            conn.execute(
+                public_ips.update()
+                .where(public_ips.c.address == address)
+                .values(container=container_id)
+            )
+        return before
+
+    def unbind_public_ip(self, *, tenant: str, address: str) -> PublicIp:
+        with self._tx() as conn:
+            before = _held(conn, tenant, address)
+            conn.execute(
+                public_ips.update().where(public_ips.c.address == address).values(container="")
+            )
+        return before
+
+    def release_public_ip(self, *, tenant: str, address: str) -> PublicIp:
+        with self._tx() as conn:
+            before = _held(conn, tenant, address)
+            conn.execute(public_ips.delete().where(public_ips.c.address == address))
+        return before
+
     # events ----------------------------------------------------------------------------
 
     def append_events(self, batch: Sequence[Event]) -> None:
@@ -1254,6 +1411,43 @@ def _drop_tag(conn: sa.Connection, *, tenant: str, image_id: str, tag: str) -> N
             .where(images.c.tenant == tenant, images.c.id == image_id)
             .values(doc=_dump(record))
         )
+
+
+def _public_ip(row: Any) -> PublicIp:
+    return PublicIp(
+        address=row.address, tenant=row.tenant, created=int(row.created), container=row.container
+    )
+
+
+def _held(conn: sa.Connection, tenant: str, address: str) -> PublicIp:
+    """The tenant's public IP ``address``; NotFound for another tenant's, as for none."""
+    row = conn.execute(
+        sa.select(public_ips).where(public_ips.c.address == address, public_ips.c.tenant == tenant)
+    ).first()
+    if row is None:
+        raise NotFound(f"no such public IP: {address}")
+    return _public_ip(row)
+
+
+def _lowest_free(conn: sa.Connection, first: int, last: int) -> int | None:
+    """The lowest address number of a range ``first..last`` that nobody holds (skipping
+    the network and broadcast addresses of ranges larger than a /31), else None. Reads the
+    held numbers in order and stops at the first gap."""
+    low, high = (first, last) if last - first < 2 else (first + 1, last - 1)
+    held = conn.execute(
+        sa.select(public_ips.c.number)
+        .where(public_ips.c.number.between(low, high))
+        .order_by(public_ips.c.number)
+    )
+    candidate = low
+    try:
+        for number in held.scalars():
+            if number != candidate:
+                break
+            candidate += 1
+    finally:
+        held.close()
+    return candidate if candidate <= high else None
 
 
 def _tenant(row: Any) -> Tenant:

@@ -5,10 +5,11 @@ one group of the rules written down in :mod:`dockyard.store.base`: container loo
 id, name with or without ``/``, unique id prefix, ambiguity, tenant isolation), per-tenant
 name uniqueness, renames, images and tags, layer references, volumes, networks (per tenant,
 deletion while in use), address allocation (static, ranges, also from several threads),
-security groups (per tenant, deletion while in use), tenant uid ranges, the event log
-(ranges by time and seq, tenant scoping, retention), the audit log (numbering, filters,
-tenant scoping, retention) and registry namespaces (unique across tenants, kept retired
-after their tenant).
+security groups (per tenant, deletion while in use), public IPs and their pools
+(allocation, also from several threads, binding, tenant isolation), tenant uid ranges, the
+event log (ranges by time and seq, tenant scoping, retention), the audit log (numbering,
+filters, tenant scoping, retention) and registry namespaces (unique across tenants, kept
+retired after their tenant).
 
 The suite needs no test framework: a broken rule raises AssertionError, or the
 unexpected error the store raised (NotFound for a ref that should have matched). Run it
@@ -56,9 +57,11 @@ from dockyard.core.models import (
     Host,
     HostConfig,
     Image,
+    IpPool,
     MountRequest,
     Network,
     PortBinding,
+    PublicIp,
     RestartPolicy,
     SecurityGroup,
     SecurityGroupRule,
@@ -110,6 +113,12 @@ __all__ = [
     "check_networks",
     "check_other_tenants_objects_read_as_missing",
     "check_prefixes_are_unique_per_tenant",
+    "check_public_ip_binding",
+    "check_public_ip_pools",
+    "check_public_ips_are_never_handed_out_twice",
+    "check_public_ips_concurrently",
+    "check_public_ips_of_other_tenants_are_invisible",
+    "check_public_ips_released_return_to_the_pool",
     "check_rename_container",
     "check_security_group_delete",
     "check_security_groups",
@@ -923,6 +932,217 @@ def check_addresses_concurrently(make_store: StoreFactory) -> None:
         assert net.gateway not in every
 
 
+# public IPs --------------------------------------------------------------------------------
+
+
+def _addresses(records: list[PublicIp]) -> list[str]:
+    return [r.address for r in records]
+
+
+def check_public_ip_pools(make_store: StoreFactory) -> None:
+    """Pools are listed in address order; the same range twice is AlreadyExists, an
+    overlapping one Conflict; a range with a held address is not deleted (Conflict) until
+    the address is released; an unknown range is NotFound."""
+    with _opened(make_store) as store:
+        assert store.list_ip_pools() == []
+        store.add_ip_pool(IpPool(cidr="198.18.1.0/24", created=2))
+        store.add_ip_pool(IpPool(cidr="198.18.0.8/29", created=1))
+        assert store.list_ip_pools() == [
+            IpPool(cidr="198.18.0.8/29", created=1),
+            IpPool(cidr="198.18.1.0/24", created=2),
+        ]
+        _raises(
+            AlreadyExists,
+            lambda: store.add_ip_pool(IpPool(cidr="198.18.1.0/24", created=3)),
+            "add_ip_pool(same range)",
+        )
+        for overlapping in ("198.18.1.128/25", "198.18.0.0/16", "198.18.0.15/32"):
+            _raises(
+                Conflict,
+                functools.partial(store.add_ip_pool, IpPool(cidr=overlapping, created=3)),
+                f"add_ip_pool({overlapping}, overlapping)",
+            )
+        held = store.allocate_public_ip(tenant=TENANT_A, created=5)
+        assert held.address == "198.18.0.9"
+        _raises(Conflict, lambda: store.delete_ip_pool("198.18.0.8/29"), "delete(held)")
+        _raises(NotFound, lambda: store.delete_ip_pool("198.18.9.0/24"), "delete(unknown)")
+        store.delete_ip_pool("198.18.1.0/24")
+        store.release_public_ip(tenant=TENANT_A, address=held.address)
+        store.delete_ip_pool("198.18.0.8/29")
+        assert store.list_ip_pools() == []
+
+
+def check_public_ips_are_never_handed_out_twice(make_store: StoreFactory) -> None:
+    """Allocation gives the lowest free address of the pools in address order, skips the
+    network and broadcast addresses of ranges larger than a /31 (not of a /31 or /32), and
+    is Unavailable with no pool or when every pool is full."""
+    with _opened(make_store) as store:
+        _raises(
+            Unavailable,
+            lambda: store.allocate_public_ip(tenant=TENANT_A, created=1),
+            "allocate_public_ip(no pool)",
+        )
+        store.add_ip_pool(IpPool(cidr="198.18.5.7/32", created=1))
+        store.add_ip_pool(IpPool(cidr="198.18.4.0/31", created=1))
+        store.add_ip_pool(IpPool(cidr="198.18.3.0/30", created=1))
+        got = [store.allocate_public_ip(tenant=TENANT_A, created=7) for _ in range(5)]
+        assert _addresses(got) == [
+            "198.18.3.1",
+            "198.18.3.2",
+            "198.18.4.0",
+            "198.18.4.1",
+            "198.18.5.7",
+        ], _addresses(got)
+        assert all(r.tenant == TENANT_A and not r.container and r.created == 7 for r in got)
+        _raises(
+            Unavailable,
+            lambda: store.allocate_public_ip(tenant=TENANT_B, created=1),
+            "allocate_public_ip(every pool full)",
+        )
+        assert _addresses(store.list_public_ips(tenant=TENANT_A)) == _addresses(got)
+
+
+def check_public_ips_released_return_to_the_pool(make_store: StoreFactory) -> None:
+    """A released address (bound or not) is free again, lowest first, also for another
+    tenant; releasing it again is NotFound."""
+    with _opened(make_store) as store:
+        store.add_ip_pool(IpPool(cidr="198.18.7.0/29", created=1))
+        web = _container(tenant=TENANT_A, name="web", cid=_hex_id("a1"))
+        store.add_container(web)
+        first, second, third = (
+            store.allocate_public_ip(tenant=TENANT_A, created=1) for _ in range(3)
+        )
+        store.bind_public_ip(tenant=TENANT_A, address=second.address, container_id=web.id)
+        released = store.release_public_ip(tenant=TENANT_A, address=second.address)
+        assert released.container == web.id, "release returns the record as it was"
+        assert store.public_ip_of(tenant=TENANT_A, container_id=web.id) == ""
+        store.release_public_ip(tenant=TENANT_A, address=first.address)
+        _raises(
+            NotFound,
+            lambda: store.release_public_ip(tenant=TENANT_A, address=first.address),
+            "release_public_ip(released)",
+        )
+        again = store.allocate_public_ip(tenant=TENANT_B, created=2)
+        assert again.address == first.address, again
+        assert store.allocate_public_ip(tenant=TENANT_A, created=2).address == second.address
+        assert _addresses(store.list_public_ips(tenant=TENANT_A)) == [
+            second.address,
+            third.address,
+        ]
+
+
+def check_public_ips_of_other_tenants_are_invisible(make_store: StoreFactory) -> None:
+    """Another tenant's address is NotFound for get, bind, unbind and release, as is
+    binding to another tenant's container; lists show the tenant's own, ALL_TENANTS
+    every one."""
+    with _opened(make_store) as store:
+        store.add_ip_pool(IpPool(cidr="198.18.8.0/29", created=1))
+        mine = store.allocate_public_ip(tenant=TENANT_A, created=1)
+        theirs = store.allocate_public_ip(tenant=TENANT_B, created=1)
+        web_a = _container(tenant=TENANT_A, name="web", cid=_hex_id("a1"))
+        web_b = _container(tenant=TENANT_B, name="web", cid=_hex_id("b1"))
+        store.add_container(web_a)
+        store.add_container(web_b)
+        address = mine.address
+        attempts: dict[str, Callable[[], object]] = {
+            "get_public_ip": lambda: store.get_public_ip(tenant=TENANT_B, address=address),
+            "bind_public_ip": lambda: store.bind_public_ip(
+                tenant=TENANT_B, address=address, container_id=web_b.id
+            ),
+            "unbind_public_ip": lambda: store.unbind_public_ip(tenant=TENANT_B, address=address),
+            "release_public_ip": lambda: store.release_public_ip(tenant=TENANT_B, address=address),
+            "bind to another tenant's container": lambda: store.bind_public_ip(
+                tenant=TENANT_A, address=address, container_id=web_b.id
+            ),
+        }
+        for what, attempt in attempts.items():
+            _raises(NotFound, attempt, what)
+        assert store.get_public_ip(tenant=TENANT_A, address=address) == mine, "B changed A's IP"
+        assert _addresses(store.list_public_ips(tenant=TENANT_A)) == [address]
+        assert _addresses(store.list_public_ips(tenant=TENANT_B)) == [theirs.address]
+        assert _addresses(store.list_public_ips(tenant=ALL_TENANTS)) == [address, theirs.address]
+        assert store.public_ip_of(tenant=TENANT_B, container_id=web_a.id) == ""
+
+
+def check_public_ip_binding(make_store: StoreFactory) -> None:
+    """An address binds to one container of its tenant (an unknown one is NotFound); a
+    container has at most one (Conflict); binding a bound address moves it, returning the
+    record as it was; unbinding is idempotent; removing the container unbinds the address,
+    which the tenant keeps."""
+    with _opened(make_store) as store:
+        store.add_ip_pool(IpPool(cidr="198.18.9.0/29", created=1))
+        web = _container(tenant=TENANT_A, name="web", cid=_hex_id("a1"))
+        db = _container(tenant=TENANT_A, name="db", cid=_hex_id("a2"))
+        store.add_container(web)
+        store.add_container(db)
+        one = store.allocate_public_ip(tenant=TENANT_A, created=1)
+        two = store.allocate_public_ip(tenant=TENANT_A, created=1)
+        before = store.bind_public_ip(tenant=TENANT_A, address=one.address, container_id=web.id)
+        assert before == one
+        assert store.get_public_ip(tenant=TENANT_A, address=one.address).container == web.id
+        assert store.public_ip_of(tenant=TENANT_A, container_id=web.id) == one.address
+        _raises(
+            NotFound,
+            lambda: store.bind_public_ip(
+                tenant=TENANT_A, address=two.address, container_id=_hex_id("ff")
+            ),
+            "bind_public_ip(unknown container)",
+        )
+        _raises(
+            Conflict,
+            lambda: store.bind_public_ip(tenant=TENANT_A, address=two.address, container_id=web.id),
+            "bind_public_ip(container already bound)",
+        )
+        again = store.bind_public_ip(tenant=TENANT_A, address=one.address, container_id=web.id)
+        assert again.container == web.id, "binding to the same container again is allowed"
+        moved = store.bind_public_ip(tenant=TENANT_A, address=one.address, container_id=db.id)
+        assert moved.container == web.id, "the record as it was names the old container"
+        assert store.public_ip_of(tenant=TENANT_A, container_id=web.id) == ""
+        assert store.public_ip_of(tenant=TENANT_A, container_id=db.id) == one.address
+        store.bind_public_ip(tenant=TENANT_A, address=two.address, container_id=web.id)
+        unbound = store.unbind_public_ip(tenant=TENANT_A, address=two.address)
+        assert unbound.container == web.id
+        assert store.unbind_public_ip(tenant=TENANT_A, address=two.address).container == ""
+        store.delete_container(tenant=TENANT_A, container_id=db.id)
+        kept = store.get_public_ip(tenant=TENANT_A, address=one.address)
+        assert kept == replace(one, container=""), "the tenant keeps a removed container's IP"
+        _raises(
+            NotFound,
+            lambda: store.bind_public_ip(tenant=TENANT_A, address=one.address, container_id=db.id),
+            "bind_public_ip(removed container)",
+        )
+
+
+def check_public_ips_concurrently(make_store: StoreFactory) -> None:
+    """Many threads allocating at once never get the same address and never fail while
+    addresses are free; the pool then is exactly used up."""
+    threads, per_thread = 16, 4
+    with _opened(make_store) as store:
+        store.add_ip_pool(IpPool(cidr="198.18.10.0/26", created=1))  # 62 usable addresses
+        start = threading.Barrier(threads)
+
+        def work(worker: int) -> list[str]:
+            start.wait()
+            got = []
+            for _ in range(per_thread):
+                with contextlib.suppress(Unavailable):
+                    got.append(
+                        store.allocate_public_ip(tenant=f"tenant-{worker}", created=1).address
+                    )
+            return got
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(pool.map(work, range(threads)))
+        every = [address for result in results for address in result]
+        duplicates = sorted({a for a in every if every.count(a) > 1})
+        assert not duplicates, f"public IPs handed out twice: {duplicates}"
+        assert len(every) == 62, f"{len(every)} of 62 free addresses handed out"
+        subnet = ipaddress.ip_network("198.18.10.0/26")
+        edges = {subnet.network_address, subnet.broadcast_address}
+        assert all(ipaddress.ip_address(a) in subnet for a in every)
+        assert not {ipaddress.ip_address(a) for a in every} & edges
+
+
 def check_execs(make_store: StoreFactory) -> None:
     """Execs are found by full id within their tenant only, and go with their container."""
     with _opened(make_store) as store:
@@ -1693,6 +1913,12 @@ CHECKS: tuple[Check, ...] = (
     check_security_groups,
     check_security_groups_of_other_tenants_read_as_missing,
     check_security_group_delete,
+    check_public_ip_pools,
+    check_public_ips_are_never_handed_out_twice,
+    check_public_ips_released_return_to_the_pool,
+    check_public_ips_of_other_tenants_are_invisible,
+    check_public_ip_binding,
+    check_public_ips_concurrently,
     check_events_append_and_range,
     check_events_of_other_tenants_are_invisible,
     check_event_retention,

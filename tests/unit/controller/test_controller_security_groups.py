@@ -278,7 +278,7 @@ def test_the_spec_carries_the_groups_and_the_union_of_their_rules(
         IngressRule("udp", 53, 53, source_group=web_id),
     )
     assert networks.endpoint_spec(c, c.endpoints[0], 0, groups=records).ingress == endpoint.ingress
-    assert networks.spec(c).endpoints[0].groups == ()
+    assert networks.spec(c).endpoints[0].groups == (web_id, db.id)  # the store's by default
 
 
 def test_rule_changes_reach_every_member_the_agent_holds(

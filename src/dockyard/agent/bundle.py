@@ -53,7 +53,9 @@ def resolv_conf(req: CreateRequest, host_resolv: Path) -> str:
     """The container's resolv.conf: the request's servers; else, on tenant networks, the
     gateway of its first network (the embedded DNS server answers there, ADR 0016);
     else the host's minus loopback ones (a container cannot reach the host's
-    127.0.0.53). Search domains and options: the request's, else the host's."""
+    127.0.0.53). Search domains and options: the request's, else the host's; with the
+    embedded DNS server also ``ndots:0`` (as Docker writes it), so a single-label name
+    goes to the server as typed before any search domain."""
     servers = list(req.dns)
     search = list(req.dns_search)
     options = list(req.dns_options)
@@ -69,6 +71,9 @@ def resolv_conf(req: CreateRequest, host_resolv: Path) -> str:
             servers = [s for s in host_servers if not _is_loopback(s)]
         search = search or host_search
         options = options or host_options
+        embedded = req.network.mode == "tenant" and bool(req.network.endpoints)
+        if embedded and not any(o.startswith("ndots:") for o in options):
+            options = [*options, "ndots:0"]
     text = "".join(f"nameserver {s}\n" for s in servers)
     if search:
         text += f"search {' '.join(search)}\n"

@@ -13,6 +13,7 @@ import sys
 
 from dockyard.agent.blobs import ControllerBlobs
 from dockyard.agent.containers import AgentSettings, ContainerManager
+from dockyard.agent.dns import AgentDns
 from dockyard.agent.events import EventLog
 from dockyard.agent.execs import ExecManager
 from dockyard.agent.files import ContainerFiles
@@ -68,6 +69,7 @@ async def run(
     profile = default_profile()
     network = HostNetwork(instance=layout.instance, transit_subnet=transit_subnet)
     await network.start()
+    dns = AgentDns(network)  # before recovery: restored containers' networks get DNS too
     layers = LayerStore(layout.layers_dir)
     volumes = LocalVolumes(layout.volumes_dir)
     runtime = ConmonRuntime(state_root=layout.run_dir / "crun")
@@ -119,6 +121,7 @@ async def run(
         await disk.close()
         manager.logs.close()
         await runner.cleanup()
+        await dns.close()
         network.close()  # reservations and sockets; routers and their plumbing stay
         log.info("agent stopped; containers keep running under conmon")
 

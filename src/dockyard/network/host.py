@@ -76,7 +76,10 @@ from dockyard.network.rules import (
     uplink_elements,
 )
 
-__all__ = ["DEFAULT_TRANSIT_SUBNET", "HostNetwork"]
+__all__ = ["DEFAULT_TRANSIT_SUBNET", "EndpointWatcher", "HostNetwork"]
+
+EndpointWatcher = Callable[[str, str, list[EndpointSpec]], None]
+"""``(container_id, router, endpoints)``: see :meth:`HostNetwork.watch`."""
 
 DEFAULT_TRANSIT_SUBNET = "100.64.0.0/16"
 _IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
@@ -87,6 +90,7 @@ class _Attachment:
     """What attach/restore made for one container, to undo it."""
 
     router: str  # the router namespace's name
+    tenant: str  # NetworkSpec.router: whose router it is
     endpoints: dict[str, EndpointSpec] = field(default_factory=dict)  # in interface order
     target_ip: str = ""  # where its published ports go (its first endpoint's address)
     sockets: list[socket.socket] = field(default_factory=list)
@@ -142,6 +146,7 @@ class HostNetwork:
         self._attached: dict[str, _Attachment] = {}
         self._dns: dict[tuple[str, str], _Dns] = {}
         self._ports = PortAllocator()
+        self._watchers: list[EndpointWatcher] = []
         # Held by cleanup and teardown while they delete routers and bridges (awaiting
         # worker threads), and by whatever plugs into a router, so that nothing is
         # plugged into what is being deleted. Plugging itself never awaits.
@@ -163,6 +168,19 @@ class HostNetwork:
     def attached(self) -> set[str]:
         """Ids of the containers this object attached or restored and not yet detached."""
         return set(self._attached)
+
+    def watch(self, watcher: EndpointWatcher) -> None:
+        """Call ``watcher(container_id, router, endpoints)`` whenever the endpoints a
+        container has here change (attach, connect, disconnect, restore; ``[]`` at
+        detach), on the event loop, after the kernel has them. ``router`` is the tenant
+        (``NetworkSpec.router``). A watcher must not raise."""
+        self._watchers.append(watcher)
+
+    def _changed(self, container_id: str, att: _Attachment | None) -> None:
+        endpoints = list(att.endpoints.values()) if att is not None else []
+        tenant = att.tenant if att is not None else ""
+        for watcher in self._watchers:
+            watcher(container_id, tenant, endpoints)
 
     def router_name(self, router: str) -> str:
         """The namespace name of tenant ``router``'s router (under /run/netns)."""
@@ -223,7 +241,7 @@ class HostNetwork:
         _check_endpoints(spec.endpoints)
         name = self.router_name(spec.router)
         wanted = [check_mapping(mapping) for mapping in spec.ports]
-        att = _Attachment(router=name, target_ip=spec.endpoints[0].ip)
+        att = _Attachment(router=name, tenant=spec.router, target_ip=spec.endpoints[0].ip)
         bound: list[Binding] = []
         try:
             # Ports first: a taken port is the likeliest failure and the cheapest undo.
@@ -239,6 +257,7 @@ class HostNetwork:
             await self._undo(att, exc)
             raise
         self._attached[container_id] = att
+        self._changed(container_id, att)
         return ports_dict(bound)
 
     async def connect(self, *, container_id: str, pid: int, endpoint: EndpointSpec) -> None:
@@ -258,6 +277,7 @@ class HostNetwork:
             except BaseException as exc:
                 await self._unplug(att, [endpoint.endpoint_id], exc)
                 raise
+        self._changed(container_id, att)
 
     async def disconnect(self, *, container_id: str, endpoint_id: str) -> None:
         """Unplug endpoint ``endpoint_id`` of container ``container_id`` (both sides of its
@@ -273,6 +293,7 @@ class HostNetwork:
         path = named_netns(att.router, run_dir=self._run_dir)
         await asyncio.to_thread(delete_links, path, [endpoint_veth(endpoint_id)])
         att.endpoints.pop(endpoint_id, None)
+        self._changed(container_id, att)
 
     def endpoints(self, container_id: str) -> list[EndpointSpec]:
         """The endpoints container ``container_id`` has here (attached or restored)."""
@@ -306,7 +327,10 @@ class HostNetwork:
         check_container_id(container_id)
         self.unpublish(container_id=container_id)
         att = self._attached.pop(container_id, None)
-        if att is None or not att.endpoints:
+        if att is None:
+            return
+        self._changed(container_id, None)
+        if not att.endpoints:
             return
         veths = [endpoint_veth(e) for e in att.endpoints]
         path = named_netns(att.router, run_dir=self._run_dir)
@@ -348,6 +372,7 @@ class HostNetwork:
                     raise FailedPrecondition(f"veth {veth} of {container_id} is gone")
             att = _Attachment(
                 router=name,
+                tenant=spec.router,
                 endpoints={e.endpoint_id: e for e in spec.endpoints},
                 target_ip=spec.endpoints[0].ip if spec.endpoints else "",
             )
@@ -361,6 +386,7 @@ class HostNetwork:
                 _close_all(att.sockets)
                 raise
         self._attached[container_id] = att
+        self._changed(container_id, att)
 
     async def cleanup(self, *, keep: set[str]) -> None:
         """Remove what containers not in ``keep`` left: their veths, elements and

@@ -284,6 +284,12 @@ def _create_from_image(api: docker.APIClient, ref: str) -> object:
     return api.create_container(ref, ["true"])
 
 
+def _join_netns(api: docker.APIClient, ref: str) -> object:
+    """B's new container in the network namespace of A's (``--network container:``)."""
+    host_config = api.create_host_config(network_mode=f"container:{ref}")
+    return api.create_container("busybox", ["true"], host_config=host_config)
+
+
 def _list_before(api: docker.APIClient, ref: str) -> object:
     """B's list filtered by A's container as ``before``: resolving the ref is a lookup."""
     return api.containers(all=True, filters={"before": ref})
@@ -348,6 +354,7 @@ OPERATIONS: tuple[Operation, ...] = (
         for target in (C, S)
         for name, call in (
             ("network-connect", lambda api, ref: api.connect_container_to_network(ref, "bridge")),
+            ("network-mode-container", _join_netns),
             (
                 "network-disconnect",
                 lambda api, ref: api.disconnect_container_from_network(ref, "default"),
@@ -571,6 +578,7 @@ CLI_OPERATIONS: tuple[CliOperation, ...] = (
     CliOperation("network-inspect", "network", ("network", "inspect", "{ref}")),
     CliOperation("network-rm", "network", ("network", "rm", "{ref}")),
     CliOperation("network-connect", C, ("network", "connect", "bridge", "{ref}")),
+    CliOperation("run-in-netns", C, ("create", "--network", "container:{ref}", "busybox", "true")),
     CliOperation("network-disconnect", C, ("network", "disconnect", "default", "{ref}")),
 )
 """Every docker command B tries on A's objects."""

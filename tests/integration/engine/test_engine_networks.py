@@ -13,7 +13,6 @@ import contextlib
 import ipaddress
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -344,3 +343,74 @@ def test_two_tenants_may_use_one_subnet_and_never_meet(
         with contextlib.suppress(docker.errors.NotFound):
             b.api.remove_network(net)
         b.close()
+
+
+# DNS ---------------------------------------------------------------------------------------
+
+
+def resolve(client: docker.DockerClient, name: str, **kwargs: Any) -> str:
+    """The address a new container's resolver gives for ``name`` ("" when none)."""
+    script = f"nslookup {name} 2>/dev/null | sed -n 's/^Address: *//p' | tail -1"
+    out = client.containers.run("busybox", ["sh", "-c", script], remove=True, **kwargs)
+    return out.decode().strip()
+
+
+def with_aliases(
+    client: docker.DockerClient,
+    cleanup: list[str],
+    net: str,
+    aliases: list[str],
+    *,
+    name: str,
+    text: str = "",
+) -> str:
+    """A started web server on ``net`` with ``aliases`` given at create (as compose does)."""
+    body = f"echo {text} > /tmp/index.html; httpd -f -p 8080 -h /tmp" if text else SERVE
+    api = client.api
+    container = api.create_container(
+        "busybox",
+        ["sh", "-c", body],
+        name=name,
+        host_config=api.create_host_config(network_mode=net),
+        networking_config=api.create_networking_config(
+            {net: api.create_endpoint_config(aliases=aliases)}
+        ),
+    )["Id"]
+    cleanup.append(container)
+    api.start(container)
+    return str(container)
+
+
+def test_names_aliases_and_short_ids_resolve_on_the_network_only(
+    cloud: TestCloud, client: docker.DockerClient, cleanup: list[str], networks: list[str]
+) -> None:
+    net = network(client, networks)
+    other = network(client, networks)
+    name = f"db-{nonce()}"
+    server = client.containers.get(with_aliases(client, cleanup, net, ["database"], name=name))
+    ip = address(server, net)
+    for asked in (name, "database", server.id[:12], name.upper()):
+        assert resolve(client, asked, network=net) == ip, asked
+    assert fetch(client, name, network=net).startswith("hello-from-")
+    # Not from another network of the tenant, nor from another tenant's same-named network.
+    assert resolve(client, name, network=other) == ""
+    token = cloud.admin().create_tenant(f"t{nonce()}", user="eve", seed_busybox=True)["token"]
+    b = cloud.client(token)
+    try:
+        b.api.create_network(net)
+        assert resolve(b, name, network=net) == ""
+    finally:
+        for container in b.api.containers(all=True):
+            b.api.remove_container(container["Id"], force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            b.api.remove_network(net)
+        b.close()
+
+
+def test_compose_style_services_reach_each_other_by_name(
+    client: docker.DockerClient, cleanup: list[str], networks: list[str]
+) -> None:
+    net = network(client, networks)
+    project = nonce()
+    with_aliases(client, cleanup, net, ["db"], name=f"{project}-db-1", text="db-ok")
+    assert fetch(client, "db", network=net) == "db-ok"

@@ -134,8 +134,13 @@ def test_requested_search_and_options_win_over_the_hosts(host_resolv: Path) -> N
 def test_tenant_networks_resolve_through_the_first_gateway(host_resolv: Path) -> None:
     text = resolv_conf(request(network=on_networks("10.7.0.5", "10.8.0.5")), host_resolv)
     assert text == (
-        "nameserver 10.7.0.1\nsearch corp.example.com lab.example.com\noptions edns0 trust-ad\n"
+        "nameserver 10.7.0.1\nsearch corp.example.com lab.example.com\n"
+        "options edns0 trust-ad ndots:0\n"
     )
+    own = resolv_conf(
+        request(network=on_networks("10.7.0.5"), dns_options=("ndots:3",)), host_resolv
+    )
+    assert own.endswith("options ndots:3\n")
     explicit = resolv_conf(request(network=on_networks("10.7.0.5"), dns=("9.9.9.9",)), host_resolv)
     assert explicit.splitlines()[0] == "nameserver 9.9.9.9"
     assert "10.7.0.1" not in explicit

@@ -8,7 +8,7 @@ import pytest
 
 PUBLIC = {
     "dockyard.network": ["DEFAULT_TRANSIT_SUBNET", "HostNetwork", "Nft"],
-    "dockyard.network.host": ["DEFAULT_TRANSIT_SUBNET", "HostNetwork"],
+    "dockyard.network.host": ["DEFAULT_TRANSIT_SUBNET", "EndpointWatcher", "HostNetwork"],
     "dockyard.network.nft": ["DEFAULT_LIBRARY", "Nft"],
     "dockyard.network.netns": [
         "CLONE_NEWNET",
@@ -157,6 +157,7 @@ def test_host_network_methods() -> None:
         "instance",
         "transit_subnet",
         "attached",
+        "watch",
         "endpoints",
         "router_name",
         "router_sockets",
@@ -177,7 +178,7 @@ def test_dns_server_methods() -> None:
     from dockyard.network.dns import DnsServer
 
     public = {name for name in vars(DnsServer) if not name.startswith("_")}
-    assert public == {"upstreams", "start", "stop", "respond"}
+    assert public == {"upstreams", "start", "stop", "close_now", "respond"}
 
 
 def test_network_imports_only_core_and_stdlib() -> None:

@@ -21,6 +21,7 @@ the event loop that first uses it.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
@@ -65,7 +66,7 @@ from dockyard.network.router import (
     open_router,
     remove_router,
 )
-from dockyard.network.rtnl import Rtnl, configure_interfaces
+from dockyard.network.rtnl import Rtnl, configure_interfaces, delete_link
 from dockyard.network.rules import (
     HOST_PUBLISH_MAPS,
     Element,
@@ -515,6 +516,8 @@ class HostNetwork:
         interfaces: list[tuple[str, str, int, str]] = []
         for endpoint in new:
             iface = endpoint_interface(endpoint)
+            if endpoint.bridge not in router.bridges:
+                self._drop_stale_bridges(router, att.router, endpoint)
             bridge = router.ensure_bridge(endpoint)
             try:
                 router.plug(container_id=container_id, pid=pid, endpoint=endpoint, bridge=bridge)
@@ -528,6 +531,38 @@ class HostNetwork:
             gateway = iface.gateway if first and not interfaces else ""
             interfaces.append((iface.name, iface.ip, iface.prefixlen, gateway))
         configure_interfaces(pid, interfaces)
+
+    def _drop_stale_bridges(self, router: Router, name: str, endpoint: EndpointSpec) -> None:
+        """Delete the idle bridges of removed networks that would clash with
+        ``endpoint``'s new bridge: a gateway inside its subnet (a tenant's networks never
+        overlap, so such a bridge is a removed network's, left until cleanup; its subnet
+        came back to a new network). The router would route the subnet to both, and its
+        DNS sockets hold the gateway. Blocks for the kernel's bridge deletion (about
+        20 ms, rare). Raises ``Conflict`` if such a bridge still has endpoints here."""
+        subnet = ipaddress.ip_network(endpoint.subnet)
+        stale = [
+            bridge
+            for bridge, gateway in router.gateways.items()
+            if bridge != endpoint.bridge and ipaddress.ip_address(gateway) in subnet
+        ]
+        if not stale:
+            return
+        in_use = {
+            e.bridge
+            for a in self._attached.values()
+            if a.router == name
+            for e in a.endpoints.values()
+        }
+        for bridge in stale:
+            if bridge in in_use:
+                raise Conflict(f"bridge {bridge} in {name} still has endpoints in {subnet}")
+        for bridge in stale:
+            self._close_dns(name, router.gateways.get(bridge, ""))
+            router.rtnl.transact([delete_link(bridge)], f"delete {bridge}", ignore=(errno.ENODEV,))
+            router.delete_elements(
+                [e for e in router.elements() if e.comment == bridge and e.set_name != "publish"]
+            )
+            router.forget_bridge(bridge)
 
     def _drop_stale_veth(self, router: Router, endpoint: EndpointSpec, container_id: str) -> bool:
         veth = endpoint_veth(endpoint.endpoint_id)

@@ -350,7 +350,7 @@ def test_two_tenants_may_use_one_subnet_and_never_meet(
 
 def resolve(client: docker.DockerClient, name: str, **kwargs: Any) -> str:
     """The address a new container's resolver gives for ``name`` ("" when none)."""
-    script = f"nslookup {name} 2>/dev/null | sed -n 's/^Address: *//p' | tail -1"
+    script = f"nslookup {name} 2>/dev/null | awk '/^Name:/ {{n=1}} n && /^Address/ {{print $2}}'"
     out = client.containers.run("busybox", ["sh", "-c", script], remove=True, **kwargs)
     return out.decode().strip()
 

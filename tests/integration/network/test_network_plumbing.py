@@ -40,6 +40,7 @@ pytestmark = [
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 CID = "c0ffee" + "0" * 58
+OTHER = "beef00" + "0" * 58
 
 
 def _addresses(ns: Netns) -> dict[str, list[tuple[str, int]]]:
@@ -358,3 +359,30 @@ def test_concurrent_attaches(
         peer = ip_of(specs[(n + 2) % 12])
         assert ns.ping(peer), (n, peer)
     assert len(host.attached()) == 12
+
+
+def test_a_removed_networks_idle_bridge_gives_way_to_a_new_one_on_its_subnet(
+    host: HostNetwork,
+    tenant: str,
+    make_net: Callable[..., Net],
+    make_netns: Callable[..., Netns],
+    run: Run,
+) -> None:
+    """The controller hands a removed network's subnet to a new network (another bridge);
+    the old bridge, idle until cleanup, must not keep the gateway address or its DNS."""
+    old = make_net()
+    first = make_netns()
+    run(host.attach(container_id=CID, pid=first.pid, spec=old.spec()))
+    host.router_sockets(tenant, old.gateway)
+    run(host.detach(container_id=CID))
+    assert old.bridge in router_links(host, tenant)  # idle, kept
+    new = make_net(subnet=str(old.subnet))
+    a, b = make_netns(), make_netns()
+    spec_a, spec_b = new.spec(), new.spec()
+    run(host.attach(container_id=CID, pid=a.pid, spec=spec_a))
+    run(host.attach(container_id=OTHER, pid=b.pid, spec=spec_b))
+    inside = router_links(host, tenant)
+    assert old.bridge not in inside and new.bridge in inside
+    assert a.ping(ip_of(spec_b)) and a.ping(new.gateway)
+    udp, _tcp = host.router_sockets(tenant, new.gateway)  # the old ones were closed
+    assert udp.getsockname()[0] == new.gateway

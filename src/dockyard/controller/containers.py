@@ -591,9 +591,22 @@ class ContainerService:
         async with self._lock(container.id):
             self._store.rename_container(tenant=tenant, container_id=container.id, name=new_name)
             self._cache.pop(container.id, None)
-            self._events.container(
-                replace(container, name=new_name), "rename", {"oldName": f"/{container.name}"}
-            )
+            renamed = replace(container, name=new_name)
+            self._events.container(renamed, "rename", {"oldName": f"/{container.name}"})
+            if container.endpoints and not container.phase:
+                # Its DNS name changes with it (the agent keeps the spec for later starts;
+                # it is the agent's copy that a start uses).
+                try:
+                    spec = self._networks.spec(renamed)
+                    await self._hosts.client(container.host).update_network(container.id, spec)
+                except DockyardError as exc:
+                    log.warning(
+                        "container %s renamed, but its agent did not take the new DNS name "
+                        "(it keeps answering to the old one until its network spec is sent "
+                        "again): %s",
+                        container.id[:12],
+                        exc.message,
+                    )
 
     async def connect(
         self, *, tenant: str, ref: str, network_ref: str, request: EndpointRequest

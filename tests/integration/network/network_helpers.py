@@ -301,8 +301,9 @@ def router_elements(host: HostNetwork, tenant: str) -> list[Element]:
 
 
 def root_elements(host: HostNetwork) -> list[Element]:
-    listing = run_cmd("nft", "-j", "list", "table", "inet", host.table).stdout
-    return parse_elements(json.loads(listing))
+    """The elements of the root table ([] when there is none)."""
+    listing = run_cmd("nft", "-j", "list", "table", "inet", host.table, check=False)
+    return parse_elements(json.loads(listing.stdout)) if listing.returncode == 0 else []
 
 
 def host_routes(pool: ipaddress.IPv4Network) -> list[str]:

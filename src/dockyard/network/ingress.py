@@ -486,36 +486,39 @@ class RouterIngress:
     def change(self, *, owner: str, old: ContainerIngress, new: ContainerIngress) -> IngressChange:
         """The elements that take container ``owner`` from ``old`` (what it has now,
         as the kernel was told) to ``new``."""
-        touched: dict[str, set[str]] = {}
+        # Referrers to add (True) or drop (False) per name: applied at commit, counted
+        # here without copying the (possibly large) sets of referrers.
+        touched: dict[str, dict[str, bool]] = {}
 
-        def refs(key: str) -> set[str]:
-            return touched.setdefault(key, set(self._refs.get(key, ())))
+        def refer(key: str, referrer: str, present: bool) -> None:
+            touched.setdefault(key, {})[referrer] = present
 
         for endpoint in old.endpoints:
             if not endpoint.profile.empty:
-                refs(endpoint.profile.key).discard(endpoint.ip)
+                refer(endpoint.profile.key, endpoint.ip, False)
         for endpoint in new.endpoints:
             if not endpoint.profile.empty:
-                refs(endpoint.profile.key).add(endpoint.ip)
+                refer(endpoint.profile.key, endpoint.ip, True)
         for group in _groups_of(old):
-            refs(group_key(group)).discard(owner)
+            refer(group_key(group), owner, False)
         for group in _groups_of(new):
-            refs(group_key(group)).add(owner)
+            refer(group_key(group), owner, True)
         profiles = {
             e.profile.key: e.profile
             for e in (*old.endpoints, *new.endpoints)
             if not e.profile.empty
         }
-        started = [key for key in profiles if touched[key] and not self._refs.get(key)]
-        stopped = [key for key in profiles if not touched[key] and self._refs.get(key)]
+        started = [key for key in profiles if self._count(key, touched) and not self._refs.get(key)]
+        stopped = [key for key in profiles if not self._count(key, touched) and self._refs.get(key)]
         for key in started:
             for group in profiles[key].source_groups():
-                refs(group_key(group)).add(key)
+                refer(group_key(group), key, True)
         for key in stopped:
             for group in profiles[key].source_groups():
-                refs(group_key(group)).discard(key)
-        fresh = self._allocate(sorted(k for k, v in touched.items() if v and k not in self._tags))
-        dropped = [key for key, now in touched.items() if not now and self._refs.get(key)]
+                refer(group_key(group), key, False)
+        counts = {key: self._count(key, touched) for key in touched}
+        fresh = self._allocate(sorted(k for k, n in counts.items() if n and k not in self._tags))
+        dropped = [key for key, n in counts.items() if not n and self._refs.get(key)]
         tags = {**self._tags, **fresh}
 
         def group_tag(group: str) -> int:
@@ -535,11 +538,15 @@ class RouterIngress:
         add = shared_add + [e for e in after if e not in had]
 
         def commit() -> None:
-            for key, now in touched.items():
-                if now:
-                    self._refs[key] = now
-                else:
-                    self._refs.pop(key, None)
+            for key, changes in touched.items():
+                refs = self._refs.setdefault(key, set())
+                for referrer, present in changes.items():
+                    if present:
+                        refs.add(referrer)
+                    else:
+                        refs.discard(referrer)
+                if not refs:
+                    del self._refs[key]
             for key, tag in fresh.items():
                 self._tags[key] = tag
                 self._names[tag] = key
@@ -575,6 +582,14 @@ class RouterIngress:
             if name is not None:
                 self._tags.pop(name, None)
         return stale + tags
+
+    def _count(self, key: str, touched: Mapping[str, Mapping[str, bool]]) -> int:
+        """How many referrers ``key`` has once ``touched`` applies."""
+        refs = self._refs.get(key, set())
+        count = len(refs)
+        for referrer, present in touched.get(key, {}).items():
+            count += (present and referrer not in refs) - (not present and referrer in refs)
+        return count
 
     def _allocate(self, keys: Sequence[str]) -> dict[str, int]:
         """New tags for ``keys``: each the first free value from its hash on."""

@@ -13,7 +13,6 @@ import contextlib
 import ipaddress
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 

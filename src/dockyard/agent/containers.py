@@ -59,6 +59,7 @@ from dockyard.core.protocol import (
     HealthcheckSpec,
     HealthResult,
     HealthState,
+    NetworkSpec,
     Resources,
 )
 from dockyard.core.signals import parse_signal
@@ -66,6 +67,7 @@ from dockyard.core.units import format_bytes
 from dockyard.images.layers import LayerStore
 from dockyard.images.snapshot import Snapshotter
 from dockyard.network.host import HostNetwork
+from dockyard.network.ingress import check_ingress, merge_spec
 from dockyard.network.names import endpoint_interface
 from dockyard.runtime.base import CreateOptions, Runtime
 from dockyard.runtime.cgroups import Cgroup
@@ -467,6 +469,29 @@ class ContainerManager:
             if self._plumbed(record):
                 await self._network.disconnect(container_id=container_id, endpoint_id=endpoint_id)
             record.request = replace(record.request, network=replace(net, endpoints=kept))
+            self._save(record)
+
+    async def update_network(self, container_id: str, spec: NetworkSpec) -> None:
+        """Take the security groups, ingress rules and public IP of ``spec`` (the
+        container's whole network spec, as the controller has it now): applied at once if
+        the container runs or is paused, kept in its record for its next starts and for
+        a restarted agent. Endpoints change only through :meth:`connect` and
+        :meth:`disconnect` (see :func:`dockyard.network.ingress.merge_spec`). Idempotent.
+
+        Raises ``NotFound`` for an unknown container, ``InvalidArgument`` for malformed
+        rules, groups or addresses (nothing is kept then), ``Unavailable`` if the kernel
+        refuses (the record keeps the previous spec).
+        """
+        async with self._lock(container_id):
+            record = self._get(container_id)
+            merged = merge_spec(record.request.network, spec)
+            if merged.mode == "tenant":
+                check_ingress(merged)
+            if merged == record.request.network:
+                return
+            if self._plumbed(record) and merged.mode == "tenant":
+                await self._network.update(container_id=container_id, spec=merged)
+            record.request = replace(record.request, network=merged)
             self._save(record)
 
     @staticmethod

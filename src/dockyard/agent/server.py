@@ -33,6 +33,7 @@ from dockyard.core.protocol import (
     CreateRequest,
     EndpointSpec,
     ExecRequest,
+    NetworkSpec,
     Resources,
     StopRequest,
     VolumeRequest,
@@ -152,6 +153,12 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
     @routes.delete("/v1/containers/{id}")
     async def delete(request: web.Request) -> web.Response:
         await manager.delete(request.match_info["id"], force=flag(request, "force"))
+        return _json({})
+
+    @routes.put("/v1/containers/{id}/network")
+    async def update_network(request: web.Request) -> web.Response:
+        body = await _body(request, NetworkSpec)
+        await manager.update_network(request.match_info["id"], body)
         return _json({})
 
     @routes.post("/v1/containers/{id}/endpoints")

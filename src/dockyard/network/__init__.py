@@ -6,9 +6,11 @@ Modules, bottom up (ADR 0016):
 - :mod:`~dockyard.network.names`    kernel names and addresses, validated (pure)
 - :mod:`~dockyard.network.ports`    published ports: validation, ephemeral choice, reservation
 - :mod:`~dockyard.network.rules`    the root and router nft tables and their elements (pure)
+- :mod:`~dockyard.network.ingress`  security groups and floating IPs as elements (pure)
 - :mod:`~dockyard.network.elements` reading and deleting elements through an nft context
 - :mod:`~dockyard.network.netns`    work inside namespaces via setns(2); named namespaces
 - :mod:`~dockyard.network.rtnl`     just enough rtnetlink, packed by hand
+- :mod:`~dockyard.network.conntrack` an address's conntrack entries, deleted over ctnetlink
 - :mod:`~dockyard.network.counters` interface counters of a container's netns (procfs)
 - :mod:`~dockyard.network.router`   one tenant's router namespace
 - :mod:`~dockyard.network.host`     :class:`HostNetwork`, what the agent uses

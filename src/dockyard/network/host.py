@@ -25,7 +25,7 @@ import errno
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dockyard.core.errors import (
@@ -38,7 +38,15 @@ from dockyard.core.errors import (
     Unavailable,
 )
 from dockyard.core.protocol import EndpointSpec, NetworkSpec
+from dockyard.network.conntrack import Conntrack
 from dockyard.network.elements import delete_elements, list_elements
+from dockyard.network.ingress import (
+    ContainerIngress,
+    EndpointIngress,
+    container_ingress,
+    floating_elements,
+    merge_spec,
+)
 from dockyard.network.names import (
     check_container_id,
     check_table,
@@ -66,8 +74,16 @@ from dockyard.network.router import (
     open_router,
     remove_router,
 )
-from dockyard.network.rtnl import Rtnl, configure_interfaces, delete_link
+from dockyard.network.rtnl import (
+    Rtnl,
+    configure_interfaces,
+    delete_link,
+    delete_route,
+    host_route,
+)
 from dockyard.network.rules import (
+    ENDPOINT_SETS,
+    FLOATING_SETS,
     HOST_PUBLISH_MAPS,
     Element,
     host_publish_elements,
@@ -97,6 +113,8 @@ class _Attachment:
     sockets: list[socket.socket] = field(default_factory=list)
     host_elements: list[Element] = field(default_factory=list)
     router_elements: list[Element] = field(default_factory=list)
+    ingress: ContainerIngress = field(default_factory=ContainerIngress)  # as the router has it
+    floating: list[Element] = field(default_factory=list)  # the root's, for its public IP
 
 
 @dataclass(slots=True)
@@ -148,6 +166,7 @@ class HostNetwork:
         self._dns: dict[tuple[str, str], _Dns] = {}
         self._ports = PortAllocator()
         self._watchers: list[EndpointWatcher] = []
+        self._conntrack: Conntrack | None = None  # in the host's namespace, made on first use
         # Held by cleanup and teardown while they delete routers and bridges (awaiting
         # worker threads), and by whatever plugs into a router, so that nothing is
         # plugged into what is being deleted. Plugging itself never awaits.
@@ -200,6 +219,7 @@ class HostNetwork:
             e
             for e in list_elements(self._nft, self._table)
             if e.set_name == "uplinks"
+            or e.set_name in FLOATING_SETS
             # A published port goes to a router; one to anything else is of an older
             # layout (a container address on the old system bridge).
             or (e.set_name in HOST_PUBLISH_MAPS and ipaddress.ip_address(e.value[0]) in transit)
@@ -222,8 +242,9 @@ class HostNetwork:
         named ``endpoint.interface`` with its address; the default route through the
         first endpoint's gateway; lo up. Each published port is reserved by a host socket
         and DNATed (root: to the router; router: to the first endpoint's address).
-        Returns the bound ports, e.g. ``{"80/tcp": [("0.0.0.0", 8080)]}``. Modes ``none``
-        and ``container``: nothing, returns ``{}``.
+        Returns the bound ports, e.g. ``{"80/tcp": [("0.0.0.0", 8080)]}``. The endpoints'
+        security groups and rules, and the public IP, are applied as :meth:`update`
+        says. Modes ``none`` and ``container``: nothing, returns ``{}``.
 
         On any failure everything made for the container is undone before the error
         propagates (a router or bridge it made stays until cleanup). Raises
@@ -242,6 +263,7 @@ class HostNetwork:
         _check_endpoints(spec.endpoints)
         name = self.router_name(spec.router)
         wanted = [check_mapping(mapping) for mapping in spec.ports]
+        ingress = container_ingress(spec, spec.endpoints, target=spec.endpoints[0].ip)
         att = _Attachment(router=name, tenant=spec.router, target_ip=spec.endpoints[0].ip)
         bound: list[Binding] = []
         try:
@@ -254,8 +276,9 @@ class HostNetwork:
                 router = self._router(name, create=True)
                 self._plug(router, att, container_id=container_id, pid=pid, new=spec.endpoints)
                 self._publish(router, att, bound, container_id=container_id)
+                self._set_ingress(router, att, container_id=container_id, new=ingress)
         except BaseException as exc:
-            await self._undo(att, exc)
+            await self._undo(att, exc, container_id=container_id)
             raise
         self._attached[container_id] = att
         self._changed(container_id, att)
@@ -263,18 +286,23 @@ class HostNetwork:
 
     async def connect(self, *, container_id: str, pid: int, endpoint: EndpointSpec) -> None:
         """Plug one more endpoint into running container ``container_id`` (its netns is
-        that of ``pid``). It gets the default route only if it is the container's only
-        endpoint. On failure nothing of it is left.
+        that of ``pid``), with its security groups and rules. It gets the default route
+        only if it is the container's only endpoint. On failure nothing of its veth is
+        left.
 
         Raises ``FailedPrecondition`` if the container is not attached here on tenant
         networks, ``AlreadyExists`` if the endpoint id or interface name is taken.
         """
         att = self._tenant_attachment(container_id)
         _check_endpoints([*att.endpoints.values(), endpoint])
+        ingress = replace(
+            att.ingress, endpoints=(*att.ingress.endpoints, _endpoint_ingress(endpoint))
+        )
         async with self._gc:
             router = self._router(att.router, create=True)
             try:
                 self._plug(router, att, container_id=container_id, pid=pid, new=[endpoint])
+                self._set_ingress(router, att, container_id=container_id, new=ingress)
             except BaseException as exc:
                 await self._unplug(att, [endpoint.endpoint_id], exc)
                 raise
@@ -282,8 +310,9 @@ class HostNetwork:
 
     async def disconnect(self, *, container_id: str, endpoint_id: str) -> None:
         """Unplug endpoint ``endpoint_id`` of container ``container_id`` (both sides of its
-        veth go; the container keeps its other interfaces). Published ports stay with the
-        address they were published to.
+        veth go, its security-group elements too; the container keeps its other
+        interfaces). Published ports and the public IP stay with the address they were
+        published to.
 
         Raises ``FailedPrecondition`` if the container is not attached here on tenant
         networks, ``NotFound`` if it has no such endpoint.
@@ -291,6 +320,13 @@ class HostNetwork:
         att = self._tenant_attachment(container_id)
         if endpoint_id not in att.endpoints:
             raise NotFound(f"container {container_id} has no endpoint {endpoint_id}")
+        gone = att.endpoints[endpoint_id].ip
+        ingress = replace(
+            att.ingress, endpoints=tuple(e for e in att.ingress.endpoints if e.ip != gone)
+        )
+        async with self._gc:
+            router = self._routers.get(att.router)
+            self._set_ingress(router, att, container_id=container_id, new=ingress)
         path = named_netns(att.router, run_dir=self._run_dir)
         await asyncio.to_thread(delete_links, path, [endpoint_veth(endpoint_id)])
         att.endpoints.pop(endpoint_id, None)
@@ -301,16 +337,49 @@ class HostNetwork:
         att = self._attached.get(container_id)
         return list(att.endpoints.values()) if att is not None else []
 
+    async def update(self, *, container_id: str, spec: NetworkSpec) -> None:
+        """Apply ``spec``'s security groups, ingress rules, public IP and DNS names to attached
+        container ``container_id`` (``PUT /v1/containers/{id}/network``).
+
+        Its endpoints are matched by id (:func:`~dockyard.network.ingress.merge_spec`: one
+        ``spec`` lacks keeps what it has, one only ``spec`` has is ignored); ``spec.ports``
+        say which public ports are ``-p`` publishes. What differs is changed in one
+        transaction in the router. A public IP the container loses is unrouted, its
+        elements deleted and then its conntrack entries, so its traffic stops at once; a
+        new one is routed to the router (a /32 in the host's main table) and DNATed to
+        the first endpoint's address, which leaves from it. Idempotent.
+
+        Raises ``FailedPrecondition`` unless the container is attached here on tenant
+        networks (or if its router is gone), ``InvalidArgument`` for malformed rules,
+        groups or addresses, ``Unavailable`` for kernel errors (retrying is safe).
+        """
+        att = self._tenant_attachment(container_id)
+        endpoints = merge_spec(replace(spec, endpoints=tuple(att.endpoints.values())), spec)
+        ingress = container_ingress(spec, endpoints.endpoints, target=att.target_ip)
+        async with self._gc:
+            router = self._router(att.router, create=False)
+            self._set_ingress(router, att, container_id=container_id, new=ingress)
+        att.endpoints = {e.endpoint_id: e for e in endpoints.endpoints}
+        self._changed(container_id, att)  # names may have changed (a rename)
+
     def unpublish(self, *, container_id: str) -> None:
         """Release the container's host ports now: close their reservations and remove
-        their DNAT elements (sub-millisecond; the veths are left to :meth:`detach`).
+        their DNAT elements; take its public IP off (elements, route, conntrack entries).
+        About a millisecond; the veths and security groups are left to :meth:`detach`.
 
-        Called as soon as a container stops, so a port is free again the moment a stop or
-        removal returns. Idempotent.
+        Called as soon as a container stops, so a port or address is free again the
+        moment a stop or removal returns. Idempotent.
         """
         att = self._attached.get(container_id)
         if att is None:
             return
+        if att.ingress.public is not None or att.floating:
+            self._set_ingress(
+                self._routers.get(att.router),
+                att,
+                container_id=container_id,
+                new=replace(att.ingress, public=None),
+            )
         _close_all(att.sockets)
         delete_elements(self._nft, self._table, att.host_elements)
         att.host_elements = []
@@ -320,16 +389,21 @@ class HostNetwork:
         att.router_elements = []
 
     async def detach(self, *, container_id: str) -> None:
-        """Unpublish the container's ports and delete its veths if they still exist.
+        """Unpublish the container's ports, delete its security-group elements and its
+        veths if they still exist.
 
         Idempotent. For an id this object never attached or restored nothing is looked
         for: what an earlier agent left is found by :meth:`cleanup`.
         """
         check_container_id(container_id)
         self.unpublish(container_id=container_id)
-        att = self._attached.pop(container_id, None)
+        att = self._attached.get(container_id)
         if att is None:
             return
+        self._set_ingress(
+            self._routers.get(att.router), att, container_id=container_id, new=ContainerIngress()
+        )
+        del self._attached[container_id]
         self._changed(container_id, None)
         if not att.endpoints:
             return
@@ -350,7 +424,8 @@ class HostNetwork:
         """Re-adopt a container that kept running across an agent restart.
 
         Re-opens its router, checks its veths, re-takes the reservations of ``ports`` (as
-        :meth:`attach` returned them) and makes sure its elements exist. Idempotent.
+        :meth:`attach` returned them) and makes sure its elements (published ports,
+        security groups, public IP and its route) exist. Idempotent.
         Raises ``FailedPrecondition`` if its netns, router or one of its veths is gone
         (attach it anew), ``Conflict`` if another process took one of its host ports.
         """
@@ -362,6 +437,8 @@ class HostNetwork:
         _check_endpoints(spec.endpoints)
         name = self.router_name(spec.router)
         bindings = bindings_from_ports(ports)
+        target = spec.endpoints[0].ip if spec.endpoints else ""
+        ingress = container_ingress(spec, spec.endpoints, target=target)
         if not Path(f"/proc/{pid}/ns/net").exists():
             raise FailedPrecondition(f"network namespace of container {container_id} is gone")
         async with self._gc:
@@ -375,7 +452,7 @@ class HostNetwork:
                 router=name,
                 tenant=spec.router,
                 endpoints={e.endpoint_id: e for e in spec.endpoints},
-                target_ip=spec.endpoints[0].ip if spec.endpoints else "",
+                target_ip=target,
             )
             try:
                 for binding in bindings:
@@ -383,6 +460,7 @@ class HostNetwork:
                 for endpoint in spec.endpoints:
                     router.ensure_bridge(endpoint)
                 self._publish(router, att, bindings, container_id=container_id)
+                self._set_ingress(router, att, container_id=container_id, new=ingress)
             except BaseException:
                 _close_all(att.sockets)
                 raise
@@ -391,25 +469,33 @@ class HostNetwork:
 
     async def cleanup(self, *, keep: set[str]) -> None:
         """Remove what containers not in ``keep`` left: their veths, elements and
-        reservations; bridges left without endpoints; routers left without endpoints.
+        reservations, the routes and conntrack entries of their public IPs; bridges left
+        without endpoints; routers left without endpoints; rule profiles and tags no
+        endpoint uses.
 
         Works from the kernel, so it also finds what an earlier agent process left:
-        veths by their alias, elements by their owner comment, routers by name.
+        veths by their alias, elements by their owner comment, routers by name, routes
+        by the uplink they go through.
         """
         for container_id in [c for c in self._attached if c not in keep]:
             await self.detach(container_id=container_id)
         async with self._gc:
             for name in [n for n, r in self._routers.items() if not r.path.exists()]:
                 await self._remove_router(name)  # deleted behind our back
+            root = list_elements(self._nft, self._table)
             stale = [
                 e
-                for e in list_elements(self._nft, self._table)
-                if e.set_name in HOST_PUBLISH_MAPS and e.comment not in keep
+                for e in root
+                if (e.set_name in HOST_PUBLISH_MAPS or e.set_name in FLOATING_SETS)
+                and e.comment not in keep
             ]
+            self._drop_floating(stale)
             delete_elements(self._nft, self._table, stale)
             for name in list_routers(router_prefix(self._instance), self._run_dir):
                 await self._sweep_router(name, keep)
             await self._sweep_uplinks()
+            kept = {str(e.key[0]) for e in root if e.set_name == "floating" and e.comment in keep}
+            self._sweep_routes(kept)
 
     async def teardown(self) -> None:
         """Delete everything of this instance: routers (with their bridges and veths),
@@ -448,6 +534,9 @@ class HostNetwork:
         self._attached.clear()
         for name in list(self._routers):
             self._close_router(name)
+        if self._conntrack is not None:
+            self._conntrack.close()
+            self._conntrack = None
         self._rtnl.close()
         self._nft.close()
 
@@ -595,10 +684,118 @@ class HostNetwork:
         self._nft.cmd(render_add(self._table, outer))
         att.host_elements = outer
 
-    async def _undo(self, att: _Attachment, exc: BaseException) -> None:
+    def _set_ingress(
+        self,
+        router: Router | None,
+        att: _Attachment,
+        *,
+        container_id: str,
+        new: ContainerIngress,
+    ) -> None:
+        """Take the container's security-group and public-IP state from ``att.ingress``
+        to ``new``: the router's elements in one transaction, then the root's elements
+        and the route of its public IP. A public IP it loses is unrouted first and loses
+        its conntrack entries last, once nothing can make new ones. Never awaits.
+
+        ``router`` is None when the router is gone (what was in it went with it): then a
+        public IP cannot be added (``FailedPrecondition``). On failure ``att`` records
+        what the kernel has, so calling again (or with an empty ``new``) converges.
+        """
+        uplink = uplink_name(att.router)
+        public = new.public
+        wanted = (
+            floating_elements(address=public.address, uplink=uplink, owner=container_id)
+            if public is not None
+            else []
+        )
+        lost = {str(e.key[0]) for e in att.floating if e.set_name == "floating"}
+        if att.ingress.public is not None:
+            lost.add(att.ingress.public.address)
+        if public is not None:
+            lost.discard(public.address)
+        if att.floating and att.floating != wanted:
+            self._drop_floating(att.floating)
+            delete_elements(self._nft, self._table, att.floating)
+            att.floating = []
+        if router is not None:
+            change = router.ingress.change(owner=container_id, old=att.ingress, new=new)
+            router.replace_elements(change.delete, change.add)
+            change.commit()
+        elif public is not None:
+            raise FailedPrecondition(f"router namespace {att.router} is gone")
+        att.ingress = new
+        for address in sorted(lost):
+            if router is not None:
+                router.conntrack().delete_address(address)
+            self._root_conntrack().delete_address(address)
+        if public is not None and router is not None and att.floating != wanted:
+            self._nft.cmd(render_add(self._table, wanted))
+            try:
+                index = self._rtnl.link_index(uplink)
+                self._rtnl.transact(
+                    [host_route(public.address, gateway=router.ip, oif=index)],
+                    f"route {public.address} to {att.router}",
+                )
+            except BaseException as exc:
+                try:
+                    delete_elements(self._nft, self._table, wanted)
+                except DockyardError as undo_exc:
+                    exc.add_note(f"rollback incomplete: {undo_exc}")
+                raise
+            att.floating = wanted
+
+    def _drop_floating(self, elements: Sequence[Element]) -> None:
+        """Delete the routes of the public IPs that root ``elements`` record
+        (``floating_via``: the address and the uplink it is routed into); the routes of
+        an uplink that is gone went with it."""
+        for e in elements:
+            if e.set_name != "floating_via":
+                continue
+            address, uplink = str(e.key[0]), str(e.key[1])
+            try:
+                index = self._rtnl.link_index(uplink)
+            except Unavailable:
+                continue
+            self._rtnl.transact(
+                [delete_route(address, oif=index)],
+                f"delete the route of {address}",
+                ignore=(errno.ESRCH,),
+            )
+        for address in {str(e.key[0]) for e in elements if e.set_name == "floating"}:
+            self._root_conntrack().delete_address(address)
+
+    def _sweep_routes(self, kept: set[str]) -> None:
+        """Host routes (/32) into this instance's uplinks for addresses not in ``kept``
+        (a crash between a route and its elements)."""
+        ours = {uplink_name(n) for n in list_routers(router_prefix(self._instance), self._run_dir)}
+        indexes = {link.index for link in self._rtnl.links() if link.name in ours}
+        stale = [
+            route
+            for route in self._rtnl.routes()
+            if route.oif in indexes and route.prefixlen == 32 and route.dst not in kept
+        ]
+        if stale:
+            self._rtnl.transact(
+                [delete_route(route.dst, oif=route.oif) for route in stale],
+                "delete stale routes of public IPs",
+                ignore=(errno.ESRCH,),
+            )
+
+    def _root_conntrack(self) -> Conntrack:
+        if self._conntrack is None:
+            self._conntrack = Conntrack()
+        return self._conntrack
+
+    async def _undo(self, att: _Attachment, exc: BaseException, *, container_id: str) -> None:
         """Roll back a failed attach; a failing undo step is noted on ``exc``."""
         _close_all(att.sockets)
         try:
+            self._set_ingress(
+                self._routers.get(att.router),
+                att,
+                container_id=container_id,
+                new=ContainerIngress(),
+            )
             delete_elements(self._nft, self._table, att.host_elements)
             router = self._routers.get(att.router)
             if router is not None:
@@ -634,8 +831,14 @@ class HostNetwork:
         if not kept:
             await self._remove_router(name)
             return
-        stale = [e for e in router.elements() if e.set_name == "publish" and e.comment not in keep]
+        elements = router.elements()
+        owned = ("publish", *ENDPOINT_SETS)
+        stale = [e for e in elements if e.set_name in owned and e.comment not in keep]
         router.delete_elements(stale)
+        for address in {str(e.key[0]) for e in stale if e.set_name == "fip_host"}:
+            router.conntrack().delete_address(address)
+        dropped = set(stale)
+        router.delete_elements(router.ingress.sweep([e for e in elements if e not in dropped]))
         gone = [link.name for link in veths if link.alias not in keep]
         await asyncio.to_thread(delete_links, router.path, gone)
         used = {link.master for link in kept}
@@ -686,6 +889,13 @@ class HostNetwork:
         finally:
             dns.udp.close()
             dns.tcp.close()
+
+
+def _endpoint_ingress(endpoint: EndpointSpec) -> EndpointIngress:
+    """An endpoint's share of its container's ingress state (its groups: the
+    container's)."""
+    (found,) = container_ingress(NetworkSpec(), [endpoint], target="").endpoints
+    return found
 
 
 def _check_endpoints(endpoints: Sequence[EndpointSpec]) -> None:

@@ -37,7 +37,9 @@ from dockyard.core.errors import (
     Unavailable,
 )
 from dockyard.core.protocol import EndpointSpec
+from dockyard.network.conntrack import NETLINK_NETFILTER, Conntrack
 from dockyard.network.elements import delete_elements, list_elements
+from dockyard.network.ingress import RouterIngress
 from dockyard.network.names import (
     ROUTER_TABLE,
     UPLINK_INSIDE,
@@ -73,6 +75,7 @@ from dockyard.network.rules import (
     Element,
     bridge_elements,
     render_add,
+    render_delete,
     router_ruleset,
 )
 
@@ -111,10 +114,23 @@ class Router:
         self.gateways: dict[str, str] = {}
         """Bridge name -> gateway address."""
         self._registered: set[str] = set()  # bridges whose nft elements this object added
+        self.ingress = RouterIngress()
+        """Tags and profile users of its security groups (:mod:`~dockyard.network.ingress`)."""
+        self._conntrack: Conntrack | None = None
 
     def close(self) -> None:
         self.rtnl.close()
         self.nft.close()
+        if self._conntrack is not None:
+            self._conntrack.close()
+            self._conntrack = None
+
+    def conntrack(self) -> Conntrack:
+        """A ctnetlink socket inside the router (made on first use, kept until close)."""
+        if self._conntrack is None:
+            sock = socket_in_named_netns(self.path, kind=socket.SOCK_RAW, proto=NETLINK_NETFILTER)
+            self._conntrack = Conntrack(sock)
+        return self._conntrack
 
     # bridges and endpoints
 
@@ -193,6 +209,31 @@ class Router:
     def delete_elements(self, elements: Sequence[Element]) -> None:
         """Delete ``elements``, tolerating those already gone."""
         delete_elements(self.nft, ROUTER_TABLE, elements)
+
+    def replace_elements(self, delete: Sequence[Element], add: Sequence[Element]) -> None:
+        """Delete ``delete`` and add ``add`` in one transaction (all or nothing).
+
+        Tolerates what the kernel does not match: elements of ``delete`` already gone, and
+        map keys of ``add`` held with another value or owner (left by a container whose
+        cleanup never ran: the router's state is ours to decide) are replaced. Raises
+        ``Unavailable`` if the kernel still refuses.
+        """
+        if not delete and not add:
+            return
+        try:
+            self.nft.cmd(render_delete(ROUTER_TABLE, delete) + render_add(ROUTER_TABLE, add))
+        except Unavailable:
+            self._replace_drifted(delete, add)
+
+    def _replace_drifted(self, delete: Sequence[Element], add: Sequence[Element]) -> None:
+        present = {(e.set_name, e.key): e for e in self.elements()}
+        wanted = {(e.set_name, e.key) for e in delete if (e.set_name, e.key) in present}
+        for e in add:
+            held = present.get((e.set_name, e.key))
+            if held is not None and (held.value, held.comment) != (e.value, e.comment):
+                wanted.add((e.set_name, e.key))
+        stale = [present[k] for k in present if k in wanted]
+        self.nft.cmd(render_delete(ROUTER_TABLE, stale) + render_add(ROUTER_TABLE, add))
 
     # DNS
 
@@ -303,11 +344,13 @@ def open_router(*, name: str, path: Path, uplink: str) -> Router:
             if not kept:
                 raise
             nft.cmd(router_ruleset())
+            kept = []
     except BaseException:
         rtnl.close()
         nft.close()
         raise
     router = Router(name=name, path=path, uplink=uplink, root_ip=root_ip, ip=ip, rtnl=rtnl, nft=nft)
+    router.ingress = RouterIngress.from_elements(kept)
     by_index = {a.index: a.address for a in addresses}
     for link in links:
         if link.kind == "bridge" and link.index in by_index:

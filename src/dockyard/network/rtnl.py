@@ -20,23 +20,31 @@ import socket
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Self
 
 from dockyard.core.errors import AlreadyExists, FailedPrecondition, Unavailable
 from dockyard.network.netns import socket_in_netns
 
 __all__ = [
     "LOOPBACK_IFINDEX",
+    "NLA_F_NESTED",
     "Address",
     "Link",
     "Message",
+    "Netlink",
+    "Route",
     "Rtnl",
     "add_address",
     "configure_interfaces",
     "default_route",
     "delete_link",
+    "delete_route",
+    "host_route",
     "link_up",
     "new_bridge",
     "new_veth",
+    "pack_attr",
+    "parse_attrs",
     "set_port",
 ]
 
@@ -54,17 +62,20 @@ _ERROR = struct.Struct("=i")
 _U32 = struct.Struct("=I")
 
 _RTM_NEWLINK, _RTM_DELLINK, _RTM_GETLINK = 16, 17, 18
-_RTM_NEWADDR, _RTM_GETADDR, _RTM_NEWROUTE = 20, 22, 24
+_RTM_NEWADDR, _RTM_GETADDR = 20, 22
+_RTM_NEWROUTE, _RTM_DELROUTE, _RTM_GETROUTE = 24, 25, 26
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _F_REQUEST, _F_MULTI, _F_ACK, _F_DUMP_INTR = 0x1, 0x2, 0x4, 0x10
-_F_DUMP, _F_EXCL, _F_CREATE = 0x300, 0x200, 0x400
+_F_DUMP, _F_REPLACE, _F_EXCL, _F_CREATE = 0x300, 0x100, 0x200, 0x400
 _IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MASTER = 1, 3, 10
 _IFLA_LINKINFO, _IFLA_NET_NS_PID, _IFLA_IFALIAS, _IFLA_NET_NS_FD = 18, 19, 20, 28
 _IFLA_INFO_KIND, _IFLA_INFO_DATA, _IFLA_INFO_SLAVE_KIND, _IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
 _VETH_INFO_PEER = 1
 _IFLA_BRPORT_ISOLATED = 33
 _IFA_ADDRESS, _IFA_LOCAL = 1, 2
-_RTA_OIF, _RTA_GATEWAY = 4, 5
+_RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_TABLE = 1, 4, 5, 15
+_MAIN_TABLE, _RTPROT_STATIC, _RT_SCOPE_NOWHERE = 254, 4, 255
+NLA_F_NESTED = 0x8000
 _NLA_TYPE_MASK = 0x3FFF
 _IFF_UP = 0x1
 _RECV = 65536
@@ -82,12 +93,33 @@ class Link:
 
 
 @dataclass(frozen=True, slots=True)
+class Route:
+    """An IPv4 route of the main table: ``dst``/``prefixlen`` via ``gateway`` ("" when
+    directly connected) on interface ``oif`` (0 when it names none)."""
+
+    dst: str
+    prefixlen: int
+    oif: int = 0
+    gateway: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Address:
     """An IPv4 address on interface ``index``."""
 
     index: int
     address: str
     prefixlen: int
+
+
+def pack_attr(kind: int, payload: bytes) -> bytes:
+    """One netlink attribute (type ``kind``, ``NLA_F_NESTED`` for a nest), padded."""
+    return _attr(kind, payload)
+
+
+def parse_attrs(data: bytes, offset: int = 0, end: int | None = None) -> dict[int, bytes]:
+    """The attributes in ``data[offset:end]`` by type (flags masked off), payloads raw."""
+    return _attrs(data, offset, len(data) if end is None else end)
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
@@ -118,23 +150,23 @@ def _text(raw: bytes | None) -> str:
     return raw.split(b"\0", 1)[0].decode(errors="replace") if raw else ""
 
 
-class Rtnl:
-    """One NETLINK_ROUTE socket (the caller's netns, or one made with the netns helpers).
+class Netlink:
+    """One netlink socket, of any netlink family: requests sent in batches with their
+    acks checked, and dumps. :class:`Rtnl` adds rtnetlink's requests,
+    :class:`dockyard.network.conntrack.Conntrack` ctnetlink's.
 
     Not thread-safe: one thread uses it at a time. ``close()`` is idempotent.
     """
 
-    def __init__(self, sock: socket.socket | None = None) -> None:
-        self._sock = sock or socket.socket(
-            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0
-        )
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
         self._sock.bind((0, 0))
         self._seq = 0
 
     def close(self) -> None:
         self._sock.close()
 
-    def __enter__(self) -> Rtnl:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -177,8 +209,9 @@ class Rtnl:
         if failure:
             raise _error(failure, what, precise=precise)
 
-    def _dump(self, kind: int, body: bytes, what: str) -> list[tuple[int, bytes, int]]:
-        """``(type, message, offset of its body)`` of every answer to a dump request."""
+    def dump(self, kind: int, body: bytes, what: str) -> list[tuple[int, bytes, int]]:
+        """``(type, message, offset of its body)`` of every answer to a dump request
+        (``kind``, ``body``); an error answer raises as :meth:`transact` does."""
         for _attempt in range(3):
             seq, data = self._message(kind, _F_DUMP, body)
             self._sock.sendall(data)
@@ -207,11 +240,20 @@ class Rtnl:
                 return found
         raise Unavailable(f"{what}: the dump kept changing under us")
 
+
+class Rtnl(Netlink):
+    """One NETLINK_ROUTE socket (the caller's netns, or one made with the netns helpers)."""
+
+    def __init__(self, sock: socket.socket | None = None) -> None:
+        super().__init__(
+            sock or socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        )
+
     def links(self) -> list[Link]:
         """Every interface of this socket's namespace."""
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
         links = []
-        for kind, message, offset in self._dump(_RTM_GETLINK, body, "list links"):
+        for kind, message, offset in self.dump(_RTM_GETLINK, body, "list links"):
             if kind != _RTM_NEWLINK:
                 continue
             _family, _type, index, _flags, _change = _IFINFO.unpack_from(message, offset)
@@ -234,7 +276,7 @@ class Rtnl:
         """Every IPv4 address of this socket's namespace."""
         body = _IFADDR.pack(socket.AF_INET, 0, 0, 0, 0)
         found = []
-        for kind, message, offset in self._dump(_RTM_GETADDR, body, "list addresses"):
+        for kind, message, offset in self.dump(_RTM_GETADDR, body, "list addresses"):
             if kind != _RTM_NEWADDR:
                 continue
             family, prefixlen, _flags, _scope, index = _IFADDR.unpack_from(message, offset)
@@ -261,6 +303,34 @@ class Rtnl:
                 raise _error(-code, f"look up {name}", precise=False)
             _family, _type, index, _iflags, _change = _IFINFO.unpack_from(reply, _NLMSG.size)
             return int(index)
+
+    def routes(self) -> list[Route]:
+        """The IPv4 routes of the main table of this socket's namespace."""
+        body = _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+        found = []
+        for kind, message, offset in self.dump(_RTM_GETROUTE, body, "list routes"):
+            if kind != _RTM_NEWROUTE:
+                continue
+            family, dst_len, _src, _tos, table, _proto, _scope, _type, _flags = _RTMSG.unpack_from(
+                message, offset
+            )
+            attrs = _attrs(message, offset + _RTMSG.size, len(message))
+            if _RTA_TABLE in attrs:
+                table = _U32.unpack(attrs[_RTA_TABLE])[0]
+            if family != socket.AF_INET or table != _MAIN_TABLE:
+                continue
+            dst = attrs.get(_RTA_DST, bytes(4))
+            gateway = attrs.get(_RTA_GATEWAY)
+            oif = attrs.get(_RTA_OIF)
+            found.append(
+                Route(
+                    dst=str(ipaddress.IPv4Address(dst)),
+                    prefixlen=dst_len,
+                    oif=_U32.unpack(oif)[0] if oif else 0,
+                    gateway=str(ipaddress.IPv4Address(gateway)) if gateway else "",
+                )
+            )
+        return found
 
 
 # request builders ---------------------------------------------------------------------
@@ -340,6 +410,28 @@ def add_address(index: int, ip: str, prefixlen: int) -> Message:
         + _attr(_IFA_ADDRESS, packed)
     )
     return _RTM_NEWADDR, _F_CREATE | _F_EXCL, body
+
+
+def host_route(dst: str, *, gateway: str, oif: int) -> Message:
+    """Route ``dst``/32 via ``gateway`` on interface ``oif`` in the main table, replacing
+    a route to ``dst`` there (so adding it twice is fine)."""
+    body = (
+        _RTMSG.pack(socket.AF_INET, 32, 0, 0, _MAIN_TABLE, _RTPROT_STATIC, 0, 1, 0)
+        + _attr(_RTA_DST, ipaddress.IPv4Address(dst).packed)
+        + _attr(_RTA_GATEWAY, ipaddress.IPv4Address(gateway).packed)
+        + _attr(_RTA_OIF, _U32.pack(oif))
+    )
+    return _RTM_NEWROUTE, _F_CREATE | _F_REPLACE, body
+
+
+def delete_route(dst: str, *, oif: int = 0) -> Message:
+    """Delete the route to ``dst``/32 of the main table (through ``oif`` only, if not 0):
+    ESRCH when there is none."""
+    body = _RTMSG.pack(socket.AF_INET, 32, 0, 0, _MAIN_TABLE, 0, _RT_SCOPE_NOWHERE, 0, 0)
+    body += _attr(_RTA_DST, ipaddress.IPv4Address(dst).packed)
+    if oif:
+        body += _attr(_RTA_OIF, _U32.pack(oif))
+    return _RTM_DELROUTE, 0, body
 
 
 def default_route(gateway: str, oif: int) -> Message:

@@ -414,3 +414,16 @@ def test_compose_style_services_reach_each_other_by_name(
     project = nonce()
     with_aliases(client, cleanup, net, ["db"], name=f"{project}-db-1", text="db-ok")
     assert fetch(client, "db", network=net) == "db-ok"
+
+
+def test_a_renamed_container_answers_to_its_new_name(
+    client: docker.DockerClient, cleanup: list[str], networks: list[str]
+) -> None:
+    net = network(client, networks)
+    old, new = f"old-{nonce()}", f"new-{nonce()}"
+    server = serve(client, cleanup, net, name=old)
+    ip = address(server, net)
+    assert resolve(client, old, network=net) == ip
+    server.rename(new)
+    assert resolve(client, new, network=net) == ip
+    assert resolve(client, old, network=net) == ""

@@ -3,7 +3,7 @@ operator's pools, requests under the quota, listing, releasing, another tenant's
 and container answering 404, a range held by a tenant not removed, the calls audited.
 
 What needs a container on a host (binding, traffic in and out, `-p` remapping, unbinding
-cutting traffic) waits for the agent side of tenant networks (ADR 0016)."""
+cutting traffic) is in test_engine_ingress.py."""
 
 from __future__ import annotations
 

@@ -2,10 +2,7 @@
 their refusals, the default group, tenants that cannot see or use each other's groups, the
 label that chooses a create's groups, and the audit records of every change.
 
-What needs a container made on an agent (a create's groups, attach and detach, a group in
-use) is skipped until the agent side of tenant networks lands (issue 5: the agent does not
-take this branch's NetworkSpec yet). No traffic is tested here: that comes with the agent's
-rules."""
+Traffic (what the rules let in, on a real kernel) is tested in test_engine_ingress.py."""
 
 from __future__ import annotations
 

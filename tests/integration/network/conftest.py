@@ -161,3 +161,17 @@ def outside(make_netns: Callable[..., Netns]) -> Iterator[Outside]:
         yield Outside(ns, link, host_ip, peer_ip)
     finally:
         run_cmd("ip", "link", "del", link, check=False)
+
+
+@pytest.fixture
+def pool(outside: Outside) -> Iterator[ipaddress.IPv4Network]:
+    """A /29 of floating IPs in 198.18.0.0/15: the outside host routes it to the host,
+    and the host has it unreachable (an address not routed to a router must not leave
+    by the host's default route). Both routes go at the end."""
+    net = random_subnet("198.18.0.0/15", 29)
+    run_cmd("ip", "route", "add", "unreachable", str(net))
+    try:
+        outside.ns.run("ip", "route", "add", str(net), "via", outside.host_ip)
+        yield net
+    finally:
+        run_cmd("ip", "route", "del", "unreachable", str(net), check=False)

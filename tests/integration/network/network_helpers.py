@@ -26,6 +26,8 @@ from typing import Any
 from dockyard.core.protocol import EndpointSpec, NetworkSpec, PortMapping
 from dockyard.network import HostNetwork
 from dockyard.network.names import uplink_name
+from dockyard.network.netns import socket_in_netns
+from dockyard.network.rules import Element, parse_elements
 
 # A tiny server: answers every TCP connection / UDP datagram with its name and the peer's
 # address, so tests see who answered and what source address NAT produced.
@@ -48,6 +50,24 @@ while True:
     else:
         data, addr = s.recvfrom(2048)
         s.sendto(f"{name} {addr[0]}\\n".encode(), addr)
+"""
+
+# Echoes every line of every connection, prefixed with its name and the peer's address,
+# for as long as the connection lasts (tests of established connections).
+ECHO = """
+import socket, sys, threading
+port, name = int(sys.argv[1]), sys.argv[2]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+s.listen(16)
+print("ready", flush=True)
+def serve(c, addr):
+    for line in c.makefile("rb"):
+        c.sendall(f"{name} {addr[0]} ".encode() + line)
+while True:
+    c, addr = s.accept()
+    threading.Thread(target=serve, args=(c, addr), daemon=True).start()
 """
 
 CLIENT = """
@@ -134,6 +154,28 @@ class Netns:
         self.children.append(proc)
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
+
+    def echo(self, port: int) -> None:
+        """Start :data:`ECHO` on ``port`` in this netns and wait until it listens."""
+        cmd = [sys.executable, "-I", "-S", "-c", ECHO, str(port), self.name]
+        proc = subprocess.Popen(
+            ["nsenter", "-t", str(self.pid), "-n", *cmd], stdout=subprocess.PIPE, text=True
+        )
+        self.children.append(proc)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+
+    def connect(self, host: str, port: int, *, timeout: float = 2.0) -> socket.socket:
+        """A TCP connection made from inside this netns (the socket lives there), for
+        the test itself to talk over."""
+        sock = socket_in_netns(self.pid, family=socket.AF_INET, kind=socket.SOCK_STREAM, proto=0)
+        sock.settimeout(timeout)
+        try:
+            sock.connect((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def query(self, proto: str, host: str, port: int, *, timeout: float = 2.0) -> str:
         """From inside this netns: like :func:`query`."""
@@ -235,6 +277,45 @@ class Outside:
     link: str
     host_ip: str  # the host's address on the link
     ip: str  # the outside host's address
+
+    @property
+    def prefix(self) -> str:
+        """The link's /30, where the outside host's address is."""
+        return str(ipaddress.ip_network(f"{self.ip}/30", strict=False))
+
+
+def exchange(sock: socket.socket, line: str) -> str:
+    """Send ``line`` over an echo connection and read the answer ("" if the connection
+    is cut: reset, closed or silent)."""
+    try:
+        sock.sendall(line.encode() + b"\n")
+        return sock.recv(200).decode().strip()
+    except OSError:
+        return ""
+
+
+def router_elements(host: HostNetwork, tenant: str) -> list[Element]:
+    """The elements of tenant's router table."""
+    listing = router_exec(host, tenant, "nft", "-j", "list", "table", "inet", "dockyard")
+    return parse_elements(json.loads(listing))
+
+
+def root_elements(host: HostNetwork) -> list[Element]:
+    """The elements of the root table ([] when there is none)."""
+    listing = run_cmd("nft", "-j", "list", "table", "inet", host.table, check=False)
+    return parse_elements(json.loads(listing.stdout)) if listing.returncode == 0 else []
+
+
+def host_routes(pool: ipaddress.IPv4Network) -> list[str]:
+    """Routes of the host's main table to addresses of ``pool`` (other than the pool)."""
+    routes = json.loads(run_cmd("ip", "-j", "-4", "route", "show", "table", "main").stdout)
+    return [
+        r["dst"]
+        for r in routes
+        if r["dst"] != "default"
+        and ipaddress.ip_network(r["dst"], strict=False).subnet_of(pool)
+        and r["dst"] != str(pool)
+    ]
 
 
 def router_exec(host: HostNetwork, tenant: str, *cmd: str) -> str:

@@ -9,6 +9,8 @@ import pytest
 from dockyard.core.errors import InvalidArgument
 from dockyard.network.ports import Binding
 from dockyard.network.rules import (
+    INTERVAL_SETS,
+    MEMBER_SLOTS,
     PUBLISHED_MARK,
     ROOT_SETS,
     ROUTER_SETS,
@@ -197,8 +199,10 @@ def test_bridge_elements() -> None:
     isolated = bridge_elements(name="br-c", internal=False, isolated=True)
     assert {e.set_name for e in plain} == {"bridges", "same_bridge"}
     assert {e.set_name for e in internal} == {"bridges", "same_bridge", "internal"}
-    # Ports of an isolated bridge may not talk, not even routed back through the gateway.
-    assert {e.set_name for e in isolated} == {"bridges"}
+    # Ports of an isolated bridge may not talk, not even routed back through the gateway
+    # (where security groups would otherwise decide).
+    assert {e.set_name for e in isolated} == {"bridges", "hairpin"}
+    assert Element("hairpin", ("br-c", "br-c"), comment="br-c") in isolated
     assert Element("same_bridge", ("br-a", "br-a"), comment="br-a") in plain
 
 
@@ -227,11 +231,90 @@ def test_router_ruleset_declares_its_sets_and_a_place_for_security_groups() -> N
         line.split()[1] for line in text.splitlines() if line.strip().startswith(("set ", "map "))
     }
     assert declared == set(ROUTER_SETS)
-    assert "jump security_groups" in text
+    assert "oifname @bridges jump security_groups" in text
     assert "chain security_groups {" in text
     assert f"meta mark 0x{PUBLISHED_MARK:x} accept" in text
     assert text.count("policy drop") == 2  # input and forward
     assert set(SCHEMA) == set(ROOT_SETS) | set(ROUTER_SETS)
+    # One pair of rules per membership slot, none per endpoint, group or rule.
+    assert text.count("map @sg_members jump sg_source") == MEMBER_SLOTS
+    assert "meta mark set 15 ip saddr . meta mark != @sg_members return" in text
+    for name in INTERVAL_SETS:
+        assert f"set {name} {{ type" in text
+    assert text.count("flags interval") == len(INTERVAL_SETS)
+
+
+def test_the_router_forward_chain_checks_hairpins_before_groups() -> None:
+    forward = router_ruleset().split("chain forward {")[1].split("}")[0].splitlines()
+    order = [line.strip() for line in forward if line.strip()]
+    assert order.index("iifname . oifname @hairpin drop") < order.index(
+        "oifname @bridges jump security_groups"
+    )
+    assert order[-1] == "oifname @bridges jump security_groups"
+
+
+def test_floating_ips_in_the_root_table() -> None:
+    text = root_ruleset("dyt1", transit="100.64.0.0/16")
+    assert "ip saddr @floating ip saddr . iifname != @floating_via drop" in text
+    assert "ip daddr . oifname @floating_via accept" in text
+    postrouting = text.split("chain postrouting {")[1]
+    assert postrouting.index("ip saddr @floating accept") < postrouting.index("masquerade")
+
+
+def test_interval_elements_name_their_tag_as_a_range() -> None:
+    # nftables 1.0.6 cannot delete an all-singleton element of a concatenated interval set.
+    elements = [
+        Element("sg_cidr_ports", (7, "tcp", 22, "10.0.0.1"), comment="p-1"),
+        Element("sg_group_ports", (7, "tcp", "80-443", 9)),
+        Element("sg_group_proto", (7, "icmp", 9)),
+    ]
+    assert render_delete("dockyard", elements).splitlines() == [
+        "delete element inet dockyard sg_cidr_ports { 7-7 . tcp . 22 . 10.0.0.1 }",
+        "delete element inet dockyard sg_group_ports { 7-7 . tcp . 80-443 . 9 }",
+        "delete element inet dockyard sg_group_proto { 7 . icmp . 9 }",
+    ]
+    assert render_add("dockyard", elements[:1]) == (
+        'add element inet dockyard sg_cidr_ports { 7-7 . tcp . 22 . 10.0.0.1 comment "p-1" }\n'
+    )
+
+
+def test_parse_security_group_elements_as_nft_lists_them() -> None:
+    listing = {
+        "nftables": [
+            {
+                "set": {
+                    "name": "sg_cidr_ports",
+                    "elem": [
+                        {
+                            "elem": {
+                                "val": {
+                                    "concat": [
+                                        5,
+                                        "tcp",
+                                        {"range": [80, 443]},
+                                        {"prefix": {"addr": "0.0.0.0", "len": 0}},
+                                    ]
+                                },
+                                "comment": "p-x",
+                            }
+                        },
+                        {"concat": [5, "tcp", 22, "10.1.2.3"]},
+                    ],
+                }
+            },
+            {
+                "map": {
+                    "name": "sg_members",
+                    "elem": [[{"elem": {"val": {"concat": ["10.0.0.2", 0]}, "comment": "c"}}, 9]],
+                }
+            },
+        ]
+    }
+    assert parse_elements(listing) == [
+        Element("sg_cidr_ports", (5, "tcp", "80-443", "0.0.0.0/0"), comment="p-x"),
+        Element("sg_cidr_ports", (5, "tcp", 22, "10.1.2.3")),
+        Element("sg_members", ("10.0.0.2", 0), (9,), "c"),
+    ]
 
 
 def test_rulesets_refuse_unsafe_input() -> None:

@@ -232,14 +232,16 @@ def test_outbound_nat(client: docker.DockerClient, outside: tuple[str, str, str]
             "-c",
             "import socket; s=socket.socket();"
             "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1);"
-            f"s.bind(('{peer_ip}', 7000)); s.listen(1); c, a = s.accept(); print(a[0], flush=True);"
+            f"s.bind(('{peer_ip}', 7000)); s.listen(1); print('ready', flush=True);"
+            "c, a = s.accept(); print(a[0], flush=True);"
             "c.sendall(b'hello from outside\\n'); c.close()",
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        time.sleep(0.3)
+        assert listener.stdout is not None
+        assert listener.stdout.readline().strip() == "ready"  # listening: no race
         out = client.containers.run(
             "busybox", ["sh", "-c", f"nc {peer_ip} 7000 </dev/null"], remove=True
         )

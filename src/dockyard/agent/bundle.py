@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dockyard.core.errors import InvalidArgument
@@ -18,6 +19,7 @@ from dockyard.runtime.users import ResolvedUser
 
 __all__ = [
     "INIT_PATH",
+    "Peer",
     "bundle_spec",
     "process_env",
     "resolv_conf",
@@ -36,20 +38,42 @@ _HOSTS_HEADER = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The running container whose network a ``container:<id>`` container joins: its
+    main process, its bundle (whose /etc files are shared) and its host name."""
+
+    pid: int
+    paths: BundlePaths
+    hostname: str
+    domainname: str = ""
+
+
 def resolv_conf(req: CreateRequest, host_resolv: Path) -> str:
-    """The container's resolv.conf: the request's servers, or the host's minus loopback
-    ones (a container cannot reach the host's 127.0.0.53)."""
+    """The container's resolv.conf: the request's servers; else, on tenant networks, the
+    gateway of its first network (the embedded DNS server answers there, ADR 0016);
+    else the host's minus loopback ones (a container cannot reach the host's
+    127.0.0.53). Search domains and options: the request's, else the host's; with the
+    embedded DNS server also ``ndots:0`` (as Docker writes it), so a single-label name
+    goes to the server as typed before any search domain."""
     servers = list(req.dns)
     search = list(req.dns_search)
     options = list(req.dns_options)
     if not servers:
         host_servers, host_search, host_options = _parse_resolv(host_resolv)
-        if host_servers and all(_is_loopback(s) for s in host_servers):
-            # systemd-resolved's stub: its upstream servers are listed here (as Docker does).
-            host_servers = _parse_resolv(_RESOLVED_UPSTREAM)[0]
-        servers = [s for s in host_servers if not _is_loopback(s)]
+        if req.network.mode == "tenant" and req.network.endpoints:
+            servers = [req.network.endpoints[0].gateway]
+        else:
+            if host_servers and all(_is_loopback(s) for s in host_servers):
+                # systemd-resolved's stub: its upstream servers are listed here (as Docker
+                # does).
+                host_servers = _parse_resolv(_RESOLVED_UPSTREAM)[0]
+            servers = [s for s in host_servers if not _is_loopback(s)]
         search = search or host_search
         options = options or host_options
+        embedded = req.network.mode == "tenant" and bool(req.network.endpoints)
+        if embedded and not any(o.startswith("ndots:") for o in options):
+            options = [*options, "ndots:0"]
     text = "".join(f"nameserver {s}\n" for s in servers)
     if search:
         text += f"search {' '.join(search)}\n"
@@ -92,8 +116,8 @@ def _parse_resolv(path: Path) -> tuple[list[str], list[str], list[str]]:
 def _hosts(req: CreateRequest) -> str:
     text = _HOSTS_HEADER
     names = req.hostname + (f".{req.domainname} {req.hostname}" if req.domainname else "")
-    if req.network.ip:
-        text += f"{req.network.ip}\t{names}\n"
+    if req.network.mode == "tenant" and req.network.endpoints:
+        text += f"{req.network.endpoints[0].ip}\t{names}\n"
     for entry in req.extra_hosts:
         host, sep, address = entry.partition(":")
         if not sep or not host or not address:
@@ -141,12 +165,19 @@ def bundle_spec(
     seccomp_program: str,
     nofile: int,
     init_binary: Path,
+    peer: Peer | None = None,
 ) -> BundleSpec:
-    """Everything for ``config.json``; ``volumes`` maps volume names to host paths."""
+    """Everything for ``config.json``; ``volumes`` maps volume names to host paths.
+
+    With ``peer`` (network mode ``container:``) the container joins the peer's network
+    namespace and shares its /etc/hostname, /etc/hosts and /etc/resolv.conf and its host
+    name, as Docker does.
+    """
+    etc = peer.paths if peer is not None else paths
     mounts = [
-        Mount("/etc/hostname", "bind", str(paths.hostname), ("rbind", "rprivate")),
-        Mount("/etc/hosts", "bind", str(paths.hosts), ("rbind", "rprivate")),
-        Mount("/etc/resolv.conf", "bind", str(paths.resolv_conf), ("rbind", "rprivate")),
+        Mount("/etc/hostname", "bind", str(etc.hostname), ("rbind", "rprivate")),
+        Mount("/etc/hosts", "bind", str(etc.hosts), ("rbind", "rprivate")),
+        Mount("/etc/resolv.conf", "bind", str(etc.resolv_conf), ("rbind", "rprivate")),
     ]
     for m in req.mounts:
         if m.type == "volume":
@@ -165,14 +196,16 @@ def bundle_spec(
         args = (INIT_PATH, "--", *args)
     return BundleSpec(
         args=args,
-        env=process_env(req, home=user.home),
+        env=process_env(
+            req if peer is None else replace(req, hostname=peer.hostname), home=user.home
+        ),
         cwd=req.process.cwd or "/",
         uid=user.uid,
         gid=user.gid,
         additional_gids=user.additional_gids,
         terminal=req.process.tty,
-        hostname=req.hostname,
-        domainname=req.domainname,
+        hostname=peer.hostname if peer is not None else req.hostname,
+        domainname=peer.domainname if peer is not None else req.domainname,
         uid_base=req.uid_base,
         uid_size=req.uid_size,
         cgroups_path=cgroups_path,
@@ -185,4 +218,5 @@ def bundle_spec(
         resources=req.resources,
         shm_size=req.shm_size,
         oom_score_adj=req.oom_score_adj,
+        join_pid=peer.pid if peer is not None else 0,
     )

@@ -31,7 +31,7 @@ from typing import Any
 
 from dockyard.agent.attach import AttachOptions, connect, pump
 from dockyard.agent.blobs import ControllerBlobs
-from dockyard.agent.bundle import bundle_spec, write_etc_files
+from dockyard.agent.bundle import Peer, bundle_spec, write_etc_files
 from dockyard.agent.events import EventLog
 from dockyard.agent.execs import ExecManager, remove_execs, resize_terminal
 from dockyard.agent.health import MAX_OUTPUT, HealthChecker, timed_probe
@@ -44,6 +44,7 @@ from dockyard.core.errors import (
     AlreadyExists,
     Conflict,
     DockyardError,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     QuotaExceeded,
@@ -54,9 +55,11 @@ from dockyard.core.protocol import (
     ContainerSize,
     ContainerStatus,
     CreateRequest,
+    EndpointSpec,
     HealthcheckSpec,
     HealthResult,
     HealthState,
+    NetworkSpec,
     Resources,
 )
 from dockyard.core.signals import parse_signal
@@ -64,6 +67,8 @@ from dockyard.core.units import format_bytes
 from dockyard.images.layers import LayerStore
 from dockyard.images.snapshot import Snapshotter
 from dockyard.network.host import HostNetwork
+from dockyard.network.ingress import check_ingress, merge_spec
+from dockyard.network.names import endpoint_interface
 from dockyard.runtime.base import CreateOptions, Runtime
 from dockyard.runtime.cgroups import Cgroup
 from dockyard.runtime.paths import BundlePaths
@@ -132,7 +137,6 @@ class ContainerManager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._exited: dict[str, asyncio.Event] = {}
         self._pending: dict[str, list[_PendingAttach]] = {}
-        self._bridges: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._releasing: dict[str, asyncio.Task[None]] = {}
         self._prepared: dict[str, asyncio.Task[int]] = {}
@@ -216,7 +220,8 @@ class ContainerManager:
                 raise
             record.phase = ""
             self._save(record)
-            if len(self._prepared) < _MAX_PREPARED:
+            # A container joining another's network learns the peer's process at start.
+            if len(self._prepared) < _MAX_PREPARED and req.network.mode != "container":
                 self._prepared[req.id] = self._spawn_pid(self._create_runtime(record))
         return record.status_message()
 
@@ -291,12 +296,13 @@ class ContainerManager:
         except (Conflict, NotFound):
             self._exit_reasons.pop(container_id, None)
 
-    async def _create_runtime(self, record: AgentRecord) -> int:
+    async def _create_runtime(self, record: AgentRecord, peer: Peer | None = None) -> int:
         """Write config.json and have conmon run ``crun create``: the process exists,
-        stopped before exec, until :meth:`_start_locked` releases it."""
+        stopped before exec, until :meth:`_start_locked` releases it. ``peer``: the
+        container whose network it joins (mode ``container``)."""
         req = record.request
         paths = self.paths(record.id)
-        self._write_config(record, paths)
+        self._write_config(record, paths, peer)
         return await self._runtime.create(
             paths,
             CreateOptions(
@@ -337,8 +343,13 @@ class ContainerManager:
         self._save(record)
         pid = 0
         try:
-            await self._ensure_bridge(req)
-            pid = await (prepared if prepared is not None else self._create_runtime(record))
+            peer, joined = None, (0, 0)
+            if req.network.mode == "container":
+                peer = self._network_peer(req)
+                joined = _namespaces(peer.pid)
+            pid = await (prepared if prepared is not None else self._create_runtime(record, peer))
+            if peer is not None:
+                _check_joined(pid, joined, req.network.peer)
             record.ports = await self._network.attach(
                 container_id=record.id, pid=pid, spec=req.network
             )
@@ -372,16 +383,122 @@ class ContainerManager:
         if paths.exit_file.exists():  # exited before we were watching for it
             self._schedule_exit(record.id)
 
-    async def _ensure_bridge(self, req: CreateRequest) -> None:
-        net = req.network
-        if net.mode != "bridge" or net.bridge in self._bridges:
-            return
-        await self._network.ensure_bridge(
-            name=net.bridge, subnet=net.subnet, gateway=net.gateway, internal=net.internal
+    def _network_peer(self, req: CreateRequest) -> Peer:
+        """The running container whose network ``req`` joins (mode ``container``), with
+        the /etc files and host name of the first container of the chain, which owns
+        them. ``FailedPrecondition`` unless it runs here, for the same tenant."""
+        peer_id = req.network.peer
+        record = self._records.get(peer_id)
+        if peer_id == req.id:
+            raise FailedPrecondition("cannot join the network of the container itself")
+        if (
+            record is None
+            or record.request.tenant != req.tenant
+            or record.status not in ("running", "paused")
+            or record.phase
+            or not record.pid
+        ):
+            raise FailedPrecondition(
+                f"cannot join the network of container {peer_id[:12]}: it is not running"
+            )
+        if record.request.uid_base != req.uid_base:
+            raise FailedPrecondition(
+                f"cannot join the network of container {peer_id[:12]}: other user namespace"
+            )
+        owner = record
+        for _ in range(len(self._records)):
+            if owner.request.network.mode != "container":
+                break
+            upstream = self._records.get(owner.request.network.peer)
+            if upstream is None:
+                break
+            owner = upstream
+        return Peer(
+            pid=record.pid,
+            paths=self.paths(owner.id),
+            hostname=owner.request.hostname,
+            domainname=owner.request.domainname,
         )
-        self._bridges.add(net.bridge)
 
-    def _write_config(self, record: AgentRecord, paths: BundlePaths) -> None:
+    # endpoints ---------------------------------------------------------------------------
+
+    async def connect(self, container_id: str, endpoint: EndpointSpec) -> None:
+        """Add ``endpoint`` to the container's networks and record it, so a restarted
+        agent restores it and the next start plumbs it. A running or paused container
+        gets the interface now; a stopped one at its next start.
+
+        Raises ``FailedPrecondition`` unless the container is on tenant networks,
+        ``AlreadyExists`` if the endpoint id or interface name is taken,
+        ``InvalidArgument`` for a malformed endpoint.
+        """
+        endpoint_interface(endpoint)
+        async with self._lock(container_id):
+            record = self._get(container_id)
+            net = record.request.network
+            if net.mode != "tenant":
+                raise FailedPrecondition(
+                    f"container {container_id[:12]} is not on tenant networks "
+                    f"(network mode {net.mode})"
+                )
+            for existing in net.endpoints:
+                if existing.endpoint_id == endpoint.endpoint_id:
+                    raise AlreadyExists(f"endpoint {endpoint.endpoint_id} is already connected")
+                if existing.interface == endpoint.interface:
+                    raise AlreadyExists(f"interface {endpoint.interface} is already taken")
+            if self._plumbed(record):
+                await self._network.connect(
+                    container_id=container_id, pid=record.pid, endpoint=endpoint
+                )
+            record.request = replace(
+                record.request, network=replace(net, endpoints=(*net.endpoints, endpoint))
+            )
+            self._save(record)
+
+    async def disconnect(self, container_id: str, endpoint_id: str) -> None:
+        """Remove endpoint ``endpoint_id`` from the container's networks and its record;
+        a running or paused container loses the interface now.
+
+        Raises ``NotFound`` if the container has no such endpoint.
+        """
+        async with self._lock(container_id):
+            record = self._get(container_id)
+            net = record.request.network
+            kept = tuple(e for e in net.endpoints if e.endpoint_id != endpoint_id)
+            if len(kept) == len(net.endpoints):
+                raise NotFound(f"container {container_id[:12]} has no endpoint {endpoint_id}")
+            if self._plumbed(record):
+                await self._network.disconnect(container_id=container_id, endpoint_id=endpoint_id)
+            record.request = replace(record.request, network=replace(net, endpoints=kept))
+            self._save(record)
+
+    async def update_network(self, container_id: str, spec: NetworkSpec) -> None:
+        """Take the security groups, ingress rules and public IP of ``spec`` (the
+        container's whole network spec, as the controller has it now): applied at once if
+        the container runs or is paused, kept in its record for its next starts and for
+        a restarted agent. Endpoints change only through :meth:`connect` and
+        :meth:`disconnect` (see :func:`dockyard.network.ingress.merge_spec`). Idempotent.
+
+        Raises ``NotFound`` for an unknown container, ``InvalidArgument`` for malformed
+        rules, groups or addresses (nothing is kept then), ``Unavailable`` if the kernel
+        refuses (the record keeps the previous spec).
+        """
+        async with self._lock(container_id):
+            record = self._get(container_id)
+            merged = merge_spec(record.request.network, spec)
+            if merged.mode == "tenant":
+                check_ingress(merged)
+            if merged == record.request.network:
+                return
+            if self._plumbed(record) and merged.mode == "tenant":
+                await self._network.update(container_id=container_id, spec=merged)
+            record.request = replace(record.request, network=merged)
+            self._save(record)
+
+    @staticmethod
+    def _plumbed(record: AgentRecord) -> bool:
+        return record.status in ("running", "paused") and not record.phase
+
+    def _write_config(self, record: AgentRecord, paths: BundlePaths, peer: Peer | None) -> None:
         req = record.request
         passwd = _read_optional(paths.rootfs, "/etc/passwd")
         group = _read_optional(paths.rootfs, "/etc/group")
@@ -405,6 +522,7 @@ class ContainerManager:
             seccomp_program=self._settings.seccomp_program,
             nofile=self._nofile,
             init_binary=self._settings.init_binary,
+            peer=peer,
         )
         record.uid, record.gid = user.uid, user.gid
         tmp = paths.config.with_suffix(".tmp")
@@ -744,7 +862,11 @@ class ContainerManager:
             with contextlib.suppress(DockyardError):
                 await self._runtime.delete(stray, force=True)
         await self._network.cleanup(
-            keep={r.id for r in self._records.values() if r.status in ("running", "paused")}
+            keep={
+                r.id
+                for r in self._records.values()
+                if r.status in ("running", "paused") and r.id not in self._exit_reasons
+            }
         )
 
     async def _adopt(self, record: AgentRecord, paths: BundlePaths) -> None:
@@ -777,13 +899,25 @@ class ContainerManager:
             return
         record.status = "paused" if state.status == "paused" else "running"
         record.pid = state.pid or record.pid
-        await self._ensure_bridge(record.request)
-        await self._network.restore(
-            container_id=record.id,
-            pid=record.pid,
-            spec=record.request.network,
-            ports=record.ports,
-        )
+        try:
+            await self._network.restore(
+                container_id=record.id,
+                pid=record.pid,
+                spec=record.request.network,
+                ports=record.ports,
+            )
+        except DockyardError as exc:
+            # Its plumbing is gone (a router or veth deleted while the agent was away, a
+            # record of an older network layout) or a host port was taken meanwhile: it
+            # would only look alive. It is killed and its exit reported with the reason
+            # (a restart policy brings it back plumbed); the agent itself starts.
+            self._exit_reasons[record.id] = (
+                f"killed: its network could not be restored after an agent restart: {exc.message}"
+            )
+            with contextlib.suppress(DockyardError):
+                await self._runtime.kill(record.id, signals.SIGKILL)
+                if record.status == "paused":
+                    await self._runtime.resume(record.id)
         self._save(record)
         self._watch_health(record)
 
@@ -856,6 +990,27 @@ def _read_optional(root: Path, path: str) -> str:
         return read_in_root(root, path).decode(errors="replace")
     except (NotFound, InvalidArgument, OSError):
         return ""
+
+
+def _namespaces(pid: int) -> tuple[int, int]:
+    """The inode numbers of ``pid``'s network and user namespaces."""
+    try:
+        return (
+            os.stat(f"/proc/{pid}/ns/net").st_ino,
+            os.stat(f"/proc/{pid}/ns/user").st_ino,
+        )
+    except OSError as exc:
+        raise FailedPrecondition(f"process {pid} is gone") from exc
+
+
+def _check_joined(pid: int, joined: tuple[int, int], peer_id: str) -> None:
+    """FailedPrecondition unless ``pid`` sits in the namespaces ``joined`` (those of the
+    peer when it was looked at): the peer may have exited and its pid gone to another
+    process before crun opened /proc/<pid>/ns; never run in a stranger's netns."""
+    if _namespaces(pid) != joined:
+        raise FailedPrecondition(
+            f"container {peer_id[:12]} stopped while its network was being joined"
+        )
 
 
 def _read_exit_code(path: Path) -> int | None:

@@ -31,7 +31,9 @@ from dockyard.core.protocol import (
     AgentInfo,
     ContainerListing,
     CreateRequest,
+    EndpointSpec,
     ExecRequest,
+    NetworkSpec,
     Resources,
     StopRequest,
     VolumeRequest,
@@ -159,6 +161,23 @@ def make_app(  # noqa: PLR0915  (one route table, one handler per route)
     async def delete(request: web.Request) -> web.Response:
         await manager.delete(request.match_info["id"], force=flag(request, "force"))
         return _json({})
+
+    @routes.put("/v1/containers/{id}/network")
+    async def update_network(request: web.Request) -> web.Response:
+        body = await _body(request, NetworkSpec)
+        await manager.update_network(request.match_info["id"], body)
+        return _json({})
+
+    @routes.post("/v1/containers/{id}/endpoints")
+    async def connect(request: web.Request) -> web.Response:
+        body = await _body(request, EndpointSpec)
+        await manager.connect(request.match_info["id"], body)
+        return web.Response(status=204)
+
+    @routes.delete("/v1/containers/{id}/endpoints/{endpoint}")
+    async def disconnect(request: web.Request) -> web.Response:
+        await manager.disconnect(request.match_info["id"], request.match_info["endpoint"])
+        return web.Response(status=204)
 
     @routes.get("/v1/containers/{id}/size")
     async def size(request: web.Request) -> web.Response:

@@ -20,7 +20,9 @@ from pathlib import Path
 from dockyard.core.errors import Unavailable
 from dockyard.core.layout import Layout
 
-__all__ = ["Daemon", "daemons", "is_running", "ping", "start", "stop"]
+__all__ = ["DEFAULT_TRANSIT_SUBNET", "Daemon", "daemons", "is_running", "ping", "start", "stop"]
+
+DEFAULT_TRANSIT_SUBNET = "100.64.0.0/16"  # the agent's default (network.host)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +34,16 @@ class Daemon:
 
 
 def daemons(
-    layout: Layout, *, bridge_subnet: str, uid_range_start: int, tls_address: str = ""
+    layout: Layout,
+    *,
+    bridge_subnet: str,
+    uid_range_start: int,
+    tls_address: str = "",
+    transit_subnet: str = DEFAULT_TRANSIT_SUBNET,
 ) -> list[Daemon]:
     """The agent and the controller of ``layout``; ``tls_address``: the controller's TLS
-    listener (``host:port``; empty: none)."""
+    listener (``host:port``; empty: none); ``transit_subnet``: the agent's, for its
+    tenants' router uplinks."""
     common = (
         "--state-dir",
         str(layout.state_dir),
@@ -50,7 +58,7 @@ def daemons(
             "agent",
             "dockyard.daemon.agent",
             layout.agent_pidfile,
-            (*common, "--controller", internal),
+            (*common, "--controller", internal, "--transit-subnet", transit_subnet),
         ),
         Daemon(
             "controller",

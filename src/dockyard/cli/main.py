@@ -4,7 +4,8 @@
 local admin of its first tenant in, ``dockyard env`` prints the shell lines that point
 ``docker`` at it, ``dockyard down`` stops the daemons (containers keep running and are
 re-adopted at the next ``up``). Identity commands live in ``dockyard.cli.identity``, the
-audit log's in ``dockyard.cli.audit``.
+audit log's in ``dockyard.cli.audit``, security groups' in ``dockyard.cli.security_groups``,
+public IPs' in ``dockyard.cli.public_ips``.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from dockyard.cli.certs import cert
 from dockyard.cli.common import layout_options
 from dockyard.cli.identity import admin, login, login_local, logout, token, whoami
 from dockyard.cli.namespaces import namespace
+from dockyard.cli.public_ips import ip
+from dockyard.cli.security_groups import sg
 from dockyard.cli.usage import info, usage
 from dockyard.core.errors import DockyardError
 from dockyard.core.layout import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, Layout
 
 __all__ = ["main"]
 
-_DEFAULT_SUBNET = "10.89.0.0/16"
+_DEFAULT_SUBNET = "172.17.0.0/16"
 _DEFAULT_UID_START = 1_000_000_000
 _DEFAULT_TLS_ADDRESS = "127.0.0.1:2376"
 
@@ -42,13 +45,19 @@ def main() -> None:
     "--bridge-subnet",
     default=_DEFAULT_SUBNET,
     show_default=True,
-    help="IPv4 subnet of the default bridge network",
+    help="IPv4 subnet of every tenant's predefined bridge network (NAT only)",
 )
 @click.option(
     "--uid-range-start",
     default=_DEFAULT_UID_START,
     show_default=True,
     help="first host uid handed to tenants' user namespaces",
+)
+@click.option(
+    "--transit-subnet",
+    default=d.DEFAULT_TRANSIT_SUBNET,
+    show_default=True,
+    help="IPv4 subnet of the tenants' router uplinks (distinct per instance on a host)",
 )
 @click.option(
     "--tls-address",
@@ -63,6 +72,7 @@ def up(  # noqa: PLR0917  (click passes options positionally)
     instance: str,
     bridge_subnet: str,
     uid_range_start: int,
+    transit_subnet: str,
     tls_address: str,
     timeout: float,
 ) -> None:
@@ -75,6 +85,7 @@ def up(  # noqa: PLR0917  (click passes options positionally)
         bridge_subnet=bridge_subnet,
         uid_range_start=uid_range_start,
         tls_address=tls_address,
+        transit_subnet=transit_subnet,
     ):
         started = d.start(daemon, layout)
         click.echo(f"{daemon.name}: {'started' if started else 'already running'}")
@@ -149,7 +160,7 @@ def _layout_flags(layout: Layout) -> str:
     return flags
 
 
-for _command in (login, logout, whoami, token, cert, admin, usage, info):
+for _command in (login, logout, whoami, token, cert, admin, usage, info, sg, ip):
     main.add_command(_command)
 main.add_command(audit)
 main.add_command(namespace)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ssl
 from typing import Any
+from urllib.parse import quote
 
 from dockyard.client.http import HttpClient
 from dockyard.core.identity import TOKEN_HEADER
@@ -92,10 +93,111 @@ class NativeClient:
         result: dict[str, Any] = self._http.call("POST", "/v1/namespaces", body={"name": name})
         return result
 
+    def ips(self) -> list[dict[str, Any]]:
+        """The tenant's public IPs: ``{address, container, container_name, created}``."""
+        result: list[dict[str, Any]] = self._http.call("GET", "/v1/ips")
+        return result
+
+    def ip(self, address: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call("GET", f"/v1/ips/{quote(address, safe='')}")
+        return result
+
+    def request_ip(self) -> dict[str, Any]:
+        """A new public IP from the pools (the ``public_ips`` quota permitting)."""
+        result: dict[str, Any] = self._http.call("POST", "/v1/ips", body={})
+        return result
+
+    def bind_ip(self, address: str, container: str) -> dict[str, Any]:
+        """Bind ``address`` to ``container`` (name or id), moving it from another one."""
+        result: dict[str, Any] = self._http.call(
+            "POST", f"/v1/ips/{quote(address, safe='')}/bind", body={"container": container}
+        )
+        return result
+
+    def unbind_ip(self, address: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call(
+            "POST", f"/v1/ips/{quote(address, safe='')}/unbind"
+        )
+        return result
+
+    def release_ip(self, address: str) -> None:
+        self._http.call("DELETE", f"/v1/ips/{quote(address, safe='')}")
+
     def audit(self, **query: str | int) -> list[dict[str, Any]]:
         """The tenant's audit log, newest first (``admin`` scope). ``query``: since, until,
         user, action, target, result, limit, before (docs/native-api.md)."""
         result: list[dict[str, Any]] = self._http.call("GET", "/v1/audit", params=_params(query))
+        return result
+
+    # security groups
+
+    def security_groups(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._http.call("GET", "/v1/security-groups")
+        return result
+
+    def create_security_group(
+        self, name: str, *, description: str = "", labels: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        body = {"name": name, "description": description, "labels": labels or {}}
+        result: dict[str, Any] = self._http.call("POST", "/v1/security-groups", body=body)
+        return result
+
+    def security_group(self, ref: str) -> dict[str, Any]:
+        """A group (name, id or id prefix) with its rules and ``containers``."""
+        result: dict[str, Any] = self._http.call("GET", f"/v1/security-groups/{_q(ref)}")
+        return result
+
+    def remove_security_group(self, ref: str) -> None:
+        self._http.call("DELETE", f"/v1/security-groups/{_q(ref)}")
+
+    def add_security_group_rule(
+        self,
+        ref: str,
+        *,
+        protocol: str,
+        port_min: int | None = None,
+        port_max: int | None = None,
+        source: str = "",
+        source_group: str = "",
+    ) -> dict[str, Any]:
+        """The rule made, with ``group`` and ``unapplied`` (docs/native-api.md); no
+        ``port_min`` is every port (tcp, udp)."""
+        body: dict[str, Any] = {
+            "protocol": protocol,
+            "source": source,
+            "source_group": source_group,
+        }
+        if port_min is not None:
+            body["port_min"] = port_min
+        if port_max is not None:
+            body["port_max"] = port_max
+        result: dict[str, Any] = self._http.call(
+            "POST", f"/v1/security-groups/{_q(ref)}/rules", body=body
+        )
+        return result
+
+    def remove_security_group_rule(self, ref: str, rule: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call(
+            "DELETE", f"/v1/security-groups/{_q(ref)}/rules/{_q(rule)}"
+        )
+        return result
+
+    def container_security_groups(self, container: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call(
+            "GET", f"/v1/containers/{_q(container)}/security-groups"
+        )
+        return result
+
+    def attach_security_group(self, container: str, group: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call(
+            "POST", f"/v1/containers/{_q(container)}/security-groups", body={"group": group}
+        )
+        return result
+
+    def detach_security_group(self, container: str, group: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call(
+            "DELETE", f"/v1/containers/{_q(container)}/security-groups/{_q(group)}"
+        )
         return result
 
 
@@ -211,11 +313,30 @@ class AdminClient:
         )
         return result
 
+    def ip_pools(self) -> list[dict[str, Any]]:
+        """The public IP pools: ``{cidr, created, size, held}``."""
+        result: list[dict[str, Any]] = self._http.call("GET", "/admin/v1/ip-pools")
+        return result
+
+    def add_ip_pool(self, cidr: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._http.call("POST", "/admin/v1/ip-pools", body={"cidr": cidr})
+        return result
+
+    def remove_ip_pool(self, cidr: str) -> None:
+        """Remove a range (``198.51.100.0/24``); 409 while a tenant holds one of its
+        addresses."""
+        self._http.call("DELETE", f"/admin/v1/ip-pools/{quote(cidr, safe='/')}")
+
     def audit(self, tenant: str = "", **query: str | int) -> list[dict[str, Any]]:
         """A tenant's audit log (by name), or with no tenant the operator log."""
         path = f"/admin/v1/tenants/{tenant}/audit" if tenant else "/admin/v1/audit"
         result: list[dict[str, Any]] = self._http.call("GET", path, params=_params(query))
         return result
+
+
+def _q(ref: str) -> str:
+    """A name or id as one path segment."""
+    return quote(ref, safe="")
 
 
 def _params(query: dict[str, str | int]) -> dict[str, str]:

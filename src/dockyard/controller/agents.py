@@ -25,9 +25,11 @@ from dockyard.core.protocol import (
     ContainerStats,
     ContainerStatus,
     CreateRequest,
+    EndpointSpec,
     ExecRequest,
     ExecStatus,
     FileChange,
+    NetworkSpec,
     PathStat,
     Resources,
     StopRequest,
@@ -179,6 +181,21 @@ class AgentClient:
         return await self._typed(
             ContainerStatus, "POST", f"/v1/containers/{container_id}/update", body=resources
         )
+
+    async def connect(self, container_id: str, endpoint: EndpointSpec) -> None:
+        """Add an endpoint: plumbed at once if the container runs, else at its next start."""
+        await self._call("POST", f"/v1/containers/{container_id}/endpoints", body=endpoint)
+
+    async def disconnect(self, container_id: str, endpoint_id: str) -> None:
+        """Remove an endpoint (its interface goes at once if the container runs)."""
+        await self._call("DELETE", f"/v1/containers/{container_id}/endpoints/{endpoint_id}")
+
+    async def update_network(self, container_id: str, spec: NetworkSpec) -> None:
+        """Replace the container's whole network spec: the agent applies what differs in
+        security groups, their rules and the public IP (at once if the container runs or is
+        paused) and keeps the spec for the container's next starts. Endpoints come and go
+        through :meth:`connect` and :meth:`disconnect`, not through this."""
+        await self._call("PUT", f"/v1/containers/{container_id}/network", body=spec)
 
     async def delete(self, container_id: str, *, force: bool) -> None:
         await self._call(

@@ -24,7 +24,9 @@ from dockyard.controller.identity import IdentityService
 from dockyard.controller.images import ImageService
 from dockyard.controller.namespaces import NamespaceService
 from dockyard.controller.networks import NetworkService
+from dockyard.controller.public_ips import PublicIpService
 from dockyard.controller.quotas import QuotaService
+from dockyard.controller.security_groups import SecurityGroupService
 from dockyard.controller.sync import AgentFollower
 from dockyard.controller.volumes import VolumeService
 from dockyard.core.errors import DockyardError, NotFound
@@ -62,7 +64,12 @@ class Controller:
             events=self.events,
             quotas=self.quotas,
         )
-        self.networks = NetworkService(store=store, layout=layout, subnet=config.bridge_subnet)
+        self.networks = NetworkService(
+            store=store,
+            events=self.events,
+            bridge_subnet=config.bridge_subnet,
+            default_subnet=config.default_subnet,
+        )
         self.volumes = VolumeService(
             store=store,
             agent_for=self.hosts.client,
@@ -79,6 +86,19 @@ class Controller:
             volumes=self.volumes,
             events=self.events,
             quotas=self.quotas,
+        )
+        self.security_groups = SecurityGroupService(
+            store=store,
+            networks=self.networks,
+            containers=self.containers,
+            agent_for=self.hosts.client,
+        )
+        self.public_ips = PublicIpService(
+            store=store,
+            quotas=self.quotas,
+            networks=self.networks,
+            agent_for=self.hosts.client,
+            container_lock=self.containers.lock,
         )
         self.execs = ExecService(
             store=store, hosts=self.hosts, containers=self.containers, events=self.events
@@ -109,10 +129,11 @@ class Controller:
         return self._default_tenant
 
     async def start(self, agents: list[str]) -> None:
-        self.networks.ensure_default()
         self.default_tenant()
+        self.public_ips.ensure_pools(self.config.public_pools)
         self.events.start()
         self.audit.start()
+        self.security_groups.start()
         for address in agents:
             for attempt in range(100):
                 try:
@@ -136,6 +157,7 @@ class Controller:
             (len(self.store.list_containers(tenant=tenant.id)), "container"),
             (len(self.store.list_volumes(tenant=tenant.id)), "volume"),
             (len(self.store.list_images(tenant=tenant.id)), "image"),
+            (self.public_ips.count(tenant.id), "public IP"),
         )
         return ", ".join(f"{n} {what}{'s' if n != 1 else ''}" for n, what in counts if n)
 
@@ -152,6 +174,7 @@ class Controller:
         for follower in self._followers:
             await follower.close()
         await self.containers.close()
+        await self.security_groups.close()
         await self.events.close()
         await self.audit.close()
         await self.hosts.close()

@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_AUDIT_KEEP",
     "DEFAULT_AUDIT_MAX_AGE",
     "DEFAULT_BRIDGE_SUBNET",
+    "DEFAULT_DEFAULT_SUBNET",
     "DEFAULT_EVENTS_KEEP",
     "DEFAULT_EVENTS_MAX_AGE",
     "DEFAULT_UID_RANGE_START",
@@ -32,21 +33,24 @@ DEFAULT_EVENTS_KEEP = 10_000
 DEFAULT_EVENTS_MAX_AGE = 7 * 24 * 3600 * 1_000_000_000  # a week, in ns
 DEFAULT_AUDIT_KEEP = 100_000
 DEFAULT_AUDIT_MAX_AGE = 90 * 24 * 3600 * 1_000_000_000  # 90 days, in ns
-DEFAULT_BRIDGE_SUBNET = "10.89.0.0/16"
+DEFAULT_BRIDGE_SUBNET = "172.17.0.0/16"
+DEFAULT_DEFAULT_SUBNET = "172.18.0.0/16"
 DEFAULT_UID_RANGE_START = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
 class ControllerConfig:
-    """``bridge_subnet`` is the default network's IPv4 subnet on every host; two instances
-    on one host need different ones. ``uid_range_start`` is the first host uid handed to
-    tenants. The ``default_*`` limits apply when a create asks for none, so that one
-    container can never take the host down (a fork bomb meets ``default_pids``); a
-    container's memory is that of its size (``dockyard.core.sizes``), ``default_size``
-    when it asks for none."""
+    """``bridge_subnet`` and ``default_subnet`` are the subnets of every tenant's
+    predefined ``bridge`` and ``default`` networks (ADR 0016: tenants' subnets live in
+    their own router namespaces, so every tenant may have the same ones).
+    ``uid_range_start`` is the first host uid handed to tenants. The ``default_*`` limits
+    apply when a create asks for none, so that one container can never take the host down
+    (a fork bomb meets ``default_pids``); a container's memory is that of its size
+    (``dockyard.core.sizes``), ``default_size`` when it asks for none."""
 
     layout: Layout
     bridge_subnet: str = DEFAULT_BRIDGE_SUBNET
+    default_subnet: str = DEFAULT_DEFAULT_SUBNET
     uid_range_start: int = DEFAULT_UID_RANGE_START
     default_size: str = DEFAULT_SIZE
     default_pids: int = 1024
@@ -87,6 +91,9 @@ class ControllerConfig:
     namespace_limit: int = DEFAULT_NAMESPACE_LIMIT
     """Registry namespaces a tenant may claim itself (0: no limit; the operator may
     assign more)."""
+    public_pools: tuple[str, ...] = ()
+    """Ranges of public addresses (CIDRs) added to the floating-IP pools at start if
+    missing (the operator adds and removes more through the API)."""
 
     @property
     def tls_endpoint(self) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from signal import SIGKILL
 from typing import Any
@@ -32,9 +32,10 @@ from dockyard.controller.logconfig import details_prefix, log_attributes
 from dockyard.controller.logs import follow_logs
 from dockyard.controller.merge import build_process, merge_config
 from dockyard.controller.mounts import plan_mounts
-from dockyard.controller.networks import NetworkService
+from dockyard.controller.networks import EndpointRequest, NetworkService
 from dockyard.controller.quotas import QuotaService
 from dockyard.controller.restart import RestartTracker
+from dockyard.controller.security_groups import group_records, groups_for_create
 from dockyard.controller.volumes import VolumeService
 from dockyard.core.clock import now_ns
 from dockyard.core.errors import (
@@ -44,6 +45,7 @@ from dockyard.core.errors import (
     InvalidArgument,
     NotFound,
     NotModified,
+    PermissionDenied,
     Unavailable,
 )
 from dockyard.core.ids import new_id, random_name, validate_name
@@ -144,6 +146,13 @@ class ContainerService:
     def _lock(self, container_id: str) -> asyncio.Lock:
         return self._locks.setdefault(container_id, asyncio.Lock())
 
+    def lock(self, container_id: str) -> asyncio.Lock:
+        """Held while the container's record or its agent's view of it changes (start,
+        stop, connect, remove...). Another service changing what the container's network
+        spec is made of (its public IP) holds it from reading the record to pushing the
+        spec and recording the change, so pushes of one container never interleave."""
+        return self._lock(container_id)
+
     def _watch(self, container_id: str) -> _Watch:
         return self._watches.setdefault(container_id, _Watch())
 
@@ -200,7 +209,13 @@ class ContainerService:
     # create ------------------------------------------------------------------------------
 
     async def create(
-        self, *, tenant: Tenant, name: str, config: ContainerConfig, host_config: HostConfig
+        self,
+        *,
+        tenant: Tenant,
+        name: str,
+        config: ContainerConfig,
+        host_config: HostConfig,
+        endpoints: Sequence[EndpointRequest] = (),
     ) -> CreateResult:
         """Create a container from the user's config (Docker's Config and HostConfig).
 
@@ -216,7 +231,11 @@ class ContainerService:
             merged.hostname = container_id[:12]
         process = build_process(merged, host_config)
         healthcheck = healthcheck_spec(merged.healthcheck, shell=merged.shell)
-        network = self._networks.resolve_mode(tenant=tenant.id, mode=host_config.network_mode)
+        joins = self._networks.resolve(
+            tenant=tenant.id, mode=host_config.network_mode, requests=endpoints
+        )
+        peer = self._network_peer(tenant.id, host_config)
+        security_groups = groups_for_create(self._store, tenant=tenant.id, labels=config.labels)
         mounts, anonymous = plan_mounts(merged, host_config)
         if name:
             name = validate_name(name)
@@ -230,17 +249,20 @@ class ContainerService:
             config=merged,
             host_config=host_config,
             host="",
-            network=network.name if network else "",
             phase="creating",
             memory=admitted.resources.memory,
             mounts=tuple(mounts),
             anonymous_volumes=tuple(anonymous),
             size=admitted.size.name,
+            security_groups=security_groups,
         )
         volumes_host = await self._volume_host(tenant.id, mounts)
         container.host = place(
             self._hosts.view(self._store.reservations(), overcommit=self._config.memory_overcommit),
-            PlacementRequest(memory=admitted.resources.memory, pinned_host=volumes_host),
+            PlacementRequest(
+                memory=admitted.resources.memory,
+                pinned_host=peer.host if peer is not None else volumes_host,
+            ),
         ).host
         async with self._quotas.lock(tenant.id):
             # No await between the check and the add: the new record counts at once.
@@ -259,9 +281,9 @@ class ContainerService:
                     )
                     if not existed:
                         created_volumes.append(mount.source)
-            if network is not None:
-                container.ip_address = self._networks.allocate(
-                    network=network, container_id=container.id
+            for network, wanted in joins:
+                container.endpoints.append(
+                    self._networks.join(container_id=container.id, network=network, request=wanted)
                 )
             request = CreateRequest(
                 id=container.id,
@@ -278,7 +300,11 @@ class ContainerService:
                 readonly_rootfs=host_config.readonly_rootfs,
                 init=host_config.init,
                 capabilities=admitted.capabilities,
-                network=self._networks.spec(container),
+                network=self._networks.spec(
+                    container,
+                    peer=peer.id if peer else "",
+                    groups=group_records(self._store, container),
+                ),
                 dns=host_config.dns,
                 dns_search=host_config.dns_search,
                 dns_options=host_config.dns_options,
@@ -346,6 +372,7 @@ class ContainerService:
             if container.state.status == Status.RUNNING:
                 raise NotModified("container already started")
             self._restarts.cancel(container.id)
+            self._check_network_peer(container)
             container.manually_stopped = False
             self._put(container)
             try:
@@ -564,9 +591,98 @@ class ContainerService:
         async with self._lock(container.id):
             self._store.rename_container(tenant=tenant, container_id=container.id, name=new_name)
             self._cache.pop(container.id, None)
-            self._events.container(
-                replace(container, name=new_name), "rename", {"oldName": f"/{container.name}"}
+            renamed = replace(container, name=new_name)
+            self._events.container(renamed, "rename", {"oldName": f"/{container.name}"})
+            if container.endpoints and not container.phase:
+                # Its DNS name changes with it (the agent keeps the spec for later starts;
+                # it is the agent's copy that a start uses).
+                try:
+                    spec = self._networks.spec(renamed)
+                    await self._hosts.client(container.host).update_network(container.id, spec)
+                except DockyardError as exc:
+                    log.warning(
+                        "container %s renamed, but its agent did not take the new DNS name "
+                        "(it keeps answering to the old one until its network spec is sent "
+                        "again): %s",
+                        container.id[:12],
+                        exc.message,
+                    )
+
+    async def connect(
+        self, *, tenant: str, ref: str, network_ref: str, request: EndpointRequest
+    ) -> None:
+        """``docker network connect``: join one more network, at once if the container
+        runs, else from its next start. PermissionDenied if it is already on it or its
+        network mode allows no networks."""
+        container = self.get(tenant=tenant, ref=ref)
+        network = self._networks.get(tenant=tenant, ref=network_ref)
+        async with self._lock(container.id):
+            container = self._reload(container)
+            mode = container.host_config.network_mode
+            if mode == "none" or mode.startswith("container:"):
+                raise PermissionDenied(
+                    f"container {container.name} uses network mode {mode} and cannot be "
+                    "connected to a network"
+                )
+            if any(e.network_id == network.id for e in container.endpoints):
+                raise PermissionDenied(
+                    f"endpoint with name {container.name} already exists in network {network.name}"
+                )
+            endpoint = self._networks.join(
+                container_id=container.id, network=network, request=request
             )
+            # The agent keeps the interface name if it is free in the container, else it
+            # takes the lowest free ethN (a disconnect may have left a gap).
+            spec = self._networks.endpoint_spec(
+                container,
+                endpoint,
+                len(container.endpoints),
+                groups=group_records(self._store, container),
+            )
+            try:
+                await self._hosts.client(container.host).connect(container.id, spec)
+            except BaseException:
+                self._networks.leave(container_id=container.id, network_id=network.id)
+                raise
+            container.endpoints.append(endpoint)
+            self._put(container)
+            if container.state.status in (Status.RUNNING, Status.PAUSED):
+                self._events.network(
+                    tenant=tenant, network=network, action="connect", container_id=container.id
+                )
+
+    async def disconnect(self, *, tenant: str, ref: str, network_ref: str) -> None:
+        """``docker network disconnect``: leave a network (its interface goes at once if
+        the container runs) and return the address."""
+        container = self.get(tenant=tenant, ref=ref)
+        network = self._networks.get(tenant=tenant, ref=network_ref)
+        async with self._lock(container.id):
+            container = self._reload(container)
+            endpoint = next((e for e in container.endpoints if e.network_id == network.id), None)
+            if endpoint is None:
+                raise PermissionDenied(
+                    f"container {container.id} is not connected to network {network.name}"
+                )
+            await self._hosts.client(container.host).disconnect(container.id, endpoint.id)
+            container.endpoints.remove(endpoint)
+            self._put(container)
+            self._networks.leave(container_id=container.id, network_id=network.id)
+            if container.state.status in (Status.RUNNING, Status.PAUSED):
+                self._events.network(
+                    tenant=tenant, network=network, action="disconnect", container_id=container.id
+                )
+
+    async def set_security_groups(
+        self, *, tenant: str, container_id: str, change: Callable[[Container], list[str]]
+    ) -> Container:
+        """Put the container in the security groups ``change`` returns for its current
+        record (it raises to refuse); called under the container's lock with no await
+        before the save. The agent learns of it from SecurityGroupService."""
+        async with self._lock(container_id):
+            container = self._by_id(tenant, container_id)
+            container.security_groups = change(container)
+            self._put(container)
+            return container
 
     async def update(self, *, tenant: str, ref: str, update: UpdateRequest) -> tuple[str, ...]:
         container = self.get(tenant=tenant, ref=ref)
@@ -756,8 +872,7 @@ class ContainerService:
                         "propagation": "",
                     },
                 )
-        network = self._network_of(container)
-        if network is not None:
+        for network in self._networks_of(container):
             self._events.network(
                 tenant=container.tenant,
                 network=network,
@@ -772,8 +887,7 @@ class ContainerService:
         agent reported it; an exit found only by the container's absence has none)."""
         if oom:
             self._events.container(container, "oom")
-        network = self._network_of(container)
-        if network is not None:
+        for network in self._networks_of(container):
             self._events.network(
                 tenant=container.tenant,
                 network=network,
@@ -797,13 +911,44 @@ class ContainerService:
                 attributes["execDuration"] = str(ran)
         self._events.container(container, "die", attributes)
 
-    def _network_of(self, container: Container) -> Network | None:
-        if not container.network:
-            return None
+    def _networks_of(self, container: Container) -> list[Network]:
+        found = (
+            self._networks.find(tenant=container.tenant, network_id=e.network_id)
+            for e in container.endpoints
+        )
+        return [n for n in found if n is not None]
+
+    def _check_network_peer(self, container: Container) -> None:
+        mode = container.host_config.network_mode
+        if not mode.startswith("container:"):
+            return
+        peer_id = mode.removeprefix("container:")
         try:
-            return self._networks.get(tenant=container.tenant, ref=container.network)
+            peer = self.get(tenant=container.tenant, ref=peer_id)
         except NotFound:
+            raise Conflict(f"cannot join network of a removed container: {peer_id}") from None
+        if peer.state.status not in (Status.RUNNING, Status.PAUSED):
+            raise Conflict(f"cannot join network of a non running container: {peer.id}")
+
+    def _network_peer(self, tenant: str, host_config: HostConfig) -> Container | None:
+        """For ``--network container:<ref>``: the tenant's container whose netns is joined
+        (NotFound for any other tenant's); NetworkMode is rewritten to its full id."""
+        mode = host_config.network_mode
+        if not mode.startswith("container:"):
             return None
+        ref = mode.removeprefix("container:")
+        if not ref:
+            raise InvalidArgument("network mode container: needs a container name or id")
+        peer = self.get(tenant=tenant, ref=ref)
+        if peer.host_config.network_mode.startswith("container:"):
+            peer_of_peer = peer.host_config.network_mode.removeprefix("container:")
+            peer = self.get(tenant=tenant, ref=peer_of_peer)
+        host_config.network_mode = f"container:{peer.id}"
+        if host_config.port_bindings or host_config.publish_all_ports:
+            raise InvalidArgument(
+                "conflicting options: port publishing and the container type network mode"
+            )
+        return peer
 
     def _exited(self, container: Container) -> None:
         watch = self._watch(container.id)

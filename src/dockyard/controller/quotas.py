@@ -9,8 +9,8 @@ Where each quota is counted (``dockyard.core.quotas`` defines them):
 - image storage: the tenant's distinct image layers, each at its blob's size, whether or
   not another tenant holds the same layer (so a tenant's use never depends on, or tells
   it anything about, other tenants' images);
-- public IPs: :attr:`QuotaService.count_public_ips`, which the floating-IP service sets;
-  there are none until it exists.
+- public IPs: :attr:`QuotaService.count_public_ips`, which the floating-IP service
+  (``controller/public_ips.py``) sets to the addresses the tenant holds, bound or not.
 
 Checks run under a per-tenant lock (:meth:`QuotaService.lock`) held from the count to
 the write that makes the new object count, so two creates racing for the last slot of

@@ -1,4 +1,5 @@
-"""Records the controller keeps: containers, images, volumes, networks and hosts.
+"""Records the controller keeps: containers, images, volumes, networks, public IPs and
+hosts.
 
 Field names follow Docker's where Docker has one (in snake_case); the Docker-compat API maps
 them one to one. Times are integer nanoseconds since the Unix epoch, ``0`` meaning "never"
@@ -16,15 +17,20 @@ __all__ = [
     "Container",
     "ContainerConfig",
     "ContainerState",
+    "Endpoint",
     "ExecInstance",
     "Healthcheck",
     "Host",
     "HostConfig",
     "Image",
+    "IpPool",
     "MountRequest",
     "Network",
     "PortBinding",
+    "PublicIp",
     "RestartPolicy",
+    "SecurityGroup",
+    "SecurityGroupRule",
     "Status",
     "Volume",
 ]
@@ -133,7 +139,7 @@ class HostConfig:
     binds: tuple[str, ...] = ()
     mounts: tuple[MountRequest, ...] = ()
     tmpfs: dict[str, str] = field(default_factory=dict)
-    network_mode: str = "bridge"
+    network_mode: str = "default"
     port_bindings: dict[str, tuple[PortBinding, ...]] = field(default_factory=dict)
     publish_all_ports: bool = False
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
@@ -194,15 +200,19 @@ class Container:
     """A container record.
 
     ``host`` is the id of the agent that runs it. ``image`` is the image reference as the
-    user wrote it and ``image_id`` what it resolved to at create. ``ip_address`` is the
-    address reserved for it on ``network`` (kept while the container exists, shown while it
-    runs). ``ports`` holds the published ports actually bound, ``"80/tcp" -> bindings``.
+    user wrote it and ``image_id`` what it resolved to at create. ``endpoints`` are its
+    networks in the order its interfaces are made (the first one carries the default
+    route and published ports); none for ``none`` and ``container:`` network modes.
+    ``ports`` holds the published ports actually bound, ``"80/tcp" -> bindings``.
     ``manually_stopped`` records an explicit stop, which restart policies respect.
     ``mounts`` are the resolved volume and tmpfs mounts (anonymous volumes named).
     ``memory`` is the memory limit it was admitted with (what it reserves on its host);
     ``size`` names its size (``dockyard.core.sizes``; "" for records made before sizes).
     ``phase`` is "" at rest, or ``creating`` / ``removing`` while that operation runs, so
     the controller can finish or roll it back after a crash.
+    ``security_groups`` are the ids of its tenant's security groups it is in (the tenant's
+    ``default`` group unless its create named others): what may reach it from outside its
+    networks.
     """
 
     id: str
@@ -215,8 +225,7 @@ class Container:
     host_config: HostConfig
     host: str
     state: ContainerState = field(default_factory=ContainerState)
-    network: str = ""
-    ip_address: str = ""
+    endpoints: list[Endpoint] = field(default_factory=list)
     ports: dict[str, tuple[PortBinding, ...]] = field(default_factory=dict)
     restart_count: int = 0
     manually_stopped: bool = False
@@ -226,6 +235,7 @@ class Container:
     mounts: tuple[MountSpec, ...] = ()
     anonymous_volumes: tuple[str, ...] = ()
     size: str = ""
+    security_groups: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -277,7 +287,15 @@ class Volume:
 
 @dataclass(slots=True)
 class Network:
-    """A network containers join. ``bridge`` is the Linux bridge name used on each host."""
+    """A tenant's network (ADR 0016).
+
+    ``bridge`` names its Linux bridge inside the tenant's router namespace on each host
+    with members. ``builtin`` marks the two networks every tenant has (``default``, the
+    private network containers join unless told otherwise, and ``bridge``, NAT only):
+    they cannot be removed. ``isolated``: the network's members cannot reach each other
+    (the NAT-only ``bridge``). ``ip_range`` (within ``subnet``) is where dynamic addresses
+    come from, the whole subnet when empty.
+    """
 
     id: str
     tenant: str
@@ -289,6 +307,85 @@ class Network:
     created: int
     internal: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    ip_range: str = ""
+    attachable: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+    builtin: bool = False
+    isolated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityGroupRule:
+    """One ingress rule of a security group (ADR 0016): traffic with ``protocol``
+    (``tcp``, ``udp``, ``icmp`` or ``all``) to a member, for tcp and udp to a port in
+    ``port_min..port_max`` (both 0 for icmp and all), is let in from the IPv4 prefix
+    ``source`` or, when ``source_group`` (a group id of the same tenant) is set instead,
+    from any member of that group. ``id`` is random; rules have no order."""
+
+    id: str
+    protocol: str
+    port_min: int = 0
+    port_max: int = 0
+    source: str = ""
+    source_group: str = ""
+    created: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityGroup:
+    """A tenant's security group: what may come into its members from outside their own
+    networks (ADR 0016). Names are unique per tenant. ``builtin`` marks the tenant's
+    ``default`` group, made on first use, which containers join when they name none and
+    which cannot be removed. Changed by replacing the whole record."""
+
+    id: str
+    tenant: str
+    name: str
+    created: int
+    description: str = ""
+    rules: tuple[SecurityGroupRule, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    builtin: bool = False
+
+
+@dataclass(slots=True)
+class Endpoint:
+    """A container's place on one network: its reserved address (kept while the container
+    exists, as Docker keeps a user network's address across restarts), the aliases other
+    containers on the network resolve to it, the address the user asked for (``--ip``),
+    and ``id``, random, which names its interface on the host.
+    """
+
+    network_id: str
+    id: str
+    ip: str
+    aliases: tuple[str, ...] = ()
+    requested_ip: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IpPool:
+    """A range of public addresses the operator gave the cloud to hand out as floating IPs
+    (``cidr``, an IPv4 network). Its network and broadcast addresses are never handed out
+    when it is larger than a /31."""
+
+    cidr: str
+    created: int
+
+
+@dataclass(frozen=True, slots=True)
+class PublicIp:
+    """A public (floating) IP a tenant holds, from an :class:`IpPool` (ADR 0018).
+
+    It is the tenant's until released: ``container`` is the id of the container it is
+    bound to, ``""`` while unbound (also after that container was removed), and a
+    container has at most one.
+    """
+
+    address: str
+    tenant: str
+    created: int
+    container: str = ""
 
 
 @dataclass(slots=True)

@@ -25,12 +25,14 @@ __all__ = [
     "ContainerStatus",
     "CpuStats",
     "CreateRequest",
+    "EndpointSpec",
     "ExecRequest",
     "ExecStatus",
     "FileChange",
     "HealthResult",
     "HealthState",
     "HealthcheckSpec",
+    "IngressRule",
     "InterfaceStats",
     "MemoryStats",
     "MountSpec",
@@ -112,21 +114,69 @@ class PortMapping:
 
 
 @dataclass(frozen=True, slots=True)
+class IngressRule:
+    """One rule of a security group: traffic to the endpoint with ``protocol`` (``tcp``,
+    ``udp``, ``icmp`` or ``all``) and, for tcp/udp, a destination port in
+    ``port_min..port_max`` is let in from ``source`` (an IPv4 CIDR) or, when
+    ``source_group`` is set, from any member of that group (ADR 0016)."""
+
+    protocol: str
+    port_min: int = 0
+    port_max: int = 0
+    source: str = ""
+    source_group: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """One interface of a container on one tenant network (ADR 0016).
+
+    The agent plugs a veth into ``bridge`` inside the tenant's router namespace (host
+    side named from ``endpoint_id``) and names the container side ``interface`` with
+    address ``ip`` in ``subnet``. ``gateway`` is the bridge's address (the container's
+    default route goes through the gateway of its first endpoint). ``internal``: no
+    traffic leaves the tenant's router. ``isolated``: the NAT-only ``bridge`` network,
+    whose ports cannot reach each other. ``names`` are what the network's DNS answers
+    with ``ip`` (container name, aliases, short id).
+    """
+
+    endpoint_id: str
+    network_id: str
+    bridge: str
+    subnet: str
+    gateway: str
+    ip: str
+    interface: str = "eth0"
+    internal: bool = False
+    isolated: bool = False
+    names: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    """Ids of the security groups the container is in (its address is a member of each)."""
+    ingress: tuple[IngressRule, ...] = ()
+    """What may come in from outside the network: the rules of all its groups."""
+
+
+@dataclass(frozen=True, slots=True)
 class NetworkSpec:
     """How to plumb the container's network namespace.
 
-    ``mode`` is ``none`` (loopback only) or ``bridge`` (a veth on ``bridge`` with ``ip`` in
-    ``subnet``, default route via ``gateway``, outbound NAT unless ``internal``).
+    ``mode`` is ``none`` (loopback only), ``tenant`` (one interface per endpoint, in the
+    order given, on bridges in the router namespace of tenant ``router``; published
+    ``ports`` are DNATed to the first endpoint's address) or ``container`` (the netns of
+    running container ``peer`` is joined; nothing is plumbed).
     """
 
     mode: str = "none"
-    network_id: str = ""
-    bridge: str = ""
-    subnet: str = ""
-    gateway: str = ""
-    ip: str = ""
-    internal: bool = False
+    router: str = ""
+    endpoints: tuple[EndpointSpec, ...] = ()
     ports: tuple[PortMapping, ...] = ()
+    peer: str = ""
+    public_ip: str = ""
+    """The floating IP bound to the container: the first endpoint's egress leaves from it
+    (SNAT) and ``public_ports`` arriving at it are DNATed to the first endpoint."""
+    public_ports: tuple[PortMapping, ...] = ()
+    """``host_port`` on ``public_ip`` -> ``container_port`` (exposed ports keep their
+    number; ``-p 10022:22`` maps 10022 to 22)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import sys
 
 from dockyard.agent.blobs import ControllerBlobs
 from dockyard.agent.containers import AgentSettings, ContainerManager
+from dockyard.agent.dns import AgentDns
 from dockyard.agent.events import EventLog
 from dockyard.agent.execs import ExecManager
 from dockyard.agent.files import ContainerFiles
@@ -35,7 +36,7 @@ from dockyard.daemon.common import (
 )
 from dockyard.images.layers import LayerStore
 from dockyard.images.snapshot import Snapshotter
-from dockyard.network.host import HostNetwork
+from dockyard.network.host import DEFAULT_TRANSIT_SUBNET, HostNetwork
 from dockyard.runtime.conmon import ConmonRuntime
 from dockyard.runtime.seccomp import default_profile
 from dockyard.runtime.seccomp_bpf import encoded_program
@@ -56,7 +57,9 @@ def agent_id(layout: Layout) -> str:
         return value
 
 
-async def run(layout: Layout, controller: str, *, disk_interval: float) -> None:
+async def run(
+    layout: Layout, controller: str, *, disk_interval: float, transit_subnet: str
+) -> None:
     use_pidfd_child_watcher()
     for directory in (layout.agent_dir, layout.containers_dir, layout.exits_dir):
         directory.mkdir(parents=True, exist_ok=True)
@@ -64,8 +67,9 @@ async def run(layout: Layout, controller: str, *, disk_interval: float) -> None:
     layout.containers_dir.chmod(0o711)
     events = EventLog()
     profile = default_profile()
-    network = HostNetwork(table=layout.nft_table, veth_prefix="dy")
+    network = HostNetwork(instance=layout.instance, transit_subnet=transit_subnet)
     await network.start()
+    dns = AgentDns(network)  # before recovery: restored containers' networks get DNS too
     layers = LayerStore(layout.layers_dir)
     volumes = LocalVolumes(layout.volumes_dir)
     runtime = ConmonRuntime(state_root=layout.run_dir / "crun")
@@ -118,6 +122,7 @@ async def run(layout: Layout, controller: str, *, disk_interval: float) -> None:
         watch.close()
         await disk.close()
         manager.logs.close()
+        await dns.close()
         # Close the published ports' reservation sockets now, not as the process exits
         # after the pidfile lock is released: the next agent, which waits only for that
         # lock, would find its containers' ports still taken by us and fail to re-adopt
@@ -140,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DISK_INTERVAL,
         help="seconds between measurements of writable layers and volumes (0: on demand)",
     )
+    parser.add_argument(
+        "--transit-subnet",
+        default=DEFAULT_TRANSIT_SUBNET,
+        help="IPv4 subnet the tenants' router namespaces take their uplink /31s from "
+        "(distinct per instance on one host)",
+    )
     return parser
 
 
@@ -149,7 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     layout = layout_from(args)
     try:
         with pidfile_lock(layout.agent_pidfile):
-            asyncio.run(run(layout, args.controller, disk_interval=args.disk_interval))
+            asyncio.run(
+                run(
+                    layout,
+                    args.controller,
+                    disk_interval=args.disk_interval,
+                    transit_subnet=args.transit_subnet,
+                )
+            )
     except AlreadyRunning:
         log.info("an agent already runs for %s", layout.state_dir)
     return 0

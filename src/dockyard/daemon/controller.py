@@ -21,6 +21,7 @@ from dockyard.controller.config import (
     DEFAULT_AUDIT_KEEP,
     DEFAULT_AUDIT_MAX_AGE,
     DEFAULT_BRIDGE_SUBNET,
+    DEFAULT_DEFAULT_SUBNET,
     DEFAULT_EVENTS_KEEP,
     DEFAULT_EVENTS_MAX_AGE,
     DEFAULT_UID_RANGE_START,
@@ -31,6 +32,7 @@ from dockyard.controller.config import (
 from dockyard.controller.namespaces import DEFAULT_NAMESPACE_LIMIT
 from dockyard.controller.pki import server_context
 from dockyard.controller.plans import DEFAULT_PLAN, builtin_plans, load_plans
+from dockyard.controller.public_ips import parse_pool
 from dockyard.core.certs import CLIENT_CERT_MAX_TTL
 from dockyard.core.clock import go_duration
 from dockyard.core.errors import InvalidArgument
@@ -118,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an agent's address (unix:///path or http://host:port)",
     )
     parser.add_argument("--bridge-subnet", default=DEFAULT_BRIDGE_SUBNET)
+    parser.add_argument("--default-subnet", default=DEFAULT_DEFAULT_SUBNET)
     parser.add_argument("--uid-range-start", type=int, default=DEFAULT_UID_RANGE_START)
     parser.add_argument(
         "--events-keep",
@@ -186,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"{DEFAULT_NAMESPACE_LIMIT})",
     )
     parser.add_argument(
+        "--public-pool",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a range of public addresses handed out as floating IPs, added at start if "
+        "missing (repeatable; dockyard admin ip pool manages them at run time)",
+    )
+    parser.add_argument(
         "--seed-busybox",
         action="store_true",
         help="give the default tenant busybox:latest if it has none",
@@ -212,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     config = ControllerConfig(
         layout=layout,
         bridge_subnet=args.bridge_subnet,
+        default_subnet=args.default_subnet,
         uid_range_start=args.uid_range_start,
         events_keep=args.events_keep,
         events_max_age=args.events_max_age,
@@ -224,12 +236,18 @@ def main(argv: list[str] | None = None) -> int:
         default_plan=args.default_plan,
         reserved_namespaces=tuple(args.reserved_namespace),
         namespace_limit=args.namespace_limit,
+        public_pools=tuple(args.public_pool),
     )
     if args.tls_address:
         try:
             parse_address(args.tls_address)
         except InvalidArgument as exc:
             build_parser().error(exc.message)
+    for cidr in args.public_pool:
+        try:
+            parse_pool(cidr)
+        except InvalidArgument as exc:
+            parser.error(f"--public-pool: {exc.message}")
     try:
         with pidfile_lock(layout.controller_pidfile):
             asyncio.run(run(config, args.agent, seed=args.seed_busybox))

@@ -372,6 +372,22 @@ class DnsServer:
             await self._tcp.wait_closed()
         self._close_sockets()
 
+    def close_now(self) -> None:
+        """Stop at once, from synchronous code (the sockets' owner is about to close
+        them): when this returns the loop no longer watches either socket and both are
+        closed; forwards and connections are cancelled and end on the loop's next turns.
+        Idempotent; :meth:`stop` afterwards returns at once."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._tcp is not None:
+            self._tcp.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._udp is not None:
+            self._udp.abort()
+        self._close_sockets()
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self
@@ -568,6 +584,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         # (64 KiB). A flood then costs its own answers, not our memory.
         if transport is not None and not self._paused and not transport.is_closing():
             transport.sendto(reply, peer)
+
+    def abort(self) -> None:
+        """Drop the socket from the loop now (unsent answers are dropped)."""
+        if self._transport is not None:
+            self._transport.abort()
 
     async def close(self) -> None:
         if self._transport is not None:

@@ -95,6 +95,11 @@ class BundleSpec:
     oom_score_adj: int = 0
     memory_swap_supported: bool = True
     seccomp_program: str = ""
+    join_pid: int = 0
+    """Join the network and user namespaces of this process (Docker's ``--network
+    container:``; the peer's user namespace owns its netns, and only a process inside
+    it may mount a sysfs of that netns: otherwise crun bind-mounts the host's /sys).
+    The uid mapping is then the peer's. 0: new namespaces."""
 
 
 def _base_mounts(spec: BundleSpec) -> list[dict[str, Any]]:
@@ -221,6 +226,12 @@ def build_config(spec: BundleSpec) -> dict[str, Any]:
         "maskedPaths": list(MASKED_PATHS),
         "readonlyPaths": list(READONLY_PATHS),
     }
+    if spec.join_pid:
+        joined = {"network": "net", "user": "user"}
+        for ns in linux["namespaces"]:
+            if ns["type"] in joined:
+                ns["path"] = f"/proc/{spec.join_pid}/ns/{joined[ns['type']]}"
+        del linux["uidMappings"], linux["gidMappings"]  # the joined namespace's own
     annotations: dict[str, str] = {}
     if spec.seccomp_program:
         # The compiled profile: crun loads it as is instead of compiling linux.seccomp.

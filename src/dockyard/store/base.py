@@ -13,6 +13,8 @@ Lookup rules (shared by every implementation and checked by the conformance suit
 - Registry namespaces are unique across the cloud, every tenant's and retired ones
   included: a name once added is never added again, and is never renamed or removed
   (deleting its tenant retires it).
+- Public IPs come from the operator's pools, each address held by at most one tenant and
+  bound to at most one of its containers; another tenant's address reads as missing.
 - Audit records get their ``seq`` from the store, in the order appended (never one given
   before, even after the newest were deleted), and are read back newest first, per tenant
   (:data:`dockyard.core.audit.OPERATOR_LOG` is a log of its own); retention deletes the
@@ -28,7 +30,17 @@ from dockyard.core.audit import AuditQuery, AuditRecord
 from dockyard.core.certs import ClientCert
 from dockyard.core.events import Event
 from dockyard.core.identity import Token, User
-from dockyard.core.models import Container, ExecInstance, Host, Image, Network, Volume
+from dockyard.core.models import (
+    Container,
+    ExecInstance,
+    Host,
+    Image,
+    IpPool,
+    Network,
+    PublicIp,
+    SecurityGroup,
+    Volume,
+)
 from dockyard.core.namespaces import Namespace
 from dockyard.core.quotas import TenantQuota
 from dockyard.core.tenancy import Tenant
@@ -53,8 +65,9 @@ class Store(Protocol):
     def list_tenants(self) -> list[Tenant]: ...
 
     def delete_tenant(self, tenant_id: str) -> None:
-        """Remove the tenant with its users, tokens and client certificates (callers first
-        make sure it owns nothing else); its registry namespaces are kept, retired."""
+        """Remove the tenant with its users, tokens, client certificates and security
+        groups (callers first make sure it owns nothing else); its registry namespaces are
+        kept, retired."""
 
     # plans and quotas
     def get_tenant_quota(self, tenant_id: str) -> TenantQuota:
@@ -144,7 +157,8 @@ class Store(Protocol):
         """
 
     def delete_container(self, *, tenant: str, container_id: str) -> None:
-        """Remove the container and its execs."""
+        """Remove the container and its execs, and unbind the public IP bound to it (the
+        tenant keeps the address)."""
 
     # execs
     def add_exec(self, instance: ExecInstance) -> None: ...
@@ -184,18 +198,101 @@ class Store(Protocol):
     # networks and addresses
     def add_network(self, network: Network) -> None: ...
 
-    def get_network(self, *, tenant: str, ref: str) -> Network: ...
+    def get_network(self, *, tenant: str, ref: str) -> Network:
+        """The tenant's network by id, name or unique id prefix; NotFound otherwise."""
 
-    def list_networks(self, *, tenant: str) -> list[Network]: ...
+    def list_networks(self, *, tenant: str) -> list[Network]:
+        """The tenant's networks by name (every tenant's for ``ALL_TENANTS``)."""
 
-    def allocate_address(self, *, network: Network, owner: str) -> str:
-        """Reserve the lowest free host address of the network's subnet for ``owner``.
+    def delete_network(self, *, tenant: str, network_id: str) -> None:
+        """Delete the network unless an address of it is reserved (Conflict), atomically
+        with respect to :meth:`allocate_address`. NotFound if the tenant has no such id."""
 
-        Never hands one address out twice, even to concurrent callers. Raises
-        Unavailable when the subnet is exhausted.
+    def network_users(self, *, network_id: str) -> dict[str, str]:
+        """Owner (container id) -> address for every address reserved on the network."""
+
+    def allocate_address(self, *, network: Network, owner: str, address: str = "") -> str:
+        """Reserve ``address``, or the lowest free host address of the network's
+        ``ip_range`` (its subnet when empty), for ``owner``; never the gateway.
+
+        Never hands one address out twice, even to concurrent callers. Raises Conflict
+        when ``address`` is taken, Unavailable when the pool is exhausted, NotFound when
+        the network is gone.
         """
 
-    def release_addresses(self, *, owner: str) -> None: ...
+    def release_address(self, *, network_id: str, owner: str) -> None:
+        """Return ``owner``'s address on one network to the pool (idempotent)."""
+
+    def release_addresses(self, *, owner: str) -> None:
+        """Return every address ``owner`` holds (idempotent)."""
+
+    # security groups
+    def add_security_group(self, group: SecurityGroup) -> None:
+        """AlreadyExists if the tenant has a group of that name."""
+
+    def get_security_group(self, *, tenant: str, ref: str) -> SecurityGroup:
+        """The tenant's group by id, name or unique id prefix; NotFound otherwise."""
+
+    def list_security_groups(self, *, tenant: str) -> list[SecurityGroup]:
+        """The tenant's groups by name."""
+
+    def put_security_group(self, group: SecurityGroup) -> None:
+        """Replace the tenant's group with the same id (its rules); NotFound if it is
+        gone, AlreadyExists if its name is now another group's."""
+
+    def delete_security_group(self, *, tenant: str, group_id: str) -> None:
+        """Delete the group unless a container of the tenant is in it or a rule of another
+        of its groups names it as the source (Conflict), atomically with respect to
+        container and group writes. NotFound if the tenant has no such id."""
+
+    def security_group_users(self, *, tenant: str, group_id: str) -> list[str]:
+        """Ids of the tenant's containers (in any state or phase) in the group, sorted."""
+
+    # public IPs and their pools
+    def add_ip_pool(self, pool: IpPool) -> None:
+        """Add a range of public addresses (system scope). AlreadyExists for a range
+        already added, Conflict for one that overlaps another."""
+
+    def list_ip_pools(self) -> list[IpPool]:
+        """Every range, in address order (system scope)."""
+
+    def delete_ip_pool(self, cidr: str) -> None:
+        """Remove a range none of whose addresses is held (Conflict otherwise), atomically
+        with respect to :meth:`allocate_public_ip`; NotFound if there is no such range."""
+
+    def allocate_public_ip(self, *, tenant: str, created: int) -> PublicIp:
+        """Give ``tenant`` the lowest free address of the pools (taken in address order;
+        a range larger than a /31 never gives its network or broadcast address), unbound.
+
+        Never hands one address out twice, even to concurrent callers; an address released
+        is free again. Unavailable when every range is full or there is none.
+        """
+
+    def list_public_ips(self, *, tenant: str) -> list[PublicIp]:
+        """The tenant's public IPs in address order (every tenant's for ``ALL_TENANTS``)."""
+
+    def get_public_ip(self, *, tenant: str, address: str) -> PublicIp:
+        """NotFound unless ``tenant`` holds ``address``."""
+
+    def public_ip_of(self, *, tenant: str, container_id: str) -> str:
+        """The address bound to the tenant's container, "" if none."""
+
+    def bind_public_ip(self, *, tenant: str, address: str, container_id: str) -> PublicIp:
+        """Bind the tenant's ``address`` to its container ``container_id``, taking it from
+        the container it was bound to, if any; return the record as it was before.
+
+        NotFound if the tenant does not hold the address or has no such container (checked
+        atomically with :meth:`delete_container`); Conflict if the container is bound to
+        another of the tenant's addresses.
+        """
+
+    def unbind_public_ip(self, *, tenant: str, address: str) -> PublicIp:
+        """Unbind the tenant's ``address`` (idempotent); the record as it was before.
+        NotFound unless the tenant holds it."""
+
+    def release_public_ip(self, *, tenant: str, address: str) -> PublicIp:
+        """Return the tenant's ``address`` to the pool, bound or not; the record as it
+        was. NotFound unless the tenant holds it."""
 
     # events
     def append_events(self, events: Sequence[Event]) -> None:

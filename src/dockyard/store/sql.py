@@ -25,11 +25,28 @@ from sqlalchemy.exc import IntegrityError
 from dockyard.core.audit import AuditQuery, AuditRecord
 from dockyard.core.certs import ClientCert
 from dockyard.core.clock import now_ns
-from dockyard.core.errors import AlreadyExists, Internal, InvalidArgument, NotFound, Unavailable
+from dockyard.core.errors import (
+    AlreadyExists,
+    Conflict,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from dockyard.core.events import Event
 from dockyard.core.identity import Token, User
 from dockyard.core.ids import new_id
-from dockyard.core.models import Container, ExecInstance, Host, Image, Network, Volume
+from dockyard.core.models import (
+    Container,
+    ExecInstance,
+    Host,
+    Image,
+    IpPool,
+    Network,
+    PublicIp,
+    SecurityGroup,
+    Volume,
+)
 from dockyard.core.namespaces import Namespace
 from dockyard.core.quotas import TenantQuota, validate_overrides
 from dockyard.core.serde import from_data, to_data
@@ -39,7 +56,7 @@ from dockyard.store.base import ALL_TENANTS
 __all__ = ["SqlStore"]
 
 T = TypeVar("T")
-_SYSTEM = ""  # tenant column value of objects every tenant sees (the default bridge)
+_SYSTEM = ""  # tenant of the system-wide bridge of stores older than ADR 0016
 
 metadata = sa.MetaData()
 
@@ -184,6 +201,45 @@ addresses = sa.Table(
     sa.Column("owner", sa.String(64), nullable=False, index=True),
 )
 
+security_groups = sa.Table(
+    "security_groups",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("doc", sa.Text, nullable=False),
+    sa.UniqueConstraint("tenant", "name", name="uq_security_group_name"),
+)
+
+# Public IPs: ranges carry their first and last address as numbers, and each held address
+# its number, so overlaps, a range's holders and the free addresses are index range scans.
+ip_pools = sa.Table(
+    "ip_pools",
+    metadata,
+    sa.Column("cidr", sa.String(64), primary_key=True),
+    sa.Column("first", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("last", sa.BigInteger, nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+)
+
+public_ips = sa.Table(
+    "public_ips",
+    metadata,
+    sa.Column("address", sa.String(64), primary_key=True),
+    sa.Column("number", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("tenant", sa.String(64), nullable=False, index=True),
+    sa.Column("container", sa.String(64), nullable=False, server_default=""),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    # One public IP per container, enforced where two writers could race.
+    sa.Index(
+        "uq_public_ips_container",
+        "container",
+        unique=True,
+        sqlite_where=sa.text("container != ''"),
+        postgresql_where=sa.text("container != ''"),
+    ),
+)
+
 # seq is the rowid on SQLite (INTEGER PRIMARY KEY), so the log needs no extra key index.
 events = sa.Table(
     "events",
@@ -259,6 +315,7 @@ class SqlStore:
         metadata.create_all(self._engine)
         _add_missing_columns(self._engine)
         _record_uid_ranges(self._engine)
+        _drop_system_networks(self._engine)
         # One connection for the process, each call one transaction on it: checking a
         # connection out of the pool per call cost more than the query (0.64 -> 0.28 ms
         # per write). The lock serialises the few calls made from worker threads.
@@ -353,6 +410,7 @@ class SqlStore:
                 .where(namespaces.c.tenant == tenant_id, namespaces.c.retired == 0)
                 .values(retired=now_ns())
             )
+            conn.execute(security_groups.delete().where(security_groups.c.tenant == tenant_id))
             conn.execute(tenants.delete().where(tenants.c.id == tenant_id))
 
     # plans and quotas ----------------------------------------------------------------------
@@ -656,6 +714,11 @@ class SqlStore:
             )
             if deleted.rowcount:
                 conn.execute(execs.delete().where(execs.c.container_id == container_id))
+                conn.execute(
+                    public_ips.update()
+                    .where(public_ips.c.tenant == tenant, public_ips.c.container == container_id)
+                    .values(container="")
+                )
 
     # execs -----------------------------------------------------------------------------
 
@@ -840,17 +903,17 @@ class SqlStore:
             raise AlreadyExists(f"network with name {network.name} already exists") from exc
 
     def get_network(self, *, tenant: str, ref: str) -> Network:
-        visible = sa.or_(networks.c.tenant == tenant, networks.c.tenant == _SYSTEM)
+        mine = networks.c.tenant == tenant
         with self._tx() as conn:
             row = conn.execute(
                 sa.select(networks.c.doc).where(
-                    visible, sa.or_(networks.c.id == ref, networks.c.name == ref)
+                    mine, sa.or_(networks.c.id == ref, networks.c.name == ref)
                 )
             ).first()
             if row is None and ref and _is_hex(ref):
                 rows = conn.execute(
                     sa.select(networks.c.doc)
-                    .where(visible, networks.c.id.startswith(ref, autoescape=True))
+                    .where(mine, networks.c.id.startswith(ref, autoescape=True))
                     .limit(2)
                 ).all()
                 row = rows[0] if len(rows) == 1 else None
@@ -859,44 +922,266 @@ class SqlStore:
         return _load(Network, row.doc)
 
     def list_networks(self, *, tenant: str) -> list[Network]:
-        query = sa.select(networks.c.doc)
+        query = sa.select(networks.c.doc).order_by(networks.c.name)
         if tenant != ALL_TENANTS:
-            query = query.where(sa.or_(networks.c.tenant == tenant, networks.c.tenant == _SYSTEM))
+            query = query.where(networks.c.tenant == tenant)
         with self._tx() as conn:
             return [_load(Network, r.doc) for r in conn.execute(query)]
 
-    def allocate_address(self, *, network: Network, owner: str) -> str:
+    def delete_network(self, *, tenant: str, network_id: str) -> None:
+        mine = sa.and_(networks.c.tenant == tenant, networks.c.id == network_id)
+        with self._tx() as conn:
+            if conn.execute(sa.select(networks.c.id).where(mine)).first() is None:
+                raise NotFound(f"network {network_id} not found")
+            users = conn.execute(
+                sa.select(addresses.c.owner).where(addresses.c.network == network_id).limit(1)
+            ).first()
+            if users is not None:
+                raise Conflict(f"network {network_id} has active endpoints")
+            conn.execute(networks.delete().where(mine))
+
+    def network_users(self, *, network_id: str) -> dict[str, str]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(addresses.c.owner, addresses.c.address).where(
+                    addresses.c.network == network_id
+                )
+            ).all()
+        return {r.owner: r.address for r in rows}
+
+    def allocate_address(self, *, network: Network, owner: str, address: str = "") -> str:
         subnet = ipaddress.ip_network(network.subnet)
-        reserved = {ipaddress.ip_address(network.gateway)}
-        # Each failed insert means a concurrent caller took an address, so this ends.
-        for _ in range(subnet.num_addresses):
-            with self._tx() as conn:
-                used = {
-                    ipaddress.ip_address(r.address)
-                    for r in conn.execute(
-                        sa.select(addresses.c.address).where(addresses.c.network == network.id)
-                    )
-                }
-            candidate = next(
-                (h for h in subnet.hosts() if h not in used and h not in reserved), None
+        pool = ipaddress.ip_network(network.ip_range) if network.ip_range else subnet
+        gateway = ipaddress.ip_address(network.gateway)
+        # One transaction (the store's writes are serialised): read what is taken, insert.
+        with self._tx() as conn:
+            if not conn.execute(
+                sa.select(networks.c.id).where(networks.c.id == network.id)
+            ).first():
+                raise NotFound(f"network {network.name} not found")
+            used = {
+                ipaddress.ip_address(r.address)
+                for r in conn.execute(
+                    sa.select(addresses.c.address).where(addresses.c.network == network.id)
+                )
+            }
+            if address:
+                wanted = ipaddress.ip_address(address)
+                if wanted in used or wanted == gateway:
+                    raise Conflict(f"Address already in use: {address}")
+                candidate = wanted
+            else:
+                edges = (subnet.network_address, subnet.broadcast_address, gateway)
+                hosts = (h for h in pool if h in subnet and h not in edges)
+                found = next((h for h in hosts if h not in used), None)
+                if found is None:
+                    raise Unavailable(f"no available IPv4 addresses on network {network.name}")
+                candidate = found
+            conn.execute(
+                addresses.insert().values(network=network.id, address=str(candidate), owner=owner)
             )
-            if candidate is None:
-                raise Unavailable(f"no available IPv4 addresses on network {network.name}")
-            try:
-                with self._tx() as conn:
-                    conn.execute(
-                        addresses.insert().values(
-                            network=network.id, address=str(candidate), owner=owner
-                        )
-                    )
-            except IntegrityError:
-                continue  # taken by a concurrent caller: look again
-            return str(candidate)
-        raise Unavailable(f"could not allocate an address on network {network.name}")
+        return str(candidate)
+
+    def release_address(self, *, network_id: str, owner: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                addresses.delete().where(
+                    addresses.c.network == network_id, addresses.c.owner == owner
+                )
+            )
 
     def release_addresses(self, *, owner: str) -> None:
         with self._tx() as conn:
             conn.execute(addresses.delete().where(addresses.c.owner == owner))
+
+    # security groups -------------------------------------------------------------------
+
+    def add_security_group(self, group: SecurityGroup) -> None:
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    security_groups.insert().values(
+                        id=group.id, tenant=group.tenant, name=group.name, doc=_dump(group)
+                    )
+                )
+        except IntegrityError as exc:
+            raise AlreadyExists(f"security group {group.name} already exists") from exc
+
+    def get_security_group(self, *, tenant: str, ref: str) -> SecurityGroup:
+        mine = security_groups.c.tenant == tenant
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(security_groups.c.doc).where(
+                    mine, sa.or_(security_groups.c.id == ref, security_groups.c.name == ref)
+                )
+            ).first()
+            if row is None and ref and _is_hex(ref):
+                rows = conn.execute(
+                    sa.select(security_groups.c.doc)
+                    .where(mine, security_groups.c.id.startswith(ref, autoescape=True))
+                    .limit(2)
+                ).all()
+                row = rows[0] if len(rows) == 1 else None
+        if row is None:
+            raise NotFound(f"security group {ref} not found")
+        return _load(SecurityGroup, row.doc)
+
+    def list_security_groups(self, *, tenant: str) -> list[SecurityGroup]:
+        query = (
+            sa.select(security_groups.c.doc)
+            .where(security_groups.c.tenant == tenant)
+            .order_by(security_groups.c.name)
+        )
+        with self._tx() as conn:
+            return [_load(SecurityGroup, r.doc) for r in conn.execute(query)]
+
+    def put_security_group(self, group: SecurityGroup) -> None:
+        mine = sa.and_(security_groups.c.tenant == group.tenant, security_groups.c.id == group.id)
+        try:
+            with self._tx() as conn:
+                result = conn.execute(
+                    security_groups.update().where(mine).values(name=group.name, doc=_dump(group))
+                )
+        except IntegrityError as exc:
+            raise AlreadyExists(f"security group {group.name} already exists") from exc
+        if result.rowcount == 0:
+            raise NotFound(f"security group {group.id} not found")
+
+    def delete_security_group(self, *, tenant: str, group_id: str) -> None:
+        mine = sa.and_(security_groups.c.tenant == tenant, security_groups.c.id == group_id)
+        with self._tx() as conn:
+            if conn.execute(sa.select(security_groups.c.id).where(mine)).first() is None:
+                raise NotFound(f"security group {group_id} not found")
+            if _group_users(conn, tenant=tenant, group_id=group_id):
+                raise Conflict(f"security group {group_id} has containers in it")
+            if _group_referrers(conn, tenant=tenant, group_id=group_id):
+                raise Conflict(f"security group {group_id} is the source of another group's rule")
+            conn.execute(security_groups.delete().where(mine))
+
+    def security_group_users(self, *, tenant: str, group_id: str) -> list[str]:
+        with self._tx() as conn:
+            return _group_users(conn, tenant=tenant, group_id=group_id)
+
+    # public IPs ------------------------------------------------------------------------
+
+    def add_ip_pool(self, pool: IpPool) -> None:
+        network = ipaddress.IPv4Network(pool.cidr)
+        first, last = int(network.network_address), int(network.broadcast_address)
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(ip_pools.c.cidr).where(ip_pools.c.first <= last, ip_pools.c.last >= first)
+            ).first()
+            if row is not None:
+                if row.cidr == str(network):
+                    raise AlreadyExists(f"public IP pool {network} already exists")
+                raise Conflict(f"public IP pool {network} overlaps pool {row.cidr}")
+            conn.execute(
+                ip_pools.insert().values(
+                    cidr=str(network), first=first, last=last, created=pool.created
+                )
+            )
+
+    def list_ip_pools(self) -> list[IpPool]:
+        query = sa.select(ip_pools.c.cidr, ip_pools.c.created).order_by(ip_pools.c.first)
+        with self._tx() as conn:
+            return [IpPool(cidr=r.cidr, created=int(r.created)) for r in conn.execute(query)]
+
+    def delete_ip_pool(self, cidr: str) -> None:
+        with self._tx() as conn:
+            pool = conn.execute(sa.select(ip_pools).where(ip_pools.c.cidr == cidr)).first()
+            if pool is None:
+                raise NotFound(f"no such public IP pool: {cidr}")
+            held = conn.execute(
+                sa.select(sa.func.count()).where(public_ips.c.number.between(pool.first, pool.last))
+            ).scalar()
+            if held:
+                raise Conflict(
+                    f"public IP pool {cidr} has {held} address{'es' if held != 1 else ''} "
+                    "held by tenants: they must be released first"
+                )
+            conn.execute(ip_pools.delete().where(ip_pools.c.cidr == cidr))
+
+    def allocate_public_ip(self, *, tenant: str, created: int) -> PublicIp:
+        for _ in range(16):
+            try:
+                return self._allocate_public_ip_once(tenant=tenant, created=created)
+            except IntegrityError:
+                continue  # another writer took that address meanwhile: look again
+        raise Unavailable("could not allocate a public IP: too much contention")
+
+    def _allocate_public_ip_once(self, *, tenant: str, created: int) -> PublicIp:
+        with self._tx() as conn:
+            for pool in conn.execute(sa.select(ip_pools).order_by(ip_pools.c.first)).all():
+                number = _lowest_free(conn, int(pool.first), int(pool.last))
+                if number is None:
+                    continue
+                record = PublicIp(
+                    address=str(ipaddress.IPv4Address(number)), tenant=tenant, created=created
+                )
+                conn.execute(
+                    public_ips.insert().values(
+                        address=record.address, number=number, tenant=tenant, created=created
+                    )
+                )
+                return record
+        raise Unavailable("no public IP is free: every pool is used up")
+
+    def list_public_ips(self, *, tenant: str) -> list[PublicIp]:
+        query = sa.select(public_ips).order_by(public_ips.c.number)
+        if tenant != ALL_TENANTS:
+            query = query.where(public_ips.c.tenant == tenant)
+        with self._tx() as conn:
+            return [_public_ip(r) for r in conn.execute(query)]
+
+    def get_public_ip(self, *, tenant: str, address: str) -> PublicIp:
+        with self._tx() as conn:
+            return _held(conn, tenant, address)
+
+    def public_ip_of(self, *, tenant: str, container_id: str) -> str:
+        query = sa.select(public_ips.c.address).where(
+            public_ips.c.tenant == tenant, public_ips.c.container == container_id
+        )
+        with self._tx() as conn:
+            address = conn.execute(query).scalar()
+        return str(address) if address else ""
+
+    def bind_public_ip(self, *, tenant: str, address: str, container_id: str) -> PublicIp:
+        with self._tx() as conn:
+            before = _held(conn, tenant, address)
+            exists = conn.execute(
+                sa.select(containers.c.id).where(
+                    containers.c.id == container_id, containers.c.tenant == tenant
+                )
+            ).first()
+            if exists is None:
+                raise NotFound(f"No such container: {container_id}")
+            other = conn.execute(
+                sa.select(public_ips.c.address).where(
+                    public_ips.c.container == container_id, public_ips.c.address != address
+                )
+            ).scalar()
+            if other:
+                raise Conflict(f"container {container_id} already has public IP {other}")
+            conn.execute(
+                public_ips.update()
+                .where(public_ips.c.address == address)
+                .values(container=container_id)
+            )
+        return before
+
+    def unbind_public_ip(self, *, tenant: str, address: str) -> PublicIp:
+        with self._tx() as conn:
+            before = _held(conn, tenant, address)
+            conn.execute(
+                public_ips.update().where(public_ips.c.address == address).values(container="")
+            )
+        return before
+
+    def release_public_ip(self, *, tenant: str, address: str) -> PublicIp:
+        with self._tx() as conn:
+            before = _held(conn, tenant, address)
+            conn.execute(public_ips.delete().where(public_ips.c.address == address))
+        return before
 
     # events ----------------------------------------------------------------------------
 
@@ -1084,6 +1369,35 @@ def _starts(column: Any, prefix: str) -> Any:
     return sa.func.substr(column, 1, len(prefix)) == prefix
 
 
+def _group_users(conn: sa.Connection, *, tenant: str, group_id: str) -> list[str]:
+    """Ids of the tenant's containers in the group. Membership lives in the container
+    records (a group is rarely removed or changed, a container often written), so this
+    reads the records whose text holds the id (ids are 64 random hex digits: few others do)
+    and keeps those whose list names it."""
+    rows = conn.execute(
+        sa.select(containers.c.id, containers.c.doc).where(
+            containers.c.tenant == tenant, containers.c.doc.contains(group_id, autoescape=True)
+        )
+    )
+    return sorted(r.id for r in rows if group_id in json.loads(r.doc).get("security_groups", ()))
+
+
+def _group_referrers(conn: sa.Connection, *, tenant: str, group_id: str) -> list[str]:
+    """Ids of the tenant's other groups with a rule whose source is the group."""
+    rows = conn.execute(
+        sa.select(security_groups.c.id, security_groups.c.doc).where(
+            security_groups.c.tenant == tenant,
+            security_groups.c.id != group_id,
+            security_groups.c.doc.contains(group_id, autoescape=True),
+        )
+    )
+    return sorted(
+        r.id
+        for r in rows
+        if any(rule.get("source_group") == group_id for rule in json.loads(r.doc)["rules"])
+    )
+
+
 def _drop_tag(conn: sa.Connection, *, tenant: str, image_id: str, tag: str) -> None:
     row = conn.execute(
         sa.select(images.c.doc).where(images.c.tenant == tenant, images.c.id == image_id)
@@ -1097,6 +1411,43 @@ def _drop_tag(conn: sa.Connection, *, tenant: str, image_id: str, tag: str) -> N
             .where(images.c.tenant == tenant, images.c.id == image_id)
             .values(doc=_dump(record))
         )
+
+
+def _public_ip(row: Any) -> PublicIp:
+    return PublicIp(
+        address=row.address, tenant=row.tenant, created=int(row.created), container=row.container
+    )
+
+
+def _held(conn: sa.Connection, tenant: str, address: str) -> PublicIp:
+    """The tenant's public IP ``address``; NotFound for another tenant's, as for none."""
+    row = conn.execute(
+        sa.select(public_ips).where(public_ips.c.address == address, public_ips.c.tenant == tenant)
+    ).first()
+    if row is None:
+        raise NotFound(f"no such public IP: {address}")
+    return _public_ip(row)
+
+
+def _lowest_free(conn: sa.Connection, first: int, last: int) -> int | None:
+    """The lowest address number of a range ``first..last`` that nobody holds (skipping
+    the network and broadcast addresses of ranges larger than a /31), else None. Reads the
+    held numbers in order and stops at the first gap."""
+    low, high = (first, last) if last - first < 2 else (first + 1, last - 1)
+    held = conn.execute(
+        sa.select(public_ips.c.number)
+        .where(public_ips.c.number.between(low, high))
+        .order_by(public_ips.c.number)
+    )
+    candidate = low
+    try:
+        for number in held.scalars():
+            if number != candidate:
+                break
+            candidate += 1
+    finally:
+        held.close()
+    return candidate if candidate <= high else None
 
 
 def _tenant(row: Any) -> Tenant:
@@ -1121,6 +1472,15 @@ def _record_uid_ranges(engine: Engine) -> None:
     missing = sa.select(tenants.c.uid_base, tenants.c.id).where(tenants.c.uid_base.not_in(taken))
     with engine.begin() as conn:
         conn.execute(uid_ranges.insert().from_select(["uid_base", "tenant"], missing))
+
+
+def _drop_system_networks(engine: Engine) -> None:
+    """Stores made before tenant networks (ADR 0016) held one system-wide ``bridge``
+    (tenant ""): every tenant now has its own, so the old row and its addresses go."""
+    system = sa.select(networks.c.id).where(networks.c.tenant == _SYSTEM)
+    with engine.begin() as conn:
+        conn.execute(addresses.delete().where(addresses.c.network.in_(system)))
+        conn.execute(networks.delete().where(networks.c.tenant == _SYSTEM))
 
 
 def _add_missing_columns(engine: Engine) -> None:

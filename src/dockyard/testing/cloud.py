@@ -1,4 +1,4 @@
-"""An isolated Dockyard instance for tests: its own dirs, sockets, bridge, nft table, cgroups.
+"""An isolated Dockyard instance for tests: its own dirs, sockets, routers, nft table, cgroups.
 
 Started with the same code path as ``dockyard up``; :meth:`TestCloud.purge` removes every
 container through the API, stops the daemons and then deletes, by name, everything the
@@ -30,6 +30,7 @@ from dockyard.client.dockerconfig import read_token
 from dockyard.client.native import AdminClient
 from dockyard.core.identity import TOKEN_HEADER
 from dockyard.core.layout import Layout
+from dockyard.network.names import router_prefix, uplink_name
 
 __all__ = ["DockerCli", "TestCloud"]
 
@@ -46,12 +47,17 @@ def _free_port() -> int:
 
 @dataclass
 class TestCloud:
-    """One test instance. ``instance`` names its kernel objects; ``subnet`` is its bridge's."""
+    """One test instance. ``instance`` names its kernel objects; ``subnet`` is its default
+    bridge network's; ``transit`` the agent's transit subnet (its routers' uplinks), a
+    /24 of 100.64.0.0/10 of its own."""
 
     root: Path
     instance: str = field(default_factory=lambda: "dyt" + secrets.token_hex(3))
     subnet: str = field(
         default_factory=lambda: f"10.{secrets.randbelow(60) + 180}.{secrets.randbelow(250)}.0/24"
+    )
+    transit: str = field(
+        default_factory=lambda: f"100.{secrets.randbelow(64) + 64}.{secrets.randbelow(256)}.0/24"
     )
     uid_range_start: int = field(
         default_factory=lambda: 2_000_000_000 + secrets.randbelow(4000) * 65536 * 4
@@ -114,6 +120,7 @@ class TestCloud:
             bridge_subnet=self.subnet,
             uid_range_start=self.uid_range_start,
             tls_address=f"127.0.0.1:{self.tls_port}",
+            transit_subnet=self.transit,
         )
 
     @classmethod
@@ -174,6 +181,7 @@ class TestCloud:
         subprocess.run(
             ["nft", "delete", "table", "inet", layout.nft_table], capture_output=True, check=False
         )
+        self._remove_routers()
         links = subprocess.run(
             ["ip", "-o", "link", "show"], capture_output=True, text=True, check=False
         ).stdout
@@ -189,6 +197,17 @@ class TestCloud:
                     with contextlib.suppress(OSError):
                         os.rmdir(dirpath)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def _remove_routers(self) -> None:
+        """The instance's tenant router namespaces (ADR 0016) and their uplinks, by name."""
+        prefix = router_prefix(self.instance)
+        run_dir = Path("/run/netns")
+        for entry in sorted(run_dir.iterdir()) if run_dir.is_dir() else []:
+            if entry.name.startswith(prefix):
+                subprocess.run(
+                    ["ip", "link", "del", uplink_name(entry.name)], capture_output=True, check=False
+                )
+                subprocess.run(["ip", "netns", "del", entry.name], capture_output=True, check=False)
 
     def _remove_containers(self) -> None:
         """Every tenant's containers, through the API (each tenant through a user of its own)."""

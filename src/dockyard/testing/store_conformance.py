@@ -3,8 +3,10 @@
 Each ``check_*`` function takes a factory that returns a *fresh, empty* store and asserts
 one group of the rules written down in :mod:`dockyard.store.base`: container lookup (full
 id, name with or without ``/``, unique id prefix, ambiguity, tenant isolation), per-tenant
-name uniqueness, renames, images and tags, layer references, volumes, networks (own plus
-system ones), address allocation (also from several threads), tenant uid ranges, the
+name uniqueness, renames, images and tags, layer references, volumes, networks (per tenant,
+deletion while in use), address allocation (static, ranges, also from several threads),
+security groups (per tenant, deletion while in use), public IPs and their pools
+(allocation, also from several threads, binding, tenant isolation), tenant uid ranges, the
 event log (ranges by time and seq, tenant scoping, retention), the audit log (numbering,
 filters, tenant scoping, retention) and registry namespaces (unique across tenants, kept
 retired after their tenant).
@@ -37,6 +39,7 @@ from dockyard.core.audit import OPERATOR_LOG, AuditQuery, AuditRecord
 from dockyard.core.certs import ClientCert
 from dockyard.core.errors import (
     AlreadyExists,
+    Conflict,
     DockyardError,
     InvalidArgument,
     NotFound,
@@ -48,15 +51,20 @@ from dockyard.core.models import (
     Container,
     ContainerConfig,
     ContainerState,
+    Endpoint,
     ExecInstance,
     Healthcheck,
     Host,
     HostConfig,
     Image,
+    IpPool,
     MountRequest,
     Network,
     PortBinding,
+    PublicIp,
     RestartPolicy,
+    SecurityGroup,
+    SecurityGroupRule,
     Status,
     Volume,
 )
@@ -73,6 +81,7 @@ __all__ = [
     "check_addresses_are_never_handed_out_twice",
     "check_addresses_concurrently",
     "check_addresses_released_return_to_the_pool",
+    "check_addresses_static_and_ranges",
     "check_ambiguous_prefix_is_invalid_argument",
     "check_audit_append_and_filters",
     "check_audit_of_other_tenants_are_invisible",
@@ -100,10 +109,20 @@ __all__ = [
     "check_list_and_put_containers",
     "check_namespaces_are_unique_across_tenants",
     "check_namespaces_of_a_deleted_tenant_are_retired",
+    "check_network_delete",
     "check_networks",
     "check_other_tenants_objects_read_as_missing",
     "check_prefixes_are_unique_per_tenant",
+    "check_public_ip_binding",
+    "check_public_ip_pools",
+    "check_public_ips_are_never_handed_out_twice",
+    "check_public_ips_concurrently",
+    "check_public_ips_of_other_tenants_are_invisible",
+    "check_public_ips_released_return_to_the_pool",
     "check_rename_container",
+    "check_security_group_delete",
+    "check_security_groups",
+    "check_security_groups_of_other_tenants_read_as_missing",
     "check_tenant_by_name_and_delete",
     "check_tenant_quotas",
     "check_tenants_get_disjoint_uid_ranges",
@@ -119,7 +138,6 @@ Check = Callable[[StoreFactory], None]
 
 TENANT_A = "tenant-a"
 TENANT_B = "tenant-b"
-SYSTEM = ""  # tenant of objects every tenant sees (the default bridge)
 
 
 # helpers ----------------------------------------------------------------------------------
@@ -206,8 +224,9 @@ def _rich_container(*, tenant: str, name: str, cid: str) -> Container:
         ),
         host="host-2",
         state=ContainerState(status=Status.RUNNING, pid=4242, started_at=1_700_000_001_000_000_000),
-        network="bridge",
-        ip_address="10.88.0.2",
+        endpoints=[
+            Endpoint(network_id=_hex_id("5a"), id=_hex_id("e5"), ip="10.88.0.2", aliases=("db",))
+        ],
         ports={"80/tcp": (PortBinding(host_ip="127.0.0.1", host_port="8080"),)},
         restart_count=2,
         has_been_started=True,
@@ -245,6 +264,20 @@ def _network(
         bridge="dockyard0",
         created=1_700_000_000_000_000_000,
         labels={"purpose": "test"},
+    )
+
+
+def _group(
+    *, tenant: str, name: str, hex_id: str, rules: tuple[SecurityGroupRule, ...] = ()
+) -> SecurityGroup:
+    return SecurityGroup(
+        id=_hex_id(hex_id),
+        tenant=tenant,
+        name=name,
+        created=1_700_000_000_000_000_000,
+        description=f"the {name} tier",
+        rules=rules,
+        labels={"tier": name},
     )
 
 
@@ -734,18 +767,15 @@ def check_volumes(make_store: StoreFactory) -> None:
 
 
 def check_networks(make_store: StoreFactory) -> None:
-    """A tenant sees its own networks and the system's (tenant ""), never another
-    tenant's; names are unique per tenant."""
+    """A tenant sees its own networks only, listed by name; names are unique per tenant;
+    two tenants may hold the same name and the same subnet."""
     with _opened(make_store) as store:
-        bridge = _network(tenant=SYSTEM, name="bridge", hex_id="5a")
         mine = _network(tenant=TENANT_A, name="backend", hex_id="a1", subnet="10.90.0.0/24")
-        store.add_network(bridge)
+        front = _network(tenant=TENANT_A, name="axe", hex_id="a3", subnet="10.93.0.0/24")
         store.add_network(mine)
+        store.add_network(front)
         for ref in ("backend", mine.id, mine.id[:12]):
             assert store.get_network(tenant=TENANT_A, ref=ref) == mine, ref
-        for tenant in (TENANT_A, TENANT_B):
-            assert store.get_network(tenant=tenant, ref="bridge") == bridge
-            assert store.get_network(tenant=tenant, ref=bridge.id) == bridge
         for ref in ("backend", mine.id, mine.id[:12]):
             _raises(
                 NotFound,
@@ -753,8 +783,8 @@ def check_networks(make_store: StoreFactory) -> None:
                 f"get_network(other tenant, {ref!r})",
             )
         _raises(NotFound, lambda: store.get_network(tenant=TENANT_A, ref="nope"), "unknown")
-        assert {n.id for n in store.list_networks(tenant=TENANT_A)} == {bridge.id, mine.id}
-        assert {n.id for n in store.list_networks(tenant=TENANT_B)} == {bridge.id}
+        assert [n.id for n in store.list_networks(tenant=TENANT_A)] == [front.id, mine.id]
+        assert store.list_networks(tenant=TENANT_B) == []
 
         _raises(
             AlreadyExists,
@@ -763,17 +793,76 @@ def check_networks(make_store: StoreFactory) -> None:
             ),
             "add_network(taken name)",
         )
-        theirs = _network(tenant=TENANT_B, name="backend", hex_id="b1", subnet="10.92.0.0/24")
+        theirs = _network(tenant=TENANT_B, name="backend", hex_id="b1", subnet="10.90.0.0/24")
         store.add_network(theirs)
         assert store.get_network(tenant=TENANT_B, ref="backend") == theirs
         assert store.get_network(tenant=TENANT_A, ref="backend") == mine
+
+
+def check_network_delete(make_store: StoreFactory) -> None:
+    """A network holding an address is not deleted (Conflict); another tenant cannot
+    delete it (NotFound); once its addresses are released it goes, and allocating on a
+    deleted network is NotFound."""
+    with _opened(make_store) as store:
+        net = _network(tenant=TENANT_A, name="backend", hex_id="a1", subnet="10.90.0.0/24")
+        store.add_network(net)
+        address = store.allocate_address(network=net, owner="c1")
+        assert store.network_users(network_id=net.id) == {"c1": address}
+        _raises(
+            Conflict,
+            lambda: store.delete_network(tenant=TENANT_A, network_id=net.id),
+            "delete_network(in use)",
+        )
+        _raises(
+            NotFound,
+            lambda: store.delete_network(tenant=TENANT_B, network_id=net.id),
+            "delete_network(other tenant)",
+        )
+        store.release_address(network_id=net.id, owner="c1")
+        assert store.network_users(network_id=net.id) == {}
+        store.delete_network(tenant=TENANT_A, network_id=net.id)
+        _raises(NotFound, lambda: store.get_network(tenant=TENANT_A, ref="backend"), "deleted")
+        _raises(
+            NotFound,
+            lambda: store.allocate_address(network=net, owner="c2"),
+            "allocate_address(deleted network)",
+        )
+
+
+def check_addresses_static_and_ranges(make_store: StoreFactory) -> None:
+    """A requested address is given once (then Conflict), never the gateway; dynamic
+    addresses come from ip_range only; release_address frees one network's address."""
+    with _opened(make_store) as store:
+        net = _network(tenant=TENANT_A, name="n", hex_id="a1", subnet="10.90.0.0/24")
+        net.ip_range = "10.90.0.128/30"
+        store.add_network(net)
+        assert store.allocate_address(network=net, owner="s", address="10.90.0.9") == "10.90.0.9"
+        _raises(
+            Conflict,
+            lambda: store.allocate_address(network=net, owner="t", address="10.90.0.9"),
+            "allocate_address(taken static)",
+        )
+        _raises(
+            Conflict,
+            lambda: store.allocate_address(network=net, owner="t", address=net.gateway),
+            "allocate_address(gateway)",
+        )
+        got = [store.allocate_address(network=net, owner=f"d{i}") for i in range(4)]
+        assert got == [f"10.90.0.{i}" for i in range(128, 132)], got
+        _raises(Unavailable, lambda: store.allocate_address(network=net, owner="x"), "range full")
+        other = _network(tenant=TENANT_A, name="o", hex_id="a2", subnet="10.91.0.0/24")
+        store.add_network(other)
+        kept = store.allocate_address(network=other, owner="d0")
+        store.release_address(network_id=net.id, owner="d0")
+        assert store.allocate_address(network=net, owner="y") == "10.90.0.128"
+        assert store.network_users(network_id=other.id) == {"d0": kept}
 
 
 def check_addresses_are_never_handed_out_twice(make_store: StoreFactory) -> None:
     """Allocation takes the lowest free host address, skips the gateway, is per network,
     and raises Unavailable when the subnet is exhausted."""
     with _opened(make_store) as store:
-        small = _network(tenant=SYSTEM, name="small", hex_id="5a", subnet="10.77.0.0/29")
+        small = _network(tenant=TENANT_A, name="small", hex_id="5a", subnet="10.77.0.0/29")
         store.add_network(small)
         got = [store.allocate_address(network=small, owner=f"c{i}") for i in range(5)]
         # /29: hosts .1-.6, .1 is the gateway.
@@ -783,7 +872,7 @@ def check_addresses_are_never_handed_out_twice(make_store: StoreFactory) -> None
             lambda: store.allocate_address(network=small, owner="one-too-many"),
             "allocate_address(exhausted)",
         )
-        other = _network(tenant=TENANT_A, name="other", hex_id="a1", subnet="10.77.0.0/29")
+        other = _network(tenant=TENANT_A, name="other", hex_id="a4", subnet="10.77.0.0/29")
         store.add_network(other)
         assert store.allocate_address(network=other, owner="x") == "10.77.0.2", (
             "each network has its own pool"
@@ -799,7 +888,7 @@ def check_addresses_are_never_handed_out_twice(make_store: StoreFactory) -> None
 def check_addresses_released_return_to_the_pool(make_store: StoreFactory) -> None:
     """release_addresses frees every address of the owner, and only those."""
     with _opened(make_store) as store:
-        net = _network(tenant=SYSTEM, name="bridge", hex_id="5a", subnet="10.77.0.0/29")
+        net = _network(tenant=TENANT_A, name="bridge", hex_id="5a", subnet="10.77.0.0/29")
         store.add_network(net)
         first = store.allocate_address(network=net, owner="c1")
         second = store.allocate_address(network=net, owner="c2")
@@ -821,7 +910,7 @@ def check_addresses_concurrently(make_store: StoreFactory) -> None:
     addresses are free."""
     threads, per_thread = 24, 4
     with _opened(make_store) as store:
-        net = _network(tenant=SYSTEM, name="bridge", hex_id="5a", subnet="10.66.0.0/24")
+        net = _network(tenant=TENANT_A, name="bridge", hex_id="5a", subnet="10.66.0.0/24")
         store.add_network(net)
         start = threading.Barrier(threads)
 
@@ -841,6 +930,217 @@ def check_addresses_concurrently(make_store: StoreFactory) -> None:
         subnet = ipaddress.ip_network(net.subnet)
         assert all(ipaddress.ip_address(a) in subnet for a in every)
         assert net.gateway not in every
+
+
+# public IPs --------------------------------------------------------------------------------
+
+
+def _addresses(records: list[PublicIp]) -> list[str]:
+    return [r.address for r in records]
+
+
+def check_public_ip_pools(make_store: StoreFactory) -> None:
+    """Pools are listed in address order; the same range twice is AlreadyExists, an
+    overlapping one Conflict; a range with a held address is not deleted (Conflict) until
+    the address is released; an unknown range is NotFound."""
+    with _opened(make_store) as store:
+        assert store.list_ip_pools() == []
+        store.add_ip_pool(IpPool(cidr="198.18.1.0/24", created=2))
+        store.add_ip_pool(IpPool(cidr="198.18.0.8/29", created=1))
+        assert store.list_ip_pools() == [
+            IpPool(cidr="198.18.0.8/29", created=1),
+            IpPool(cidr="198.18.1.0/24", created=2),
+        ]
+        _raises(
+            AlreadyExists,
+            lambda: store.add_ip_pool(IpPool(cidr="198.18.1.0/24", created=3)),
+            "add_ip_pool(same range)",
+        )
+        for overlapping in ("198.18.1.128/25", "198.18.0.0/16", "198.18.0.15/32"):
+            _raises(
+                Conflict,
+                functools.partial(store.add_ip_pool, IpPool(cidr=overlapping, created=3)),
+                f"add_ip_pool({overlapping}, overlapping)",
+            )
+        held = store.allocate_public_ip(tenant=TENANT_A, created=5)
+        assert held.address == "198.18.0.9"
+        _raises(Conflict, lambda: store.delete_ip_pool("198.18.0.8/29"), "delete(held)")
+        _raises(NotFound, lambda: store.delete_ip_pool("198.18.9.0/24"), "delete(unknown)")
+        store.delete_ip_pool("198.18.1.0/24")
+        store.release_public_ip(tenant=TENANT_A, address=held.address)
+        store.delete_ip_pool("198.18.0.8/29")
+        assert store.list_ip_pools() == []
+
+
+def check_public_ips_are_never_handed_out_twice(make_store: StoreFactory) -> None:
+    """Allocation gives the lowest free address of the pools in address order, skips the
+    network and broadcast addresses of ranges larger than a /31 (not of a /31 or /32), and
+    is Unavailable with no pool or when every pool is full."""
+    with _opened(make_store) as store:
+        _raises(
+            Unavailable,
+            lambda: store.allocate_public_ip(tenant=TENANT_A, created=1),
+            "allocate_public_ip(no pool)",
+        )
+        store.add_ip_pool(IpPool(cidr="198.18.5.7/32", created=1))
+        store.add_ip_pool(IpPool(cidr="198.18.4.0/31", created=1))
+        store.add_ip_pool(IpPool(cidr="198.18.3.0/30", created=1))
+        got = [store.allocate_public_ip(tenant=TENANT_A, created=7) for _ in range(5)]
+        assert _addresses(got) == [
+            "198.18.3.1",
+            "198.18.3.2",
+            "198.18.4.0",
+            "198.18.4.1",
+            "198.18.5.7",
+        ], _addresses(got)
+        assert all(r.tenant == TENANT_A and not r.container and r.created == 7 for r in got)
+        _raises(
+            Unavailable,
+            lambda: store.allocate_public_ip(tenant=TENANT_B, created=1),
+            "allocate_public_ip(every pool full)",
+        )
+        assert _addresses(store.list_public_ips(tenant=TENANT_A)) == _addresses(got)
+
+
+def check_public_ips_released_return_to_the_pool(make_store: StoreFactory) -> None:
+    """A released address (bound or not) is free again, lowest first, also for another
+    tenant; releasing it again is NotFound."""
+    with _opened(make_store) as store:
+        store.add_ip_pool(IpPool(cidr="198.18.7.0/29", created=1))
+        web = _container(tenant=TENANT_A, name="web", cid=_hex_id("a1"))
+        store.add_container(web)
+        first, second, third = (
+            store.allocate_public_ip(tenant=TENANT_A, created=1) for _ in range(3)
+        )
+        store.bind_public_ip(tenant=TENANT_A, address=second.address, container_id=web.id)
+        released = store.release_public_ip(tenant=TENANT_A, address=second.address)
+        assert released.container == web.id, "release returns the record as it was"
+        assert store.public_ip_of(tenant=TENANT_A, container_id=web.id) == ""
+        store.release_public_ip(tenant=TENANT_A, address=first.address)
+        _raises(
+            NotFound,
+            lambda: store.release_public_ip(tenant=TENANT_A, address=first.address),
+            "release_public_ip(released)",
+        )
+        again = store.allocate_public_ip(tenant=TENANT_B, created=2)
+        assert again.address == first.address, again
+        assert store.allocate_public_ip(tenant=TENANT_A, created=2).address == second.address
+        assert _addresses(store.list_public_ips(tenant=TENANT_A)) == [
+            second.address,
+            third.address,
+        ]
+
+
+def check_public_ips_of_other_tenants_are_invisible(make_store: StoreFactory) -> None:
+    """Another tenant's address is NotFound for get, bind, unbind and release, as is
+    binding to another tenant's container; lists show the tenant's own, ALL_TENANTS
+    every one."""
+    with _opened(make_store) as store:
+        store.add_ip_pool(IpPool(cidr="198.18.8.0/29", created=1))
+        mine = store.allocate_public_ip(tenant=TENANT_A, created=1)
+        theirs = store.allocate_public_ip(tenant=TENANT_B, created=1)
+        web_a = _container(tenant=TENANT_A, name="web", cid=_hex_id("a1"))
+        web_b = _container(tenant=TENANT_B, name="web", cid=_hex_id("b1"))
+        store.add_container(web_a)
+        store.add_container(web_b)
+        address = mine.address
+        attempts: dict[str, Callable[[], object]] = {
+            "get_public_ip": lambda: store.get_public_ip(tenant=TENANT_B, address=address),
+            "bind_public_ip": lambda: store.bind_public_ip(
+                tenant=TENANT_B, address=address, container_id=web_b.id
+            ),
+            "unbind_public_ip": lambda: store.unbind_public_ip(tenant=TENANT_B, address=address),
+            "release_public_ip": lambda: store.release_public_ip(tenant=TENANT_B, address=address),
+            "bind to another tenant's container": lambda: store.bind_public_ip(
+                tenant=TENANT_A, address=address, container_id=web_b.id
+            ),
+        }
+        for what, attempt in attempts.items():
+            _raises(NotFound, attempt, what)
+        assert store.get_public_ip(tenant=TENANT_A, address=address) == mine, "B changed A's IP"
+        assert _addresses(store.list_public_ips(tenant=TENANT_A)) == [address]
+        assert _addresses(store.list_public_ips(tenant=TENANT_B)) == [theirs.address]
+        assert _addresses(store.list_public_ips(tenant=ALL_TENANTS)) == [address, theirs.address]
+        assert store.public_ip_of(tenant=TENANT_B, container_id=web_a.id) == ""
+
+
+def check_public_ip_binding(make_store: StoreFactory) -> None:
+    """An address binds to one container of its tenant (an unknown one is NotFound); a
+    container has at most one (Conflict); binding a bound address moves it, returning the
+    record as it was; unbinding is idempotent; removing the container unbinds the address,
+    which the tenant keeps."""
+    with _opened(make_store) as store:
+        store.add_ip_pool(IpPool(cidr="198.18.9.0/29", created=1))
+        web = _container(tenant=TENANT_A, name="web", cid=_hex_id("a1"))
+        db = _container(tenant=TENANT_A, name="db", cid=_hex_id("a2"))
+        store.add_container(web)
+        store.add_container(db)
+        one = store.allocate_public_ip(tenant=TENANT_A, created=1)
+        two = store.allocate_public_ip(tenant=TENANT_A, created=1)
+        before = store.bind_public_ip(tenant=TENANT_A, address=one.address, container_id=web.id)
+        assert before == one
+        assert store.get_public_ip(tenant=TENANT_A, address=one.address).container == web.id
+        assert store.public_ip_of(tenant=TENANT_A, container_id=web.id) == one.address
+        _raises(
+            NotFound,
+            lambda: store.bind_public_ip(
+                tenant=TENANT_A, address=two.address, container_id=_hex_id("ff")
+            ),
+            "bind_public_ip(unknown container)",
+        )
+        _raises(
+            Conflict,
+            lambda: store.bind_public_ip(tenant=TENANT_A, address=two.address, container_id=web.id),
+            "bind_public_ip(container already bound)",
+        )
+        again = store.bind_public_ip(tenant=TENANT_A, address=one.address, container_id=web.id)
+        assert again.container == web.id, "binding to the same container again is allowed"
+        moved = store.bind_public_ip(tenant=TENANT_A, address=one.address, container_id=db.id)
+        assert moved.container == web.id, "the record as it was names the old container"
+        assert store.public_ip_of(tenant=TENANT_A, container_id=web.id) == ""
+        assert store.public_ip_of(tenant=TENANT_A, container_id=db.id) == one.address
+        store.bind_public_ip(tenant=TENANT_A, address=two.address, container_id=web.id)
+        unbound = store.unbind_public_ip(tenant=TENANT_A, address=two.address)
+        assert unbound.container == web.id
+        assert store.unbind_public_ip(tenant=TENANT_A, address=two.address).container == ""
+        store.delete_container(tenant=TENANT_A, container_id=db.id)
+        kept = store.get_public_ip(tenant=TENANT_A, address=one.address)
+        assert kept == replace(one, container=""), "the tenant keeps a removed container's IP"
+        _raises(
+            NotFound,
+            lambda: store.bind_public_ip(tenant=TENANT_A, address=one.address, container_id=db.id),
+            "bind_public_ip(removed container)",
+        )
+
+
+def check_public_ips_concurrently(make_store: StoreFactory) -> None:
+    """Many threads allocating at once never get the same address and never fail while
+    addresses are free; the pool then is exactly used up."""
+    threads, per_thread = 16, 4
+    with _opened(make_store) as store:
+        store.add_ip_pool(IpPool(cidr="198.18.10.0/26", created=1))  # 62 usable addresses
+        start = threading.Barrier(threads)
+
+        def work(worker: int) -> list[str]:
+            start.wait()
+            got = []
+            for _ in range(per_thread):
+                with contextlib.suppress(Unavailable):
+                    got.append(
+                        store.allocate_public_ip(tenant=f"tenant-{worker}", created=1).address
+                    )
+            return got
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(pool.map(work, range(threads)))
+        every = [address for result in results for address in result]
+        duplicates = sorted({a for a in every if every.count(a) > 1})
+        assert not duplicates, f"public IPs handed out twice: {duplicates}"
+        assert len(every) == 62, f"{len(every)} of 62 free addresses handed out"
+        subnet = ipaddress.ip_network("198.18.10.0/26")
+        edges = {subnet.network_address, subnet.broadcast_address}
+        assert all(ipaddress.ip_address(a) in subnet for a in every)
+        assert not {ipaddress.ip_address(a) for a in every} & edges
 
 
 def check_execs(make_store: StoreFactory) -> None:
@@ -870,6 +1170,146 @@ def check_execs(make_store: StoreFactory) -> None:
             lambda: store.get_exec(tenant=TENANT_A, exec_id=second.id),
             "exec of a deleted container",
         )
+
+
+# security groups ---------------------------------------------------------------------------
+
+
+def check_security_groups(make_store: StoreFactory) -> None:
+    """A tenant's groups come back whole by id, name or unique id prefix (an ambiguous
+    prefix finds none), listed by name; names are unique per tenant only; a put replaces
+    the record (its rules) and is NotFound for a group that is gone."""
+    with _opened(make_store) as store:
+        rule = SecurityGroupRule(
+            id=_hex_id("f1"), protocol="tcp", port_min=80, port_max=90, source="10.0.0.0/8"
+        )
+        web = _group(tenant=TENANT_A, name="web", hex_id="ab1", rules=(rule,))
+        db = _group(tenant=TENANT_A, name="db", hex_id="ab2")
+        store.add_security_group(web)
+        store.add_security_group(db)
+        for ref in (web.id, "web", web.id[:12], "ab1"):
+            assert store.get_security_group(tenant=TENANT_A, ref=ref) == web, ref
+        _raises(NotFound, lambda: store.get_security_group(tenant=TENANT_A, ref="ab"), "ambiguous")
+        _raises(NotFound, lambda: store.get_security_group(tenant=TENANT_A, ref="nope"), "unknown")
+        assert [g.name for g in store.list_security_groups(tenant=TENANT_A)] == ["db", "web"]
+        assert store.list_security_groups(tenant=TENANT_B) == []
+        _raises(
+            AlreadyExists,
+            lambda: store.add_security_group(_group(tenant=TENANT_A, name="web", hex_id="ab3")),
+            "add_security_group(taken name)",
+        )
+        theirs = _group(tenant=TENANT_B, name="web", hex_id="b1")
+        store.add_security_group(theirs)
+        assert store.get_security_group(tenant=TENANT_B, ref="web") == theirs
+        assert store.get_security_group(tenant=TENANT_A, ref="web") == web
+        by_group = SecurityGroupRule(id=_hex_id("f2"), protocol="all", source_group=db.id)
+        changed = replace(web, rules=(rule, by_group))
+        store.put_security_group(changed)
+        assert store.get_security_group(tenant=TENANT_A, ref="web") == changed
+        _raises(
+            NotFound,
+            lambda: store.put_security_group(replace(web, tenant=TENANT_B)),
+            "put_security_group(another tenant's id)",
+        )
+        assert store.get_security_group(tenant=TENANT_A, ref=web.id) == changed
+        store.delete_security_group(tenant=TENANT_A, group_id=changed.id)
+        _raises(NotFound, lambda: store.put_security_group(changed), "put_security_group(deleted)")
+
+
+def check_security_groups_of_other_tenants_read_as_missing(make_store: StoreFactory) -> None:
+    """Another tenant's group is NotFound by name, id and prefix, with the message a missing
+    one gets; it cannot be deleted, and a prefix it shares with the caller's group does not
+    make that one ambiguous."""
+    with _opened(make_store) as store:
+        mine = _group(tenant=TENANT_A, name="web", hex_id="cd1")
+        theirs = _group(tenant=TENANT_B, name="db", hex_id="cd2")
+        store.add_security_group(mine)
+        store.add_security_group(theirs)
+        assert store.get_security_group(tenant=TENANT_A, ref="cd").id == mine.id
+        assert store.get_security_group(tenant=TENANT_B, ref="cd").id == theirs.id
+        for ref, missing in ((mine.name, "nosuch"), (mine.id, _hex_id("ee")), ("cd1", "ee1")):
+            got = _raises(
+                NotFound,
+                functools.partial(store.get_security_group, tenant=TENANT_B, ref=ref),
+                f"get_security_group(another tenant's {ref!r})",
+            )
+            want = _raises(
+                NotFound,
+                functools.partial(store.get_security_group, tenant=TENANT_B, ref=missing),
+                f"get_security_group({missing!r})",
+            )
+            assert got.message.replace(ref, "<ref>") == want.message.replace(missing, "<ref>")
+        _raises(
+            NotFound,
+            lambda: store.delete_security_group(tenant=TENANT_B, group_id=mine.id),
+            "delete_security_group(another tenant's)",
+        )
+        assert store.get_security_group(tenant=TENANT_A, ref=mine.id) == mine
+        assert store.security_group_users(tenant=TENANT_B, group_id=mine.id) == []
+
+
+def check_security_group_delete(make_store: StoreFactory) -> None:
+    """A group is not deleted while a container of the tenant is in it (whatever its
+    state or phase) or another group's rule names it as its source (Conflict); a rule of
+    its own naming it does not hold it; users are the containers whose record names it;
+    deleting a tenant deletes its groups."""
+    with _opened(make_store) as store:
+        tenant = store.ensure_tenant("acme")
+        web = _group(tenant=tenant.id, name="web", hex_id="a1")
+        self_rule = SecurityGroupRule(
+            id=_hex_id("f3"), protocol="tcp", port_min=1, port_max=65535, source_group=web.id
+        )
+        web = replace(web, rules=(self_rule,))
+        db = _group(tenant=tenant.id, name="db", hex_id="a2")
+        store.add_security_group(web)
+        store.add_security_group(db)
+        first = _container(tenant=tenant.id, name="one", cid=_hex_id("c1"))
+        first.security_groups = [web.id, db.id]
+        second = _container(tenant=tenant.id, name="two", cid=_hex_id("c2"))
+        second.security_groups = [web.id]
+        second.phase = "creating"
+        # Another record that merely mentions the id elsewhere is not a member.
+        mention = _container(tenant=tenant.id, name="three", cid=_hex_id("c3"))
+        mention.config.labels = {"note": db.id}
+        for record in (first, second, mention):
+            store.add_container(record)
+        assert store.security_group_users(tenant=tenant.id, group_id=web.id) == sorted(
+            [first.id, second.id]
+        )
+        assert store.security_group_users(tenant=tenant.id, group_id=db.id) == [first.id]
+        for group in (web, db):
+            _raises(
+                Conflict,
+                functools.partial(store.delete_security_group, tenant=tenant.id, group_id=group.id),
+                f"delete_security_group({group.name} in use)",
+            )
+        first.security_groups = [web.id]
+        store.put_container(first)
+        assert store.security_group_users(tenant=tenant.id, group_id=db.id) == []
+        from_db = SecurityGroupRule(id=_hex_id("f4"), protocol="icmp", source_group=db.id)
+        store.put_security_group(replace(web, rules=(self_rule, from_db)))
+        _raises(
+            Conflict,
+            lambda: store.delete_security_group(tenant=tenant.id, group_id=db.id),
+            "delete_security_group(source of another group's rule)",
+        )
+        store.put_security_group(web)
+        store.delete_security_group(tenant=tenant.id, group_id=db.id)
+        _raises(NotFound, lambda: store.get_security_group(tenant=tenant.id, ref="db"), "deleted")
+        _raises(
+            NotFound,
+            lambda: store.delete_security_group(tenant=tenant.id, group_id=db.id),
+            "delete_security_group(deleted)",
+        )
+        for record in (first, second):
+            store.delete_container(tenant=tenant.id, container_id=record.id)
+        assert store.security_group_users(tenant=tenant.id, group_id=web.id) == []
+        other = store.ensure_tenant("globex")
+        kept = _group(tenant=other.id, name="web", hex_id="b1")
+        store.add_security_group(kept)
+        store.delete_tenant(tenant.id)
+        assert store.list_security_groups(tenant=tenant.id) == []
+        assert store.list_security_groups(tenant=other.id) == [kept]
 
 
 # events ------------------------------------------------------------------------------------
@@ -1465,9 +1905,20 @@ CHECKS: tuple[Check, ...] = (
     check_layer_referenced,
     check_volumes,
     check_networks,
+    check_network_delete,
+    check_addresses_static_and_ranges,
     check_addresses_are_never_handed_out_twice,
     check_addresses_released_return_to_the_pool,
     check_addresses_concurrently,
+    check_security_groups,
+    check_security_groups_of_other_tenants_read_as_missing,
+    check_security_group_delete,
+    check_public_ip_pools,
+    check_public_ips_are_never_handed_out_twice,
+    check_public_ips_released_return_to_the_pool,
+    check_public_ips_of_other_tenants_are_invisible,
+    check_public_ip_binding,
+    check_public_ips_concurrently,
     check_events_append_and_range,
     check_events_of_other_tenants_are_invisible,
     check_event_retention,

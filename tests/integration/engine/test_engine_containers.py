@@ -79,7 +79,7 @@ def test_inspect_shape(client: docker.DockerClient, cleanup: list[str]) -> None:
     assert attrs["Image"].startswith("sha256:")
     assert attrs["HostConfig"]["NetworkMode"] in ("default", "bridge")
     net = attrs["NetworkSettings"]
-    assert net["IPAddress"] and net["Networks"]["bridge"]["IPAddress"] == net["IPAddress"]
+    assert net["IPAddress"] and net["Networks"]["default"]["IPAddress"] == net["IPAddress"]
     assert attrs["Name"] == f"/{container.name}"
     container.kill()
     assert container.wait()["StatusCode"] == 137

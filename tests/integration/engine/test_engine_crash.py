@@ -53,7 +53,8 @@ def wait_state(client: docker.DockerClient, ref: str, status: str, timeout: floa
 
 
 def host_objects(cloud: TestCloud) -> dict[str, set[str]]:
-    """What the instance has on the host: rootfs mounts, conmons, cgroups, veths."""
+    """What the instance has on the host: rootfs mounts, conmons, cgroups, veths (and
+    uplinks, see :func:`router_links`), bundles."""
     layout = cloud.layout
     mounts = {
         line.split()[4]
@@ -75,12 +76,7 @@ def host_objects(cloud: TestCloud) -> dict[str, set[str]]:
                 conmons.add(argv[argv.index(b"-c") + 1].decode())
     cgroup_root = Path(f"/sys/fs/cgroup/memory{layout.cgroup_root}")
     cgroups = {p.name for p in cgroup_root.glob("*/*")} if cgroup_root.exists() else set()
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True)
-    veths = {
-        line.split(":")[1].split("@")[0].strip()
-        for line in links.stdout.splitlines()
-        if line.split(":")[1].strip().startswith("dy")
-    }
+    veths = router_links(cloud)
     bundles = {p.name for p in layout.containers_dir.iterdir()}
     return {
         "mounts": mounts,
@@ -89,6 +85,35 @@ def host_objects(cloud: TestCloud) -> dict[str, set[str]]:
         "veths": veths,
         "bundles": bundles,
     }
+
+
+def _links(*netns: str) -> list[tuple[int, str, int]]:
+    """``(index, name, peer index)`` of the links in the root netns or in ``netns``."""
+    command = ["ip", *(("-n", netns[0]) if netns else ()), "-o", "link"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        index, name = line.split(":")[:2]
+        name, _, peer = name.strip().partition("@")
+        found.append((int(index), name, int(peer[2:]) if peer.startswith("if") else 0))
+    return found
+
+
+def router_links(cloud: TestCloud) -> set[str]:
+    """The instance's endpoint veths (``<router netns>/ve...``, inside its tenants'
+    router namespaces) and the root sides of its routers' uplinks (ADR 0016)."""
+    prefix = f"dyk-{cloud.instance}-"
+    netns_dir = Path("/run/netns")
+    routers = [p.name for p in netns_dir.iterdir() if p.name.startswith(prefix)]
+    root = {index: name for index, name, _ in _links()}
+    found = set()
+    for router in routers:
+        for _index, name, peer in _links(router):
+            if name.startswith("ve"):
+                found.add(f"{router}/{name}")
+            elif name == "up0" and peer in root:
+                found.add(root[peer])
+    return found
 
 
 def settled_objects(cloud: TestCloud, *, timeout: float = 10.0) -> dict[str, set[str]]:
@@ -104,12 +129,20 @@ def settled_objects(cloud: TestCloud, *, timeout: float = 10.0) -> dict[str, set
     return previous
 
 
+def _leftovers(now: dict[str, set[str]], expected: dict[str, set[str]]) -> dict[str, set[str]]:
+    """What ``now`` has beyond ``expected`` (an agent's cleanup may also remove a router
+    no container uses any more, so less than before is fine)."""
+    return {kind: names - expected.get(kind, set()) for kind, names in now.items()}
+
+
 def wait_objects(cloud: TestCloud, expected: dict[str, set[str]], timeout: float = 10.0) -> None:
-    """Cleanup runs in the background: wait (briefly) until the host matches ``expected``."""
+    """Cleanup runs in the background: wait (briefly) until the host has nothing beyond
+    ``expected``."""
+    nothing: dict[str, set[str]] = {kind: set() for kind in expected}
     deadline = time.monotonic() + timeout
-    while host_objects(cloud) != expected and time.monotonic() < deadline:
+    while _leftovers(host_objects(cloud), expected) != nothing and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert host_objects(cloud) == expected
+    assert _leftovers(host_objects(cloud), expected) == nothing
 
 
 def test_agent_sigkill_readopts_and_records_exits(
@@ -213,15 +246,19 @@ def test_agent_killed_mid_create_leaves_nothing(crashy: TestCloud, dc: docker.Do
     dc.images.remove(ref)
 
 
-def objects_of(cloud: TestCloud, ids: set[str]) -> dict[str, set[str]]:
-    """The host objects that belong to the containers ``ids``."""
+def objects_of(
+    cloud: TestCloud, ids: set[str], endpoints: set[str] = frozenset()
+) -> dict[str, set[str]]:
+    """The host objects that belong to the containers ``ids`` (their veths are found by
+    the containers' ``endpoints`` ids)."""
     found = {}
     for kind, names in host_objects(cloud).items():
-        found[kind] = {
-            n
-            for n in names
-            if any(i in n or (kind == "veths" and i.startswith(n[2:])) for i in ids)
-        }
+        if kind == "veths":
+            found[kind] = {
+                n for n in names if any(e[:13] == n.rpartition("/")[2][2:] for e in endpoints)
+            }
+        else:
+            found[kind] = {n for n in names if any(i in n for i in ids)}
     return found
 
 
@@ -233,11 +270,15 @@ def test_removal_leaves_no_host_objects(crashy: TestCloud, dc: docker.DockerClie
     ]
     containers[1].wait()  # exited (its conmon ends with it)
     ids = {c.id for c in containers}
+    containers[0].reload()
+    endpoints = {
+        n["EndpointID"] for n in containers[0].attrs["NetworkSettings"]["Networks"].values()
+    }
     deadline = time.monotonic() + 5
-    during = objects_of(crashy, ids)
+    during = objects_of(crashy, ids, endpoints)
     while len(during["conmons"]) != 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-        during = objects_of(crashy, ids)
+        during = objects_of(crashy, ids, endpoints)
     # The running one and the created one (its runtime is made ahead of start) have a
     # conmon; the exited one has none left.
     assert len(during["bundles"]) == 3 and len(during["conmons"]) == 2
@@ -246,9 +287,9 @@ def test_removal_leaves_no_host_objects(crashy: TestCloud, dc: docker.DockerClie
         container.remove(force=True)
     deadline = time.monotonic() + 10
     empty = {kind: set() for kind in during}
-    while objects_of(crashy, ids) != empty and time.monotonic() < deadline:
+    while objects_of(crashy, ids, endpoints) != empty and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert objects_of(crashy, ids) == empty
+    assert objects_of(crashy, ids, endpoints) == empty
 
 
 def test_rm_container_exiting_while_controller_is_down_is_removed(

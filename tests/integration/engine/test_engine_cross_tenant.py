@@ -66,10 +66,12 @@ class TenantA:
     spare_volume: str  # used by nothing (for prune)
     exec_id: str  # created in web, never started
     token_id: str  # the id of A's token
+    network: str  # the id of A's network NETWORK, which web is connected to
 
 
 IMAGE_TAGS = ("contract-a/app:v1", "contract-a/app:latest")
 UNUSED_TAG = "contract-a/unused:v1"
+NETWORK = "contract-net"
 
 
 def _native(api: docker.APIClient, method: str, path: str) -> Any:
@@ -96,6 +98,8 @@ def theirs(client: docker.DockerClient) -> Iterator[TenantA]:
         host_config=api.create_host_config(binds=[f"{volume}:/data"]),
     )["Id"]
     stopped = api.create_container("busybox", ["echo", SECRET], name="web-stopped")["Id"]
+    network = api.create_network(NETWORK, labels={"contract": "a"})["Id"]
+    api.connect_container_to_network(web, network, aliases=["contract-db"])
     try:
         api.start(web)
         api.start(stopped)
@@ -114,11 +118,14 @@ def theirs(client: docker.DockerClient) -> Iterator[TenantA]:
             spare_volume=spare,
             exec_id=exec_id,
             token_id=whoami.json()["token"],
+            network=network,
         )
     finally:
         for ref in (web, stopped):
             with contextlib.suppress(docker.errors.NotFound):
                 api.remove_container(ref, force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_network(network)
         for name in (volume, spare):
             with contextlib.suppress(docker.errors.NotFound):
                 api.remove_volume(name)
@@ -165,7 +172,12 @@ def a_state(api: docker.APIClient, a: TenantA) -> dict[str, Any]:
         ),
         "exec": (execution["Running"], execution["ExitCode"], execution["ContainerID"]),
         "token": _native(api, "GET", "/v1/whoami").json()["token"],
+        "network": _network_state(api.inspect_network(a.network)),
     }
+
+
+def _network_state(network: dict[str, Any]) -> tuple[object, ...]:
+    return (network["Name"], sorted(network["Containers"]), network["Labels"])
 
 
 @pytest.fixture(autouse=True)
@@ -272,6 +284,12 @@ def _create_from_image(api: docker.APIClient, ref: str) -> object:
     return api.create_container(ref, ["true"])
 
 
+def _join_netns(api: docker.APIClient, ref: str) -> object:
+    """B's new container in the network namespace of A's (``--network container:``)."""
+    host_config = api.create_host_config(network_mode=f"container:{ref}")
+    return api.create_container("busybox", ["true"], host_config=host_config)
+
+
 def _list_before(api: docker.APIClient, ref: str) -> object:
     """B's list filtered by A's container as ``before``: resolving the ref is a lookup."""
     return api.containers(all=True, filters={"before": ref})
@@ -332,18 +350,14 @@ OPERATIONS: tuple[Operation, ...] = (
         )
     ),
     *(
-        Operation(f"{target}-{name}", target, call, pending=pending)
+        Operation(f"{target}-{name}", target, call)
         for target in (C, S)
-        for name, call, pending in (
-            (
-                "network-connect",
-                lambda api, ref: api.connect_container_to_network(ref, "bridge"),
-                "tenant networks",
-            ),
+        for name, call in (
+            ("network-connect", lambda api, ref: api.connect_container_to_network(ref, "bridge")),
+            ("network-mode-container", _join_netns),
             (
                 "network-disconnect",
-                lambda api, ref: api.disconnect_container_from_network(ref, "bridge"),
-                "tenant networks",
+                lambda api, ref: api.disconnect_container_from_network(ref, "default"),
             ),
         )
     ),
@@ -387,6 +401,19 @@ OPERATIONS: tuple[Operation, ...] = (
         _raw("DELETE", "/volumes/{0}", force=1),  # docker-py drops force (its _url bug)
         succeeds=True,
     ),
+    # networks
+    Operation("network-inspect", "network", lambda api, ref: api.inspect_network(ref)),
+    Operation("network-remove", "network", lambda api, ref: api.remove_network(ref)),
+    Operation(
+        "network-connect-mine",
+        "network",
+        lambda api, ref: api.connect_container_to_network(_probe(api), ref),
+    ),
+    Operation(
+        "network-disconnect-mine",
+        "network",
+        lambda api, ref: api.disconnect_container_from_network(_probe(api), ref),
+    ),
     # identity
     Operation("token-revoke", "token", _revoke_token),
 )
@@ -399,6 +426,7 @@ REF_KINDS = {
     "volume": ("name",),
     "exec": ("id", "prefix"),
     "token": ("id",),
+    "network": ("id", "prefix", "name"),
 }
 
 
@@ -420,6 +448,8 @@ def a_ref(a: TenantA, target: str, kind: str) -> str:
         return a.volume
     if target == "exec":
         return {"id": a.exec_id, "prefix": a.exec_id[:12]}[kind]
+    if target == "network":
+        return {"id": a.network, "prefix": a.network[:12], "name": NETWORK}[kind]
     return a.token_id
 
 
@@ -545,6 +575,11 @@ CLI_OPERATIONS: tuple[CliOperation, ...] = (
     CliOperation("volume-inspect", "volume", ("volume", "inspect", "{ref}")),
     CliOperation("volume-rm", "volume", ("volume", "rm", "{ref}")),
     CliOperation("volume-rm-force", "volume", ("volume", "rm", "-f", "{ref}"), forced=True),
+    CliOperation("network-inspect", "network", ("network", "inspect", "{ref}")),
+    CliOperation("network-rm", "network", ("network", "rm", "{ref}")),
+    CliOperation("network-connect", C, ("network", "connect", "bridge", "{ref}")),
+    CliOperation("run-in-netns", C, ("create", "--network", "container:{ref}", "busybox", "true")),
+    CliOperation("network-disconnect", C, ("network", "disconnect", "default", "{ref}")),
 )
 """Every docker command B tries on A's objects."""
 
@@ -583,12 +618,14 @@ def test_b_lists_nothing_of_a_with_the_docker_cli(
         ("ps", "-a", "--no-trunc", "--filter", "label=contract=a", "--format", "{{.ID}}"),
         ("images", "-a", "--no-trunc", "--format", "{{.ID}} {{.Repository}}"),
         ("volume", "ls", "--format", "{{.Name}} {{.Labels}}"),
+        ("network", "ls", "--no-trunc", "--format", "{{.ID}} {{.Name}} {{.Labels}}"),
         ("system", "df", "-v"),
     ]
     for args in listings:
         result = b_cli(cli, tenant_b, *args)
         assert result.returncode == 0, result.stderr
-        for secret in (theirs.web, theirs.stopped, theirs.image, "contract-a", "contract=a"):
+        secrets_of_a = (theirs.web, theirs.stopped, theirs.image, theirs.network, NETWORK)
+        for secret in (*secrets_of_a, "contract-a", "contract=a"):
             assert secret not in result.stdout, (args, secret)
 
 
@@ -680,16 +717,54 @@ def test_networks_show_only_bs_members(tenant_b: TenantB, theirs: TenantA) -> No
     mine = api.create_container("busybox", ["sleep", "60"])["Id"]
     try:
         api.start(mine)
-        for network in api.networks():
+        listed = api.networks()
+        assert theirs.network not in {n["Id"] for n in listed}
+        assert NETWORK not in {n["Name"] for n in listed}
+        for network in listed:
+            if network["Name"] == "none":
+                continue
             members = api.inspect_network(network["Id"])["Containers"]
             assert not set(members) & a_container_ids(theirs)
-        bridge = api.inspect_network("bridge")
-        assert mine in bridge["Containers"]
-        for filters in ({"name": "bridge"}, {"id": bridge["Id"][:12]}, {"driver": "bridge"}):
+        default = api.inspect_network("default")
+        assert mine in default["Containers"]
+        for filters in (
+            {"name": "default"},
+            {"name": NETWORK},
+            {"id": theirs.network[:12]},
+            {"driver": "bridge"},
+            {"label": "contract=a"},
+            {"type": "custom"},
+        ):
             for network in api.networks(filters=filters):
+                assert network["Id"] != theirs.network, filters
                 assert not set(network["Containers"] or {}) & a_container_ids(theirs)
     finally:
         api.remove_container(mine, force=True)
+
+
+def test_b_may_use_as_names_and_subnets_as_a(
+    tenant_b: TenantB, theirs: TenantA, client: docker.DockerClient
+) -> None:
+    subnet = client.api.inspect_network(theirs.network)["IPAM"]["Config"][0]["Subnet"]
+    api = tenant_b.api
+    own = api.create_network(
+        NETWORK, ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+    )["Id"]
+    try:
+        assert own != theirs.network
+        assert api.inspect_network(NETWORK)["Id"] == own
+    finally:
+        api.remove_network(own)
+
+
+_probes: dict[int, str] = {}
+
+
+def _probe(api: docker.APIClient) -> str:
+    """A container of the caller's own (made once per client), to connect to networks."""
+    if id(api) not in _probes:
+        _probes[id(api)] = api.create_container("busybox", ["true"], name=f"probe-{nonce()}")["Id"]
+    return _probes[id(api)]
 
 
 def test_info_and_df_count_only_bs_objects(

@@ -7,7 +7,6 @@ veth pair with addresses in 198.18.0.0/15; nothing leaves the machine.
 from __future__ import annotations
 
 import io
-import secrets
 import shutil
 import socket
 import subprocess
@@ -78,29 +77,6 @@ def nettools(
     )
     yield "nettools:1"
     client.images.remove("nettools:1", force=True)
-
-
-@pytest.fixture
-def outside() -> Iterator[tuple[str, str, str]]:
-    """A netns playing the outside world: (netns name, its address, the host's address)."""
-    tag = secrets.token_hex(3)
-    ns, host_if, peer_if = f"dyt-out-{tag}", f"dyto{tag}", f"dytp{tag}"
-    third = secrets.randbelow(250)
-    host_ip, peer_ip = f"198.18.{third}.1", f"198.18.{third}.2"
-    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
-    run("ip", "netns", "add", ns)
-    try:
-        run("ip", "link", "add", host_if, "type", "veth", "peer", "name", peer_if)
-        run("ip", "link", "set", peer_if, "netns", ns)
-        run("ip", "addr", "add", f"{host_ip}/30", "dev", host_if)
-        run("ip", "link", "set", host_if, "up")
-        run("ip", "-n", ns, "addr", "add", f"{peer_ip}/30", "dev", peer_if)
-        run("ip", "-n", ns, "link", "set", peer_if, "up")
-        run("ip", "-n", ns, "link", "set", "lo", "up")
-        yield ns, peer_ip, host_ip
-    finally:
-        subprocess.run(["ip", "link", "del", host_if], capture_output=True, check=False)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
 
 def test_network_none_has_only_loopback(client: docker.DockerClient) -> None:
@@ -256,14 +232,16 @@ def test_outbound_nat(client: docker.DockerClient, outside: tuple[str, str, str]
             "-c",
             "import socket; s=socket.socket();"
             "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1);"
-            f"s.bind(('{peer_ip}', 7000)); s.listen(1); c, a = s.accept(); print(a[0], flush=True);"
+            f"s.bind(('{peer_ip}', 7000)); s.listen(1); print('ready', flush=True);"
+            "c, a = s.accept(); print(a[0], flush=True);"
             "c.sendall(b'hello from outside\\n'); c.close()",
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        time.sleep(0.3)
+        assert listener.stdout is not None
+        assert listener.stdout.readline().strip() == "ready"  # listening: no race
         out = client.containers.run(
             "busybox", ["sh", "-c", f"nc {peer_ip} 7000 </dev/null"], remove=True
         )

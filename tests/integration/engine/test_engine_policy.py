@@ -58,12 +58,6 @@ REFUSALS: tuple[Refusal, ...] = (
         "network mode 'host' is not allowed on Dockyard: containers never share the host's",
     ),
     Refusal(
-        "network-container",
-        {"network_mode": "container:web"},
-        ("--network", "container:web"),
-        "network mode 'container:web' is not allowed on Dockyard",
-    ),
-    Refusal(
         "pid-host",
         {"pid_mode": "host"},
         ("--pid", "host"),
@@ -399,11 +393,11 @@ WARNINGS: tuple[Ignored, ...] = (
         "block I/O",
     ),
     Ignored(
-        "fixed-ip",
+        "endpoint-links",
         {},
         (),
-        "fixed IP address",
-        networking={"EndpointsConfig": {"bridge": {"IPAMConfig": {"IPv4Address": "10.1.2.3"}}}},
+        "legacy links",
+        networking={"EndpointsConfig": {"default": {"Links": ["other:alias"]}}},
     ),
 )
 """Every setting accepted with a warning."""

@@ -1,14 +1,14 @@
 """Fixtures for network tests on the real kernel (root).
 
-Every object a test makes has a random name of its own (table ``dyt<hex>``, bridges
-``<table>b<n>``, outside link ``dyo<hex>``, subnets picked at random in 10.240.0.0/12 and
-198.18.0.0/15) and is removed by a finalizer, also when the test fails. Nothing here
-touches eth0, the default route or an nft table the test did not create.
+Every object a test makes has a random name of its own (see network_helpers) and is
+removed by a finalizer, also when the test fails; the finalizer then checks, by name,
+that no router namespace, uplink or nft table of the test's instance is left.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import secrets
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ from network_helpers import (
     Netns,
     Outside,
     links,
+    netns_names,
     nft_tables,
     random_subnet,
     run_cmd,
@@ -26,6 +27,7 @@ from network_helpers import (
 )
 
 from dockyard.network import HostNetwork
+from dockyard.network.names import router_prefix, uplink_name
 
 T = TypeVar("T")
 
@@ -43,22 +45,32 @@ def run(loop: asyncio.AbstractEventLoop) -> Callable[[Coroutine[Any, Any, T]], T
     return loop.run_until_complete
 
 
+def leftovers(instance: str) -> tuple[list[str], list[str], bool]:
+    """Router namespaces and uplinks of ``instance`` still on the host, and its table."""
+    routers = sorted(n for n in netns_names() if n.startswith(router_prefix(instance)))
+    present = links()
+    uplinks = sorted(uplink_name(n) for n in routers if uplink_name(n) in present)
+    return routers, uplinks, instance in nft_tables()
+
+
 @pytest.fixture
 def make_host(
     run: Callable[[Coroutine[Any, Any, Any]], Any],
 ) -> Iterator[Callable[..., HostNetwork]]:
-    """Factory of started HostNetwork objects on one random table (several = restarts)."""
-    table = "dyt" + secrets.token_hex(3)
-    prefix = "y" + secrets.token_hex(2)[:3]
+    """Factory of started HostNetwork objects of one random instance (several = restarts)."""
+    instance = "dyt" + secrets.token_hex(3)
+    transit = str(random_subnet("100.64.0.0/10", 24))
     made: list[HostNetwork] = []
+    seen_routers: set[str] = set()
 
     def make() -> HostNetwork:
-        host = HostNetwork(table=table, veth_prefix=prefix)
+        host = HostNetwork(instance=instance, transit_subnet=transit)
         made.append(host)
         run(host.start())
         return host
 
     yield make
+    seen_routers.update(leftovers(instance)[0])
     try:
         if made:
             run(made[-1].teardown())
@@ -66,13 +78,20 @@ def make_host(
         for host in made:
             host.close()
         # Belt and braces: whatever a failed teardown left, remove it by name.
-        for name in links():
-            if name.startswith(table) or name.startswith(prefix):
-                run_cmd("ip", "link", "del", name, check=False)
-        if table in nft_tables():
-            run_cmd("nft", "delete", "table", "inet", table, check=False)
-    assert not [n for n in links() if n.startswith((table, prefix))]
-    assert table not in nft_tables()
+        for name in netns_names():
+            if name.startswith(router_prefix(instance)):
+                seen_routers.add(name)
+                run_cmd("ip", "netns", "del", name, check=False)
+        for name in seen_routers:
+            if uplink_name(name) in links():
+                run_cmd("ip", "link", "del", uplink_name(name), check=False)
+        if instance in nft_tables():
+            run_cmd("nft", "delete", "table", "inet", instance, check=False)
+    routers, uplinks, table = leftovers(instance)
+    assert not routers
+    assert not [uplink_name(n) for n in seen_routers if uplink_name(n) in links()]
+    assert not uplinks
+    assert not table
 
 
 @pytest.fixture
@@ -81,33 +100,42 @@ def host(make_host: Callable[[], HostNetwork]) -> HostNetwork:
 
 
 @pytest.fixture
-def make_net(
-    host: HostNetwork, run: Callable[[Coroutine[Any, Any, Any]], Any]
-) -> Callable[..., Net]:
-    """Factory: a new bridge of ``host`` on a random /24 of 10.240.0.0/12."""
-    count = 0
+def make_tenant() -> Callable[[], str]:
+    """Factory of random tenant (router) ids."""
+    return lambda: secrets.token_hex(32)
 
-    def make(*, internal: bool = False) -> Net:
-        nonlocal count
-        net = Net(f"{host.table}b{count}", random_subnet("10.240.0.0/12", 24), internal)
-        count += 1
-        run(
-            host.ensure_bridge(
-                name=net.bridge, subnet=str(net.subnet), gateway=net.gateway, internal=internal
-            )
-        )
-        return net
+
+@pytest.fixture
+def tenant(make_tenant: Callable[[], str]) -> str:
+    return make_tenant()
+
+
+@pytest.fixture
+def make_net(tenant: str) -> Callable[..., Net]:
+    """Factory of tenant networks (default: the ``tenant`` fixture's, a random /24 of
+    10.0.0.0/8; tenant subnets never leave the router namespaces)."""
+
+    def make(
+        *,
+        owner: str = "",
+        subnet: str = "",
+        internal: bool = False,
+        isolated: bool = False,
+    ) -> Net:
+        net = ipaddress.ip_network(subnet) if subnet else random_subnet("10.0.0.0/8", 24)
+        assert isinstance(net, ipaddress.IPv4Network)
+        return Net(owner or tenant, net, internal=internal, isolated=isolated)
 
     return make
 
 
 @pytest.fixture
-def make_netns() -> Iterator[Callable[[], Netns]]:
+def make_netns() -> Iterator[Callable[..., Netns]]:
     """Factory of fake containers: processes alone in a new netns, killed at the end."""
     made: list[Netns] = []
 
-    def make() -> Netns:
-        ns = spawn_netns()
+    def make(name: str = "ns") -> Netns:
+        ns = spawn_netns(name)
         made.append(ns)
         return ns
 
@@ -117,9 +145,9 @@ def make_netns() -> Iterator[Callable[[], Netns]]:
 
 
 @pytest.fixture
-def outside(make_netns: Callable[[], Netns]) -> Iterator[Outside]:
+def outside(make_netns: Callable[..., Netns]) -> Iterator[Outside]:
     """An outside host on a /30 of 198.18.0.0/15, linked to the host by a veth pair."""
-    ns = make_netns()
+    ns = make_netns("outside")
     net = random_subnet("198.18.0.0/15", 30)
     host_ip, peer_ip = str(net.network_address + 1), str(net.network_address + 2)
     link = "dyo" + secrets.token_hex(4)
@@ -133,3 +161,17 @@ def outside(make_netns: Callable[[], Netns]) -> Iterator[Outside]:
         yield Outside(ns, link, host_ip, peer_ip)
     finally:
         run_cmd("ip", "link", "del", link, check=False)
+
+
+@pytest.fixture
+def pool(outside: Outside) -> Iterator[ipaddress.IPv4Network]:
+    """A /29 of floating IPs in 198.18.0.0/15: the outside host routes it to the host,
+    and the host has it unreachable (an address not routed to a router must not leave
+    by the host's default route). Both routes go at the end."""
+    net = random_subnet("198.18.0.0/15", 29)
+    run_cmd("ip", "route", "add", "unreachable", str(net))
+    try:
+        outside.ns.run("ip", "route", "add", str(net), "via", outside.host_ip)
+        yield net
+    finally:
+        run_cmd("ip", "route", "del", "unreachable", str(net), check=False)

@@ -14,13 +14,20 @@ from dockyard.agent import bundle
 from dockyard.agent.bundle import (
     DEFAULT_PATH,
     INIT_PATH,
+    Peer,
     bundle_spec,
     process_env,
     resolv_conf,
     write_etc_files,
 )
 from dockyard.core.errors import InvalidArgument
-from dockyard.core.protocol import CreateRequest, MountSpec, NetworkSpec, ProcessSpec
+from dockyard.core.protocol import (
+    CreateRequest,
+    EndpointSpec,
+    MountSpec,
+    NetworkSpec,
+    ProcessSpec,
+)
 from dockyard.core.tmpfs import tmpfs_options
 from dockyard.runtime.paths import BundlePaths
 from dockyard.runtime.spec import BundleSpec
@@ -51,6 +58,23 @@ def request(**fields: Any) -> CreateRequest:
     return dataclasses.replace(base, **fields)
 
 
+def on_networks(*ips: str) -> NetworkSpec:
+    """Mode tenant with one endpoint per address, each on its own /24 (gateway .1)."""
+    endpoints = tuple(
+        EndpointSpec(
+            endpoint_id=f"e{n}",
+            network_id=f"n{n}",
+            bridge=f"br-n{n}",
+            subnet=ip.rsplit(".", 1)[0] + ".0/24",
+            gateway=ip.rsplit(".", 1)[0] + ".1",
+            ip=ip,
+            interface=f"eth{n}",
+        )
+        for n, ip in enumerate(ips)
+    )
+    return NetworkSpec(mode="tenant", router="t", endpoints=endpoints)
+
+
 def with_process(**fields: Any) -> CreateRequest:
     return request(process=ProcessSpec(args=("sh",), **fields))
 
@@ -58,6 +82,7 @@ def with_process(**fields: Any) -> CreateRequest:
 def test_public_surface() -> None:
     assert set(bundle.__all__) == {
         "INIT_PATH",
+        "Peer",
         "bundle_spec",
         "process_env",
         "resolv_conf",
@@ -106,6 +131,21 @@ def test_requested_search_and_options_win_over_the_hosts(host_resolv: Path) -> N
     assert "nameserver 10.0.0.2\n" in text
 
 
+def test_tenant_networks_resolve_through_the_first_gateway(host_resolv: Path) -> None:
+    text = resolv_conf(request(network=on_networks("10.7.0.5", "10.8.0.5")), host_resolv)
+    assert text == (
+        "nameserver 10.7.0.1\nsearch corp.example.com lab.example.com\n"
+        "options edns0 trust-ad ndots:0\n"
+    )
+    own = resolv_conf(
+        request(network=on_networks("10.7.0.5"), dns_options=("ndots:3",)), host_resolv
+    )
+    assert own.endswith("options ndots:3\n")
+    explicit = resolv_conf(request(network=on_networks("10.7.0.5"), dns=("9.9.9.9",)), host_resolv)
+    assert explicit.splitlines()[0] == "nameserver 9.9.9.9"
+    assert "10.7.0.1" not in explicit
+
+
 def test_missing_host_file(tmp_path: Path) -> None:
     assert resolv_conf(request(), tmp_path / "absent") == ""
     assert resolv_conf(request(dns=("8.8.8.8",)), tmp_path / "absent") == "nameserver 8.8.8.8\n"
@@ -141,7 +181,7 @@ def test_etc_files(tmp_path: Path, host_resolv: Path) -> None:
         tmp_path,
         host_resolv,
         hostname="web",
-        network=NetworkSpec(mode="bridge", ip="10.89.0.7"),
+        network=on_networks("10.89.0.7", "10.90.0.7"),
         extra_hosts=("db:10.0.0.5", "v6:2001:db8::1"),
         dns=("1.1.1.1",),
     )
@@ -151,6 +191,7 @@ def test_etc_files(tmp_path: Path, host_resolv: Path) -> None:
     assert lines[0] == "127.0.0.1\tlocalhost"
     assert "::1\tlocalhost ip6-localhost ip6-loopback" in lines
     assert "10.89.0.7\tweb" in lines
+    assert "10.90.0.7\tweb" not in lines  # the first network's address only
     assert "10.0.0.5\tdb" in lines
     assert "2001:db8::1\tv6" in lines
 
@@ -162,7 +203,7 @@ def test_hosts_file_with_a_domain_name(tmp_path: Path, host_resolv: Path) -> Non
         host_resolv,
         hostname="web",
         domainname="example.com",
-        network=NetworkSpec(mode="bridge", ip="10.0.0.9"),
+        network=on_networks("10.0.0.9"),
     )
     assert "10.0.0.9\tweb.example.com web\n" in files["hosts"]
 
@@ -288,6 +329,31 @@ def test_bundle_spec_with_init(tmp_path: Path) -> None:
     init = next(m for m in spec.mounts if m.destination == INIT_PATH)
     assert init.source == "/usr/libexec/docker-init"
     assert "ro" in init.options
+
+
+def test_bundle_spec_of_a_container_joining_a_peers_network(tmp_path: Path) -> None:
+    peer_paths = BundlePaths(bundle=tmp_path / "peer", exits_dir=tmp_path / "exits")
+    req = request(network=NetworkSpec(mode="container", peer="p" * 64))
+    spec = bundle_spec(
+        req,
+        paths=BundlePaths(bundle=tmp_path / "b", exits_dir=tmp_path / "exits"),
+        user=ResolvedUser(uid=0, gid=0, additional_gids=(), home="/root"),
+        volumes={},
+        cgroups_path="/dockyard/t/abc",
+        seccomp=None,
+        seccomp_program="",
+        nofile=1024,
+        init_binary=Path("/usr/libexec/docker-init"),
+        peer=Peer(pid=4242, paths=peer_paths, hostname="pppppppppppp", domainname="x.example"),
+    )
+    assert spec.join_pid == 4242
+    mounts = {m.destination: m.source for m in spec.mounts}
+    assert mounts["/etc/hosts"] == str(peer_paths.hosts)
+    assert mounts["/etc/resolv.conf"] == str(peer_paths.resolv_conf)
+    assert mounts["/etc/hostname"] == str(peer_paths.hostname)
+    assert (spec.hostname, spec.domainname) == ("pppppppppppp", "x.example")
+    assert "HOSTNAME=pppppppppppp" in spec.env
+    assert spec_for(req, tmp_path).join_pid == 0
 
 
 def test_bundle_spec_refuses_unknown_mount_types(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from dockyard.core.errors import InvalidArgument
 from dockyard.core.protocol import (
     ContainerStatus,
     CreateRequest,
+    EndpointSpec,
     MountSpec,
     NetworkSpec,
     PortMapping,
@@ -35,7 +36,21 @@ def request() -> CreateRequest:
         resources=Resources(memory=1 << 28, pids_limit=64),
         mounts=(MountSpec(type="volume", target="/data", source="data"),),
         capabilities=("CAP_CHOWN",),
-        network=NetworkSpec(mode="bridge", ip="10.89.0.2", ports=(PortMapping("tcp", 80),)),
+        network=NetworkSpec(
+            mode="tenant",
+            router="t1",
+            endpoints=(
+                EndpointSpec(
+                    endpoint_id="e1",
+                    network_id="n1",
+                    bridge="br-n1",
+                    subnet="10.89.0.0/16",
+                    gateway="10.89.0.1",
+                    ip="10.89.0.2",
+                ),
+            ),
+            ports=(PortMapping("tcp", 80),),
+        ),
     )
 
 

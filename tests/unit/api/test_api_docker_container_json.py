@@ -12,15 +12,19 @@ from dockyard.api.docker.container_json import (
     container_summary,
     inspect_container,
     parse_create,
+    parse_endpoints,
     status_text,
 )
+from dockyard.controller.networks import EndpointRequest
 from dockyard.core.errors import InvalidArgument
 from dockyard.core.models import (
     Container,
     ContainerConfig,
     ContainerState,
+    Endpoint,
     HostConfig,
     MountRequest,
+    Network,
     PortBinding,
     RestartPolicy,
     Status,
@@ -33,7 +37,8 @@ CID = "0123456789ab" + "c" * 52
 
 
 def create(body: dict[str, Any]) -> tuple[ContainerConfig, HostConfig, list[str]]:
-    return parse_create({"Image": "busybox", **body})
+    config, host_config, _endpoints, warnings = parse_create({"Image": "busybox", **body})
+    return config, host_config, warnings
 
 
 def test_public_surface() -> None:
@@ -42,8 +47,11 @@ def test_public_surface() -> None:
         "config_json",
         "container_summary",
         "inspect_container",
+        "Joined",
+        "network_settings_json",
         "parse_config",
         "parse_create",
+        "parse_endpoints",
         "parse_host_config",
         "unsupported_warnings",
     }
@@ -53,9 +61,11 @@ def test_public_surface() -> None:
 
 
 def test_minimal_body() -> None:
-    config, host_config, warnings = parse_create({"Image": "busybox"})
+    config, host_config, endpoints, warnings = parse_create({"Image": "busybox"})
     assert config == ContainerConfig(image="busybox")
     assert host_config == HostConfig()
+    assert host_config.network_mode == "default"
+    assert endpoints == []
     assert warnings == []
 
 
@@ -355,10 +365,26 @@ def test_network_disabled_means_no_network() -> None:
     assert create({"NetworkDisabled": True})[1].network_mode == "none"
 
 
-def test_one_network_endpoint_at_most() -> None:
-    create({"NetworkingConfig": {"EndpointsConfig": {"bridge": {}}}})
-    with pytest.raises(InvalidArgument, match="a, b"):
-        create({"NetworkingConfig": {"EndpointsConfig": {"b": {}, "a": {}}}})
+def test_endpoints_give_networks_aliases_and_addresses() -> None:
+    body = {
+        "Image": "busybox",
+        "HostConfig": {"NetworkMode": "front"},
+        "NetworkingConfig": {
+            "EndpointsConfig": {
+                "front": {"Aliases": ["web", ""], "IPAMConfig": {"IPv4Address": "10.0.0.5"}},
+                "back": None,
+            }
+        },
+    }
+    _config, host_config, endpoints, warnings = parse_create(body)
+    assert host_config.network_mode == "front"
+    assert endpoints == [
+        EndpointRequest("front", aliases=("web",), ip="10.0.0.5"),
+        EndpointRequest("back"),
+    ]
+    assert warnings == []
+    with pytest.raises(InvalidArgument, match="IPv6"):
+        parse_endpoints({"front": {"IPAMConfig": {"IPv6Address": "fd00::5"}}})
 
 
 @pytest.mark.parametrize(
@@ -497,8 +523,6 @@ def test_every_host_config_field_of_the_api_is_known() -> None:
 @pytest.mark.parametrize(
     ("endpoint", "needle"),
     [
-        ({"IPAMConfig": {"IPv4Address": "10.0.0.5"}}, "--ip"),
-        ({"Aliases": ["db"]}, "aliases"),
         ({"Links": ["a:b"]}, "links"),
         ({"MacAddress": "02:42:ac:11:00:02"}, "MacAddress"),
         ({"DriverOpts": {"a": "b"}}, "driver options"),
@@ -571,20 +595,31 @@ def container(
             started_at=int(started * SECOND),
             finished_at=int(finished * SECOND),
         ),
-        network="bridge",
-        ip_address="10.89.0.7",
+        endpoints=[ENDPOINT],
         ports={"80/tcp": (PortBinding(host_ip="0.0.0.0", host_port="8080"),)},
         restart_count=1,
         mounts=(MountSpec(type="volume", target="/data", source="data"),),
     )
 
 
-NETWORK = {"id": "n" * 64, "gateway": "10.89.0.1", "subnet": "10.89.0.0/16"}
+NETWORK = Network(
+    id="n" * 64,
+    tenant="t",
+    name="default",
+    driver="bridge",
+    subnet="10.89.0.0/16",
+    gateway="10.89.0.1",
+    bridge="br-nnnnnnnnnnnn",
+    created=1,
+    builtin=True,
+)
+ENDPOINT = Endpoint(network_id="n" * 64, id="e" * 64, ip="10.89.0.7", aliases=("www",))
+JOINED = [(NETWORK, ENDPOINT)]
 MOUNTS = [{"Type": "volume", "Name": "data", "Destination": "/data", "RW": True}]
 
 
 def test_inspect_has_the_keys_docker_clients_read() -> None:
-    out = inspect_container(container(), network=NETWORK, mounts=MOUNTS)
+    out = inspect_container(container(), networks=JOINED, mounts=MOUNTS)
     json.dumps(out)  # plain JSON values only
     assert out["Id"] == CID
     assert out["Name"] == "/web"
@@ -619,7 +654,7 @@ def test_inspect_has_the_keys_docker_clients_read() -> None:
     assert isinstance(config["OpenStdin"], bool)
 
     host_config = out["HostConfig"]
-    assert host_config["NetworkMode"] == "bridge"
+    assert host_config["NetworkMode"] == "default"
     assert host_config["RestartPolicy"] == {"Name": "always", "MaximumRetryCount": 0}
     assert host_config["PortBindings"] == {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
     assert host_config["AutoRemove"] is False
@@ -634,16 +669,19 @@ def test_inspect_has_the_keys_docker_clients_read() -> None:
         "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}],
         "443/tcp": None,
     }
-    bridge = settings["Networks"]["bridge"]
-    assert bridge["NetworkID"] == "n" * 64
-    assert bridge["IPAddress"] == "10.89.0.7"
-    assert bridge["Gateway"] == "10.89.0.1"
-    assert bridge["IPPrefixLen"] == 16
+    default = settings["Networks"]["default"]
+    assert default["NetworkID"] == "n" * 64
+    assert default["EndpointID"] == "e" * 64
+    assert default["IPAddress"] == "10.89.0.7"
+    assert default["Gateway"] == "10.89.0.1"
+    assert default["IPPrefixLen"] == 16
+    assert default["Aliases"] == ["www", CID[:12]]
+    assert default["DNSNames"] == ["web", "www", CID[:12]]
 
 
 def test_inspect_of_a_stopped_container_shows_no_address_or_bound_ports() -> None:
     out = inspect_container(
-        container(Status.EXITED, finished=NOW - 3, exit_code=2), network=NETWORK, mounts=[]
+        container(Status.EXITED, finished=NOW - 3, exit_code=2), networks=JOINED, mounts=[]
     )
     state = out["State"]
     assert (state["Status"], state["Running"], state["Pid"], state["ExitCode"]) == (
@@ -656,31 +694,31 @@ def test_inspect_of_a_stopped_container_shows_no_address_or_bound_ports() -> Non
     settings = out["NetworkSettings"]
     assert settings["IPAddress"] == ""
     assert all(bindings is None for bindings in settings["Ports"].values())
-    assert settings["Networks"]["bridge"]["IPAddress"] == ""
+    assert settings["Networks"]["default"]["IPAddress"] == ""
 
 
 def test_inspect_paused() -> None:
-    state = inspect_container(container(Status.PAUSED), network=NETWORK, mounts=[])["State"]
+    state = inspect_container(container(Status.PAUSED), networks=JOINED, mounts=[])["State"]
     assert (state["Status"], state["Running"], state["Paused"]) == ("paused", True, True)
 
 
 def test_inspect_with_size() -> None:
-    out = inspect_container(container(), network=NETWORK, mounts=[], size=(10, 20))
+    out = inspect_container(container(), networks=JOINED, mounts=[], size=(10, 20))
     assert (out["SizeRw"], out["SizeRootFs"]) == (10, 20)
-    assert "SizeRw" not in inspect_container(container(), network=NETWORK, mounts=[])
+    assert "SizeRw" not in inspect_container(container(), networks=JOINED, mounts=[])
 
 
 def test_inspect_of_a_container_without_entrypoint() -> None:
     plain = container()
     plain.config.entrypoint = ()
-    out = inspect_container(plain, network=NETWORK, mounts=[])
+    out = inspect_container(plain, networks=JOINED, mounts=[])
     assert out["Path"] == "serve"
     assert out["Args"] == ["--port", "80"]
     assert out["Config"]["Entrypoint"] is None
 
 
 def test_summary_has_the_keys_docker_ps_reads() -> None:
-    out = container_summary(container(), network=NETWORK, mounts=MOUNTS)
+    out = container_summary(container(), networks=JOINED, mounts=MOUNTS)
     json.dumps(out)
     assert out["Id"] == CID
     assert out["Names"] == ["/web"]
@@ -691,8 +729,8 @@ def test_summary_has_the_keys_docker_ps_reads() -> None:
     assert out["Labels"] == {"role": "web"}
     assert out["State"] == "running"
     assert out["Status"].startswith("Up ")
-    assert out["HostConfig"] == {"NetworkMode": "bridge"}
-    assert out["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] == "10.89.0.7"
+    assert out["HostConfig"] == {"NetworkMode": "default"}
+    assert out["NetworkSettings"]["Networks"]["default"]["IPAddress"] == "10.89.0.7"
     assert out["Mounts"] == MOUNTS
     assert out["Ports"] == [
         {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
@@ -701,7 +739,7 @@ def test_summary_has_the_keys_docker_ps_reads() -> None:
 
 
 def test_summary_of_a_stopped_container_lists_only_exposed_ports() -> None:
-    out = container_summary(container(Status.EXITED, finished=NOW - 3), network=NETWORK, mounts=[])
+    out = container_summary(container(Status.EXITED, finished=NOW - 3), networks=JOINED, mounts=[])
     assert out["State"] == "exited"
     assert out["Status"].startswith("Exited (0) ")
     assert out["Ports"] == [{"PrivatePort": 80, "Type": "tcp"}, {"PrivatePort": 443, "Type": "tcp"}]

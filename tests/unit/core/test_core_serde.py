@@ -35,6 +35,7 @@ from dockyard.core.protocol import (
     ContainerSize,
     ContainerStatus,
     CreateRequest,
+    EndpointSpec,
     MountSpec,
     NetworkSpec,
     PortMapping,
@@ -117,12 +118,19 @@ def _create_request() -> CreateRequest:
         mounts=(MountSpec(type="tmpfs", target="/run", options=("size=1m",)),),
         capabilities=("CAP_CHOWN", "CAP_KILL"),
         network=NetworkSpec(
-            mode="bridge",
-            network_id="n" * 64,
-            bridge="dockyard0",
-            subnet="10.89.0.0/16",
-            gateway="10.89.0.1",
-            ip="10.89.0.2",
+            mode="tenant",
+            router="t" * 64,
+            endpoints=(
+                EndpointSpec(
+                    endpoint_id="e" * 64,
+                    network_id="n" * 64,
+                    bridge="br-nnnnnnnnnnnn",
+                    subnet="10.89.0.0/16",
+                    gateway="10.89.0.1",
+                    ip="10.89.0.2",
+                    names=("web", "aaaaaaaaaaaa"),
+                ),
+            ),
             ports=(PortMapping("tcp", 80, "", 0), PortMapping("udp", 53, "127.0.0.1", 5353)),
         ),
         dns=("1.1.1.1",),
@@ -347,6 +355,6 @@ _text = st.text(max_size=8)
 def test_round_trip_property(
     process: ProcessSpec, resources: Resources, ports: list[PortMapping]
 ) -> None:
-    network = NetworkSpec(mode="bridge", ports=tuple(ports))
+    network = NetworkSpec(mode="tenant", ports=tuple(ports))
     for value in (process, resources, network):
         assert from_data(type(value), json.loads(json.dumps(to_data(value)))) == value

@@ -9,7 +9,7 @@ import click
 import pytest
 
 import dockyard.wire  # noqa: F401  (before aiohttp)
-from dockyard.api import admin, certs, namespaces, native
+from dockyard.api import admin, certs, namespaces, native, public_ips, security_groups
 from dockyard.api.docker.app import ROUTE_TABLES
 from dockyard.cli.main import main as cli
 from dockyard.daemon.agent import build_parser as agent_parser
@@ -40,7 +40,13 @@ def test_every_docker_endpoint_is_documented(method: str, path: str) -> None:
 
 
 def _native_routes() -> list[tuple[str, str]]:
-    tables = (native.routes, certs.routes, namespaces.routes)
+    tables = (
+        native.routes,
+        certs.routes,
+        namespaces.routes,
+        security_groups.routes,
+        public_ips.routes,
+    )
     return [(r.method, r.path) for table in tables for r in table]  # type: ignore[union-attr]
 
 
@@ -52,8 +58,13 @@ def test_every_native_endpoint_is_documented(method: str, path: str) -> None:
 
 def test_every_admin_endpoint_is_documented() -> None:
     text = (DOCS / "native-api.md").read_text()
-    for route in [*admin.routes, *certs.admin_routes, *namespaces.admin_routes]:
-        path = route.path  # type: ignore[union-attr]
+    for route in [
+        *admin.routes,
+        *certs.admin_routes,
+        *namespaces.admin_routes,
+        *public_ips.admin_routes,
+    ]:
+        path = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path)  # type: ignore[union-attr]
         assert path in text, f"{path} is served on the internal socket but not documented"
 
 

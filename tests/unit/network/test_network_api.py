@@ -7,25 +7,87 @@ import importlib
 import pytest
 
 PUBLIC = {
-    "dockyard.network": ["HostNetwork", "Nft"],
-    "dockyard.network.host": ["HostNetwork"],
+    "dockyard.network": ["DEFAULT_TRANSIT_SUBNET", "HostNetwork", "Nft"],
+    "dockyard.network.host": ["DEFAULT_TRANSIT_SUBNET", "EndpointWatcher", "HostNetwork"],
     "dockyard.network.nft": ["DEFAULT_LIBRARY", "Nft"],
-    "dockyard.network.netns": ["CLONE_NEWNET", "socket_in_netns"],
+    "dockyard.network.netns": [
+        "CLONE_NEWNET",
+        "NETNS_RUN_DIR",
+        "create_named_netns",
+        "in_named_netns",
+        "named_netns",
+        "remove_named_netns",
+        "socket_in_named_netns",
+        "socket_in_netns",
+        "write_sysctl",
+    ],
     "dockyard.network.counters": ["interface_counters", "parse_net_dev"],
-    "dockyard.network.links": ["LOOPBACK_IFINDEX", "HostLinks", "netlink_errors"],
-    "dockyard.network.rtnl": ["Rtnl", "configure_eth0", "create_veth"],
+    "dockyard.network.elements": ["delete_elements", "list_elements"],
+    "dockyard.network.rtnl": [
+        "LOOPBACK_IFINDEX",
+        "NLA_F_NESTED",
+        "Address",
+        "Link",
+        "Message",
+        "Netlink",
+        "Route",
+        "Rtnl",
+        "add_address",
+        "configure_interfaces",
+        "default_route",
+        "delete_link",
+        "delete_route",
+        "host_route",
+        "link_up",
+        "new_bridge",
+        "new_veth",
+        "pack_attr",
+        "parse_attrs",
+        "set_port",
+    ],
+    "dockyard.network.conntrack": ["NETLINK_NETFILTER", "Conntrack", "Entry"],
+    "dockyard.network.ingress": [
+        "ContainerIngress",
+        "EndpointIngress",
+        "IngressChange",
+        "Profile",
+        "PublicIngress",
+        "RouterIngress",
+        "check_ingress",
+        "compile_profile",
+        "container_ingress",
+        "floating_elements",
+        "group_key",
+        "merge_spec",
+        "profile_elements",
+    ],
+    "dockyard.network.router": [
+        "Router",
+        "create_router",
+        "delete_links",
+        "list_routers",
+        "open_router",
+        "remove_router",
+    ],
     "dockyard.network.names": [
         "IFNAMSIZ",
+        "ROUTER_TABLE",
+        "UPLINK_INSIDE",
         "ContainerInterface",
         "check_bridge_name",
         "check_container_id",
+        "check_interface_name",
         "check_table",
-        "check_veth_prefix",
-        "container_interface",
+        "check_transit_subnet",
+        "endpoint_interface",
+        "endpoint_veth",
         "gateway_address",
         "mac_for",
         "random_mac",
-        "veth_name",
+        "router_netns",
+        "router_prefix",
+        "transit_pair",
+        "uplink_name",
     ],
     "dockyard.network.ports": [
         "ANY_IP",
@@ -81,17 +143,28 @@ PUBLIC = {
         "host_upstreams",
     ],
     "dockyard.network.rules": [
-        "BRIDGE_SETS",
-        "PUBLISH_MAPS",
+        "ENDPOINT_SETS",
+        "FIP_MAPS",
+        "FLOATING_SETS",
+        "HOST_PUBLISH_MAPS",
+        "INTERVAL_SETS",
+        "MEMBER_SLOTS",
+        "PROFILE_SETS",
+        "PUBLISHED_MARK",
+        "ROOT_SETS",
+        "ROUTER_SETS",
         "SCHEMA",
         "Element",
         "Scalar",
         "bridge_elements",
+        "host_publish_elements",
         "parse_elements",
-        "publish_elements",
         "render_add",
         "render_delete",
-        "ruleset",
+        "root_ruleset",
+        "router_publish_elements",
+        "router_ruleset",
+        "uplink_elements",
     ],
 }
 
@@ -110,15 +183,22 @@ def test_host_network_methods() -> None:
     public = {name for name in vars(HostNetwork) if not name.startswith("_")}
     assert public == {
         "table",
-        "veth_prefix",
+        "instance",
+        "transit_subnet",
         "attached",
+        "watch",
+        "endpoints",
+        "router_name",
+        "router_sockets",
         "start",
-        "ensure_bridge",
         "attach",
+        "connect",
+        "disconnect",
         "detach",
         "restore",
         "cleanup",
         "unpublish",
+        "update",
         "teardown",
         "close",
     }
@@ -128,10 +208,10 @@ def test_dns_server_methods() -> None:
     from dockyard.network.dns import DnsServer
 
     public = {name for name in vars(DnsServer) if not name.startswith("_")}
-    assert public == {"upstreams", "start", "stop", "respond"}
+    assert public == {"upstreams", "start", "stop", "close_now", "respond"}
 
 
-def test_network_imports_only_core_stdlib_and_pyroute2() -> None:
+def test_network_imports_only_core_and_stdlib() -> None:
     import ast
     import pathlib
     import sys
@@ -148,9 +228,7 @@ def test_network_imports_only_core_stdlib_and_pyroute2() -> None:
                 names = [node.module]
             for name in names:
                 top = name.split(".")[0]
-                allowed = (
-                    top in sys.stdlib_module_names
-                    or top == "pyroute2"
-                    or name.startswith(("dockyard.core", "dockyard.network"))
+                allowed = top in sys.stdlib_module_names or name.startswith(
+                    ("dockyard.core", "dockyard.network")
                 )
                 assert allowed, f"{path.name} imports {name}"

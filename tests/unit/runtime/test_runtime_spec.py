@@ -120,6 +120,22 @@ def test_every_namespace_including_user_with_the_tenants_range() -> None:
     assert linux["cgroupsPath"] == "/dockyard/t1/abc"
 
 
+def test_joining_a_peers_network_joins_its_user_namespace_too() -> None:
+    linux = build_config(bundle(join_pid=4242))["linux"]
+    paths = {ns["type"]: ns.get("path") for ns in linux["namespaces"]}
+    assert paths == {
+        "pid": None,
+        "network": "/proc/4242/ns/net",
+        "ipc": None,
+        "uts": None,
+        "mount": None,
+        "user": "/proc/4242/ns/user",
+        "cgroup": None,
+    }
+    assert "uidMappings" not in linux
+    assert "gidMappings" not in linux
+
+
 def test_masked_and_readonly_paths_are_dockers() -> None:
     linux = build_config(bundle())["linux"]
     assert linux["maskedPaths"] == list(MASKED_PATHS)

@@ -15,10 +15,17 @@ import pytest
 from dockyard.core.audit import AuditQuery, AuditRecord
 from dockyard.core.errors import DockyardError, InvalidArgument, NotFound, PermissionDenied
 from dockyard.core.events import Event
-from dockyard.core.models import Container, ExecInstance, Network, Volume
+from dockyard.core.models import (
+    Container,
+    ExecInstance,
+    Network,
+    PublicIp,
+    SecurityGroup,
+    Volume,
+)
 from dockyard.core.namespaces import Namespace
 from dockyard.core.tenancy import Tenant
-from dockyard.store import ALL_TENANTS, SqlStore
+from dockyard.store import ALL_TENANTS, SqlStore, sql
 from dockyard.testing import store_conformance
 from dockyard.testing.store_conformance import CHECKS, Check, StoreFactory, run_all
 
@@ -208,6 +215,73 @@ class SharedNamespacesStore(SqlStore):
         return [n for n in super().list_namespaces(tenant=ALL_TENANTS) if not n.retired]
 
 
+class SharedGroupsStore(SqlStore):
+    """Finds a security group by name in any tenant when the caller has none of that name."""
+
+    def get_security_group(self, *, tenant: str, ref: str) -> SecurityGroup:
+        try:
+            return super().get_security_group(tenant=tenant, ref=ref)
+        except NotFound:
+            for other in ("tenant-a", "tenant-b"):
+                with contextlib.suppress(NotFound):
+                    return super().get_security_group(tenant=other, ref=ref)
+            raise
+
+
+class CarelessGroupDeleteStore(SqlStore):
+    """Deletes a security group whatever is in it."""
+
+    def delete_security_group(self, *, tenant: str, group_id: str) -> None:
+        for container in self.list_containers(tenant=tenant):
+            if group_id in container.security_groups:
+                container.security_groups = []
+                self.put_container(container)
+        super().delete_security_group(tenant=tenant, group_id=group_id)
+
+
+class SharedPublicIpsStore(SqlStore):
+    """Shows any tenant's public IP to whoever asks for its address."""
+
+    def get_public_ip(self, *, tenant: str, address: str) -> PublicIp:
+        for held in self.list_public_ips(tenant=ALL_TENANTS):
+            if held.address == address:
+                return held
+        raise NotFound(f"no such public IP: {address}")
+
+
+class SamePublicIpStore(SqlStore):
+    """Hands the lowest address of the first pool to everyone."""
+
+    def allocate_public_ip(self, *, tenant: str, created: int) -> PublicIp:
+        given = super().allocate_public_ip(tenant=tenant, created=created)
+        first = self.list_public_ips(tenant=ALL_TENANTS)[0]
+        return PublicIp(address=first.address, tenant=given.tenant, created=created)
+
+
+class HoardingStore(SqlStore):
+    """Forgets released public IPs instead of returning them to the pool."""
+
+    def release_public_ip(self, *, tenant: str, address: str) -> PublicIp:
+        released = super().release_public_ip(tenant=tenant, address=address)
+        super().allocate_public_ip(tenant="nobody", created=0)
+        return released
+
+
+class StickyBindingStore(SqlStore):
+    """Leaves a removed container's public IP bound to it."""
+
+    def delete_container(self, *, tenant: str, container_id: str) -> None:
+        bound = self.public_ip_of(tenant=tenant, container_id=container_id)
+        super().delete_container(tenant=tenant, container_id=container_id)
+        if bound:
+            with self._tx() as conn:
+                conn.execute(
+                    sql.public_ips.update()
+                    .where(sql.public_ips.c.address == bound)
+                    .values(container=container_id)
+                )
+
+
 @pytest.fixture
 def factory(tmp_path: Path) -> Iterator[Callable[[type[SqlStore]], StoreFactory]]:
     counter = itertools.count()
@@ -238,6 +312,15 @@ def factory(tmp_path: Path) -> Iterator[Callable[[type[SqlStore]], StoreFactory]
         (PerTenantNamespacesStore, store_conformance.check_namespaces_are_unique_across_tenants),
         (FreedNamespacesStore, store_conformance.check_namespaces_of_a_deleted_tenant_are_retired),
         (SharedNamespacesStore, store_conformance.check_namespaces_are_unique_across_tenants),
+        (
+            SharedGroupsStore,
+            store_conformance.check_security_groups_of_other_tenants_read_as_missing,
+        ),
+        (CarelessGroupDeleteStore, store_conformance.check_security_group_delete),
+        (SharedPublicIpsStore, store_conformance.check_public_ips_of_other_tenants_are_invisible),
+        (SamePublicIpStore, store_conformance.check_public_ips_are_never_handed_out_twice),
+        (HoardingStore, store_conformance.check_public_ips_released_return_to_the_pool),
+        (StickyBindingStore, store_conformance.check_public_ip_binding),
     ],
     ids=lambda value: getattr(value, "__name__", ""),
 )

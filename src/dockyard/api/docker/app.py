@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from dockyard.api import certs, namespaces, native
+from dockyard.api import certs, namespaces, native, public_ips, security_groups
 from dockyard.api.audit import AuditRecorder, tenant_caller
 from dockyard.api.auth import FailureLimiter, auth_middleware
 from dockyard.api.docker import (
@@ -108,4 +108,6 @@ def make_docker_app(controller: Controller, *, tls: bool = False) -> web.Applica
     app.add_routes(native.routes)  # Dockyard's own /v1/... (no Docker version prefix)
     app.add_routes(certs.routes)
     app.add_routes(namespaces.routes)
+    app.add_routes(security_groups.routes)
+    app.add_routes(public_ips.routes)
     return app

@@ -12,6 +12,7 @@ from dockyard.core.errors import InvalidArgument
 __all__ = [
     "get_bool",
     "get_int",
+    "get_list",
     "get_map",
     "get_str",
     "get_str_list",
@@ -96,6 +97,16 @@ def get_str_list(
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidArgument(f"invalid type for {_where(key, where)}: expected a list of strings")
     return tuple(value)
+
+
+def get_list(body: dict[str, Any], key: str, where: str = "") -> list[Any] | None:
+    """A JSON array, None when absent or null."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidArgument(f"invalid type for {_where(key, where)}: expected a list")
+    return value
 
 
 def get_map(body: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from dockyard.api.docker.body import (
@@ -15,14 +16,17 @@ from dockyard.api.docker.body import (
     get_str_map,
 )
 from dockyard.api.docker.humanize import human_duration
+from dockyard.controller.networks import EndpointRequest
 from dockyard.core.clock import format_rfc3339
 from dockyard.core.errors import InvalidArgument
 from dockyard.core.models import (
     Container,
     ContainerConfig,
+    Endpoint,
     Healthcheck,
     HostConfig,
     MountRequest,
+    Network,
     PortBinding,
     RestartPolicy,
     Status,
@@ -33,11 +37,14 @@ from dockyard.core.sizes import SIZES
 
 __all__ = [
     "KNOWN_HOST_CONFIG",
+    "Joined",
     "config_json",
     "container_summary",
     "inspect_container",
+    "network_settings_json",
     "parse_config",
     "parse_create",
+    "parse_endpoints",
     "parse_host_config",
     "unsupported_warnings",
 ]
@@ -128,11 +135,8 @@ _READ = frozenset(
 KNOWN_HOST_CONFIG = _READ | frozenset(_IGNORED)
 """Every HostConfig field Dockyard knows: read, or ignored with a warning."""
 
-# EndpointsConfig settings Dockyard does not apply (one network per container, its address
-# and name chosen by Dockyard).
+# EndpointsConfig settings Dockyard does not apply.
 _IGNORED_ENDPOINT = {
-    "IPAMConfig": "a fixed IP address (--ip) is not supported; Dockyard assigns one",
-    "Aliases": "network aliases are not supported yet; the setting was ignored",
     "Links": "legacy links are not supported; use a network and container names",
     "MacAddress": "MacAddress is chosen by Dockyard; the setting was ignored",
     "DriverOpts": "network driver options are not supported; the setting was ignored",
@@ -274,7 +278,7 @@ def parse_host_config(hc: dict[str, Any]) -> HostConfig:
         binds=get_str_list(hc, "Binds", "HostConfig") or (),
         mounts=_mounts(hc.get("Mounts")),
         tmpfs=get_str_map(hc, "Tmpfs", "HostConfig"),
-        network_mode=get_str(hc, "NetworkMode", "HostConfig") or "bridge",
+        network_mode=get_str(hc, "NetworkMode", "HostConfig") or "default",
         port_bindings=_port_bindings(get_map(hc, "PortBindings", "HostConfig")),
         publish_all_ports=get_bool(hc, "PublishAllPorts", "HostConfig"),
         restart_policy=RestartPolicy(
@@ -371,8 +375,32 @@ def unsupported_warnings(hc: dict[str, Any]) -> list[str]:
     return warnings
 
 
-def parse_create(body: dict[str, Any]) -> tuple[ContainerConfig, HostConfig, list[str]]:
-    """A create request: (Config, HostConfig, warnings for what will not be applied)."""
+def parse_endpoints(endpoints: dict[str, Any]) -> tuple[list[EndpointRequest], list[str]]:
+    """EndpointsConfig (create) or one EndpointConfig per network: what to join, warnings."""
+    requests: list[EndpointRequest] = []
+    warnings: list[str] = []
+    for network, raw in endpoints.items():
+        endpoint = raw if isinstance(raw, dict) else {}
+        ipam = get_map(endpoint, "IPAMConfig")
+        if ipam.get("IPv6Address"):
+            raise InvalidArgument("IPv6 addresses are not supported")
+        aliases = get_str_list(endpoint, "Aliases", "EndpointConfig") or ()
+        warnings += [msg for key, msg in _IGNORED_ENDPOINT.items() if _given(endpoint.get(key))]
+        requests.append(
+            EndpointRequest(
+                network=network,
+                aliases=tuple(a for a in aliases if a),
+                ip=get_str(ipam, "IPv4Address", "IPAMConfig"),
+            )
+        )
+    return requests, warnings
+
+
+def parse_create(
+    body: dict[str, Any],
+) -> tuple[ContainerConfig, HostConfig, list[EndpointRequest], list[str]]:
+    """A create request: (Config, HostConfig, the networks to join, warnings for what will
+    not be applied)."""
     config = parse_config(body)
     hc_body = get_map(body, "HostConfig")
     host_config = parse_host_config(hc_body)
@@ -380,16 +408,11 @@ def parse_create(body: dict[str, Any]) -> tuple[ContainerConfig, HostConfig, lis
     warnings = unsupported_warnings(hc_body)
     if config.network_disabled:
         host_config.network_mode = "none"
-    if len(networking) > 1:
-        raise InvalidArgument(
-            "Container cannot be connected to network endpoints: " + ", ".join(sorted(networking))
-        )
-    for endpoint in networking.values():
-        if isinstance(endpoint, dict):
-            warnings += [msg for key, msg in _IGNORED_ENDPOINT.items() if _given(endpoint.get(key))]
+    endpoints, endpoint_warnings = parse_endpoints(networking)
+    warnings += endpoint_warnings
     if config.mac_address:
         warnings.append("MacAddress is chosen by Dockyard; the setting was ignored")
-    return config, host_config, list(dict.fromkeys(warnings))
+    return config, host_config, endpoints, list(dict.fromkeys(warnings))
 
 
 # rendering ------------------------------------------------------------------------------
@@ -581,30 +604,38 @@ def _ports_json(container: Container, running: bool) -> dict[str, Any]:
     return ports
 
 
-def network_settings_json(
-    container: Container, *, network_id: str, gateway: str, subnet: str
-) -> dict[str, Any]:
+Joined = Sequence[tuple[Network, Endpoint]]
+"""A container's networks with its endpoint on each, in interface order."""
+
+
+def network_settings_json(container: Container, joined: Joined) -> dict[str, Any]:
     running = container.state.status in (Status.RUNNING, Status.PAUSED)
-    address = container.ip_address if running else ""
-    prefix = ipaddress.ip_network(subnet).prefixlen if subnet and address else 0
     networks: dict[str, Any] = {}
-    if container.network:
-        networks[container.network] = {
-            "IPAMConfig": None,
+    for network, endpoint in joined:
+        prefix = ipaddress.ip_network(network.subnet).prefixlen
+        names = [container.name, *endpoint.aliases, container.id[:12]]
+        networks[network.name] = {
+            "IPAMConfig": {"IPv4Address": endpoint.requested_ip} if endpoint.requested_ip else None,
             "Links": None,
-            "Aliases": None,
-            "NetworkID": network_id,
-            "EndpointID": container.id if running else "",
-            "Gateway": gateway if running else "",
-            "IPAddress": address,
-            "IPPrefixLen": prefix,
+            "Aliases": None if network.isolated else [*endpoint.aliases, container.id[:12]],
+            "NetworkID": network.id,
+            "EndpointID": endpoint.id if running else "",
+            "Gateway": network.gateway if running else "",
+            "IPAddress": endpoint.ip if running else "",
+            "IPPrefixLen": prefix if running else 0,
             "IPv6Gateway": "",
             "GlobalIPv6Address": "",
             "GlobalIPv6PrefixLen": 0,
             "MacAddress": "",
             "DriverOpts": None,
+            "DNSNames": None if network.isolated else list(dict.fromkeys(names)),
         }
-    primary = container.network == "bridge"
+    # Docker fills the top-level fields for its default network only; here that is the
+    # first network of a container in the default modes, so tools reading
+    # .NetworkSettings.IPAddress find the address.
+    primary: dict[str, Any] = {}
+    if joined and container.host_config.network_mode in ("", "default", "bridge"):
+        primary = networks[joined[0][0].name]
     return {
         "Bridge": "",
         "SandboxID": container.id if running else "",
@@ -615,12 +646,12 @@ def network_settings_json(
         "SandboxKey": "",
         "SecondaryIPAddresses": None,
         "SecondaryIPv6Addresses": None,
-        "EndpointID": container.id if running and primary else "",
-        "Gateway": gateway if running and primary else "",
+        "EndpointID": primary.get("EndpointID", ""),
+        "Gateway": primary.get("Gateway", ""),
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
-        "IPAddress": address if primary else "",
-        "IPPrefixLen": prefix if primary else 0,
+        "IPAddress": primary.get("IPAddress", ""),
+        "IPPrefixLen": primary.get("IPPrefixLen", 0),
         "IPv6Gateway": "",
         "MacAddress": "",
         "Networks": networks,
@@ -666,7 +697,7 @@ def _command_parts(config: ContainerConfig) -> list[str]:
 def inspect_container(
     container: Container,
     *,
-    network: dict[str, str],
+    networks: Joined,
     mounts: list[dict[str, Any]],
     size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
@@ -696,12 +727,7 @@ def inspect_container(
         "GraphDriver": {"Data": None, "Name": "overlayfs"},
         "Mounts": mounts,
         "Config": config_json(container.config),
-        "NetworkSettings": network_settings_json(
-            container,
-            network_id=network.get("id", ""),
-            gateway=network.get("gateway", ""),
-            subnet=network.get("subnet", ""),
-        ),
+        "NetworkSettings": network_settings_json(container, networks),
     }
     if size is not None:
         out["SizeRw"], out["SizeRootFs"] = size
@@ -761,17 +787,12 @@ def _summary_ports(container: Container) -> list[dict[str, Any]]:
 def container_summary(
     container: Container,
     *,
-    network: dict[str, str],
+    networks: Joined,
     mounts: list[dict[str, Any]],
     size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     parts = _command_parts(container.config)
-    settings = network_settings_json(
-        container,
-        network_id=network.get("id", ""),
-        gateway=network.get("gateway", ""),
-        subnet=network.get("subnet", ""),
-    )
+    settings = network_settings_json(container, networks)
     out: dict[str, Any] = {
         "Id": container.id,
         "Names": [f"/{container.name}"],

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from dockyard.api.docker.body import get_int, get_map, get_str, read_json
 from dockyard.api.docker.container_json import (
+    Joined,
     container_summary,
     inspect_container,
     mounts_json,
@@ -52,14 +53,23 @@ _LIST_FILTERS = (
 _STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
 
-def _network(ctx: ApiContext, container: Container) -> dict[str, str]:
-    if not container.network:
-        return {}
-    try:
-        net = ctx.controller.networks.get(tenant=container.tenant, ref=container.network)
-    except NotFound:
-        return {}
-    return {"id": net.id, "gateway": net.gateway, "subnet": net.subnet}
+def _networks(ctx: ApiContext, container: Container) -> Joined:
+    """The container's networks that still exist, with its endpoint on each."""
+    joined = []
+    for endpoint in container.endpoints:
+        network = ctx.controller.networks.find(
+            tenant=container.tenant, network_id=endpoint.network_id
+        )
+        if network is not None:
+            joined.append((network, endpoint))
+    return joined
+
+
+def _on_network(ctx: ApiContext, container: Container, wanted: set[str]) -> bool:
+    """Docker's ``network`` filter: a network of the container by name or full id."""
+    return any(
+        network.name in wanted or network.id in wanted for network, _ in _networks(ctx, container)
+    )
 
 
 def _volumes(ctx: ApiContext, container: Container) -> dict[str, Any]:
@@ -116,8 +126,8 @@ def _matcher(ctx: ApiContext, f: Any, tenant: str) -> Callable[[Container], bool
         volumes = set(f.get("volume"))
         checks.append(lambda c: any(m.source in volumes or m.target in volumes for m in c.mounts))
     if f.has("network"):
-        networks = set(f.get("network"))
-        checks.append(lambda c: c.network in networks)
+        wanted = set(f.get("network"))
+        checks.append(lambda c: _on_network(ctx, c, wanted))
     if f.has("publish"):
         published = {p if "/" in p else f"{p}/tcp" for p in f.get("publish")}
         checks.append(lambda c: bool(published & _published(c)))
@@ -171,7 +181,7 @@ async def container_list(request: web.Request) -> web.Response:
             size = (measured.size_rw, measured.size_root_fs)
         out.append(
             container_summary(
-                c, network=_network(ctx, c), mounts=mounts_json(c, _volumes(ctx, c)), size=size
+                c, networks=_networks(ctx, c), mounts=mounts_json(c, _volumes(ctx, c)), size=size
             )
         )
         if 0 < limit <= len(out):
@@ -186,12 +196,13 @@ async def container_create(request: web.Request) -> web.Response:
     if platform and not platform.startswith("linux"):
         raise InvalidArgument(f"platform {platform!r} is not supported (linux/amd64 only)")
     body = await read_json(request)
-    config, host_config, warnings = parse_create(body)
+    config, host_config, endpoints, warnings = parse_create(body)
     result = await ctx.controller.containers.create(
         tenant=tenant_of(request),
         name=request.query.get("name", ""),
         config=config,
         host_config=host_config,
+        endpoints=endpoints,
     )
     return json_response(
         {"Id": result.container.id, "Warnings": [*warnings, *result.warnings]}, status=201
@@ -208,7 +219,7 @@ async def container_inspect(request: web.Request) -> web.Response:
         size = (measured.size_rw, measured.size_root_fs)
     return json_response(
         inspect_container(
-            c, network=_network(ctx, c), mounts=mounts_json(c, _volumes(ctx, c)), size=size
+            c, networks=_networks(ctx, c), mounts=mounts_json(c, _volumes(ctx, c)), size=size
         )
     )
 

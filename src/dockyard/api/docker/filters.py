@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from dockyard.core.errors import InvalidArgument
 
-__all__ = ["Filters", "name_pattern", "parse_filters"]
+__all__ = ["Filters", "labels_match", "name_pattern", "parse_filters"]
 
 _SAFE_REGEX = re.compile(r"^\^?(?:[A-Za-z0-9_./-]\*?)*\$?$")
 _MAX_PATTERN = 256
@@ -79,3 +79,12 @@ def name_pattern(pattern: str) -> re.Pattern[str]:
             "supported in patterns"
         )
     return re.compile(pattern)
+
+
+def labels_match(labels: Mapping[str, str], wanted: Iterable[str]) -> bool:
+    """Docker's ``label`` filter: every ``key`` is present and every ``key=value`` equal."""
+    for item in wanted:
+        key, sep, value = item.partition("=")
+        if key not in labels or (sep and labels[key] != value):
+            return False
+    return True

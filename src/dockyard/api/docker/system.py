@@ -203,7 +203,7 @@ async def system_data_usage(request: web.Request) -> web.Response:
         size = await ctx.controller.containers.size(c)
         container_entries.append(
             container_summary(
-                c, network={}, mounts=mounts_json(c, {}), size=(size.size_rw, size.size_root_fs)
+                c, networks=(), mounts=mounts_json(c, {}), size=(size.size_rw, size.size_root_fs)
             )
         )
     volume_entries = []

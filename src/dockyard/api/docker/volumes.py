@@ -8,7 +8,7 @@ from aiohttp import web
 
 from dockyard.api.docker.body import get_str, get_str_map, read_json
 from dockyard.api.docker.context import ApiContext, tenant_of
-from dockyard.api.docker.filters import parse_filters
+from dockyard.api.docker.filters import labels_match, parse_filters
 from dockyard.api.errors import json_response
 from dockyard.core.clock import format_rfc3339
 from dockyard.core.errors import NotFound
@@ -35,20 +35,12 @@ def volume_json(volume: Volume, size: int | None = None, refs: int | None = None
     return out
 
 
-def _labels_match(volume: Volume, wanted: list[str]) -> bool:
-    for item in wanted:
-        key, sep, value = item.partition("=")
-        if key not in volume.labels or (sep and volume.labels[key] != value):
-            return False
-    return True
-
-
 def _matches(ctx: ApiContext, volume: Volume, f: Any) -> bool:
     if f.has("name") and not any(v in volume.name for v in f.get("name")):
         return False
     if f.has("driver") and volume.driver not in f.get("driver"):
         return False
-    if not _labels_match(volume, f.get("label")):
+    if not labels_match(volume.labels, f.get("label")):
         return False
     dangling = f.bool("dangling")
     if dangling is not None:
@@ -123,7 +115,7 @@ async def volume_prune(request: web.Request) -> web.Response:
             continue
         if prune_all is False and not volume.anonymous:
             continue
-        if not _labels_match(volume, f.get("label")):
+        if not labels_match(volume.labels, f.get("label")):
             continue
         size = await ctx.controller.volumes.usage(volume)
         await ctx.controller.volumes.remove(tenant=tenant, name=volume.name, users=[])

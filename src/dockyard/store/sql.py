@@ -335,6 +335,26 @@ class SqlStore:
         with self._engine.connect() as conn, conn.begin():
             yield conn
 
+    def _doc_by_ref(self, table: sa.Table, *, tenant: str, ref: str, what: str) -> str:
+        """The document of the tenant's row of ``table`` (columns id, tenant, name, doc)
+        whose id or name is ``ref``, else whose id alone starts with it; NotFound when
+        there is none or the prefix is not unique."""
+        mine = table.c.tenant == tenant
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(table.c.doc).where(mine, sa.or_(table.c.id == ref, table.c.name == ref))
+            ).first()
+            if row is None and ref and _is_hex(ref):
+                rows = conn.execute(
+                    sa.select(table.c.doc)
+                    .where(mine, table.c.id.startswith(ref, autoescape=True))
+                    .limit(2)
+                ).all()
+                row = rows[0] if len(rows) == 1 else None
+        if row is None:
+            raise NotFound(f"{what} {ref} not found")
+        return str(row.doc)
+
     @classmethod
     def sqlite(cls, path: Path, *, uid_range_start: int) -> SqlStore:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -903,23 +923,7 @@ class SqlStore:
             raise AlreadyExists(f"network with name {network.name} already exists") from exc
 
     def get_network(self, *, tenant: str, ref: str) -> Network:
-        mine = networks.c.tenant == tenant
-        with self._tx() as conn:
-            row = conn.execute(
-                sa.select(networks.c.doc).where(
-                    mine, sa.or_(networks.c.id == ref, networks.c.name == ref)
-                )
-            ).first()
-            if row is None and ref and _is_hex(ref):
-                rows = conn.execute(
-                    sa.select(networks.c.doc)
-                    .where(mine, networks.c.id.startswith(ref, autoescape=True))
-                    .limit(2)
-                ).all()
-                row = rows[0] if len(rows) == 1 else None
-        if row is None:
-            raise NotFound(f"network {ref} not found")
-        return _load(Network, row.doc)
+        return _load(Network, self._doc_by_ref(networks, tenant=tenant, ref=ref, what="network"))
 
     def list_networks(self, *, tenant: str) -> list[Network]:
         query = sa.select(networks.c.doc).order_by(networks.c.name)
@@ -1008,23 +1012,8 @@ class SqlStore:
             raise AlreadyExists(f"security group {group.name} already exists") from exc
 
     def get_security_group(self, *, tenant: str, ref: str) -> SecurityGroup:
-        mine = security_groups.c.tenant == tenant
-        with self._tx() as conn:
-            row = conn.execute(
-                sa.select(security_groups.c.doc).where(
-                    mine, sa.or_(security_groups.c.id == ref, security_groups.c.name == ref)
-                )
-            ).first()
-            if row is None and ref and _is_hex(ref):
-                rows = conn.execute(
-                    sa.select(security_groups.c.doc)
-                    .where(mine, security_groups.c.id.startswith(ref, autoescape=True))
-                    .limit(2)
-                ).all()
-                row = rows[0] if len(rows) == 1 else None
-        if row is None:
-            raise NotFound(f"security group {ref} not found")
-        return _load(SecurityGroup, row.doc)
+        doc = self._doc_by_ref(security_groups, tenant=tenant, ref=ref, what="security group")
+        return _load(SecurityGroup, doc)
 
     def list_security_groups(self, *, tenant: str) -> list[SecurityGroup]:
         query = (

@@ -530,7 +530,9 @@ class RouterIngress:
         def group_tag(group: str) -> int:
             return tags[group_key(group)]
 
-        before = self._owned(owner, old, tags.__getitem__)
+        # A name this router never tagged (its namespace was made anew under the old
+        # state) has nothing in the kernel: its elements are left out of the deletes.
+        before = self._owned(owner, old, self._tags.get)
         after = self._owned(owner, new, tags.__getitem__)
         shared_add = [Element("sg_tags", (tag,), comment=key) for key, tag in fresh.items()]
         for key in started:
@@ -610,13 +612,14 @@ class RouterIngress:
         return fresh
 
     def _owned(
-        self, owner: str, state: ContainerIngress, tag_of: Callable[[str], int]
+        self, owner: str, state: ContainerIngress, tag_of: Callable[[str], int | None]
     ) -> list[Element]:
-        """The elements of ``state`` that belong to container ``owner``."""
+        """The elements of ``state`` that belong to container ``owner`` (those whose tag
+        ``tag_of`` does not know left out)."""
         elements: list[Element] = []
         for endpoint in state.endpoints:
-            if not endpoint.profile.empty:
-                tag = tag_of(endpoint.profile.key)
+            tag = None if endpoint.profile.empty else tag_of(endpoint.profile.key)
+            if tag is not None:
                 elements.append(Element("sg_profile", (endpoint.ip,), (tag,), owner))
             elements += _members(endpoint.ip, endpoint.groups, tag_of, owner)
         public = state.public
@@ -633,11 +636,13 @@ class RouterIngress:
 
 
 def _members(
-    address: str, groups: Sequence[str], tag_of: Callable[[str], int], owner: str
+    address: str, groups: Sequence[str], tag_of: Callable[[str], int | None], owner: str
 ) -> list[Element]:
+    found = [(slot, tag_of(group_key(group))) for slot, group in enumerate(groups)]
     return [
-        Element("sg_members", (address, slot), (tag_of(group_key(group)),), owner)
-        for slot, group in enumerate(groups)
+        Element("sg_members", (address, slot), (tag,), owner)
+        for slot, tag in found
+        if tag is not None
     ]
 
 

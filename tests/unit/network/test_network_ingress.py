@@ -457,3 +457,12 @@ def test_sweep_finds_what_nothing_refers_to() -> None:
 def test_profiles_are_values() -> None:
     assert Profile() == compile_profile(())
     assert hash(Profile()) == hash(compile_profile(()))
+
+
+def test_an_old_state_with_names_the_router_never_tagged_deletes_nothing_of_them() -> None:
+    """A router made anew (its namespace deleted behind the agent's back) knows no tags of
+    what the container had: going from that state adds the new one and deletes nothing."""
+    router = RouterIngress()
+    change = router.change(owner="a", old=_state("10.0.0.2"), new=_state("10.0.0.2", rules=()))
+    assert change.delete == []
+    assert [e.set_name for e in change.add] == ["sg_tags", "sg_members"]

@@ -1,0 +1,433 @@
+"""TCP throughput between two containers on one tenant network, against its references.
+
+    .venv/bin/python bench/iperf_bench.py [--runs 5] [--seconds 5] [--streams 1 4]
+
+Measured with iperf3 (Debian's, installed with apt-get if missing) in one run, each
+setup once per round, rounds interleaved (and the order rotated each round) so that the
+shared machine's noise spreads over all setups alike:
+
+- ``loopback``: server and client on 127.0.0.1 in the host's namespace.
+- ``veth``: two plain network namespaces joined by one veth pair, made for the run and
+  removed after it (named ``dyipf<hex>``, addresses inside them only). The reference:
+  the least a container's packet can cross.
+- ``dockyard``: two containers of a fresh Dockyard test instance (the one bench/run.py
+  starts) on the tenant's default network, through the real stack: veth -> bridge in
+  the tenant's router namespace -> veth, with the router's nft forward chain.
+- ``published``: the host to the server container's published port (``-p``) on
+  127.0.0.1: the root table's DNAT into the router's uplink, the router's DNAT to the
+  container.
+
+The containers run an image made here from the host's iperf3 and the shared libraries
+``ldd`` lists (``docker import`` of a tar we write: nothing comes from a registry).
+
+Reported per setup and stream count: the median receiver throughput of ``--runs`` runs
+of ``--seconds`` seconds (after ``--omit`` seconds of slow start), sender retransmits,
+and the ratio of ``dockyard`` to ``veth`` (target: at least 0.9). Everything the run
+made (namespaces, veths, servers, the test instance) is removed also on failure or
+SIGTERM. Nothing is timed inside tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import dockyard.wire  # noqa: F401  (before anything imports aiohttp)
+from dockyard.testing.cloud import TestCloud
+
+DOCKER = shutil.which("docker") or "docker"
+IMAGE = "dybench/iperf3:latest"
+PORT = 5201
+# RFC 2544's benchmarking range; only ever inside the two namespaces of the veth setup.
+VETH_SERVER, VETH_CLIENT = "198.18.0.1", "198.18.0.2"
+
+Client = Callable[[list[str]], dict[str, Any]]
+"""Runs ``iperf3 <args>`` as a client of one setup's server; returns its JSON report."""
+
+
+def sh(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
+    result = subprocess.run(
+        args, capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}): {result.stderr}")
+    return result.stdout
+
+
+# iperf3 ----------------------------------------------------------------------------------
+
+
+def ensure_iperf3() -> str:
+    """The path of iperf3, installing Debian's package if it is missing (as
+    scripts/setup-host.sh installs packages), without letting it start its daemon."""
+    found = shutil.which("iperf3")
+    if found:
+        return found
+    policy = Path("/usr/sbin/policy-rc.d")
+    created = not policy.exists()
+    if created:
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
+        sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", "iperf3", env=env)
+    finally:
+        if created:
+            policy.unlink()
+    found = shutil.which("iperf3")
+    if not found:
+        raise RuntimeError("apt-get installed iperf3 but it is not on PATH")
+    return found
+
+
+def iperf_json(output: str, what: str) -> dict[str, Any]:
+    try:
+        report: dict[str, Any] = json.loads(output)
+    except json.JSONDecodeError as exc:
+        raise RuntimeError(f"{what}: iperf3 printed no JSON: {output[-500:]!r}") from exc
+    if "error" in report:
+        raise RuntimeError(f"{what}: iperf3: {report['error']}")
+    return report
+
+
+def run_client(
+    command: list[str], what: str, *, env: dict[str, str] | None = None, retries: int = 5
+) -> dict[str, Any]:
+    """Run an iperf3 client command; retry while the server is still busy with the last
+    test (it answers "the server is busy" until it has torn the last one down)."""
+    for attempt in range(retries):
+        result = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=120, check=False
+        )
+        try:
+            return iperf_json(result.stdout, what)
+        except RuntimeError as exc:
+            if "busy" not in str(exc) or attempt == retries - 1:
+                raise RuntimeError(f"{exc} (stderr: {result.stderr.strip()[-300:]})") from None
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def server(command: list[str], what: str) -> Iterator[None]:
+    """An ``iperf3 -s`` process for the duration of the block; killed after it."""
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        time.sleep(0.3)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what}: iperf3 server exited: {proc.stderr.read()!r}")  # type: ignore[union-attr]
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# setups ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def loopback(iperf3: str) -> Iterator[Client]:
+    port = free_port()
+    with server([iperf3, "-s", "-B", "127.0.0.1", "-p", str(port)], "loopback"):
+        yield lambda args: run_client(
+            [iperf3, "-c", "127.0.0.1", "-p", str(port), *args], "loopback"
+        )
+
+
+@contextlib.contextmanager
+def veth_pair(iperf3: str) -> Iterator[Client]:
+    """Two namespaces joined by one veth pair, nothing else in them (no bridge, no
+    nftables: the kernel registers no conntrack hooks in a namespace without rules)."""
+    tag = "dyipf" + secrets.token_hex(3)
+    ns_server, ns_client = tag + "s", tag + "c"
+    try:
+        sh("ip", "netns", "add", ns_server)
+        sh("ip", "netns", "add", ns_client)
+        sh(
+            "ip", "link", "add", tag + "s", "netns", ns_server,
+            "type", "veth", "peer", "name", tag + "c", "netns", ns_client,
+        )  # fmt: skip
+        for ns, dev, addr in (
+            (ns_server, tag + "s", VETH_SERVER),
+            (ns_client, tag + "c", VETH_CLIENT),
+        ):
+            sh("ip", "-n", ns, "addr", "add", addr + "/30", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        with server(["ip", "netns", "exec", ns_server, iperf3, "-s", "-B", VETH_SERVER], "veth"):
+            yield lambda args: run_client(
+                ["ip", "netns", "exec", ns_client, iperf3, "-c", VETH_SERVER, *args], "veth"
+            )
+    finally:
+        # Deleting a namespace deletes the veth pair with it.
+        for ns in (ns_client, ns_server):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+def build_image(iperf3: str, work: Path) -> Path:
+    """A tar holding iperf3 and the shared libraries ``ldd`` lists, at their paths, and
+    a /tmp (iperf3 makes a temporary file per stream)."""
+    libs = []
+    for line in sh("ldd", iperf3).splitlines():
+        parts = line.split()
+        if "=>" in parts and len(parts) >= 3 and parts[2].startswith("/"):
+            libs.append(parts[2])
+        elif parts and parts[0].startswith("/"):
+            libs.append(parts[0])  # the dynamic loader
+    archive = work / "iperf3-image.tar"
+    with tarfile.open(archive, "w", dereference=True) as tar:
+        made: set[str] = set()
+        for path in ["/usr/bin/iperf3", *libs]:
+            parents = Path(path).parents
+            for parent in reversed(parents[:-1]):  # every directory, outermost first
+                name = str(parent).lstrip("/")
+                if name not in made:
+                    info = tarfile.TarInfo(name)
+                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    tar.addfile(info)
+                    made.add(name)
+            source = iperf3 if path == "/usr/bin/iperf3" else path
+            tar.add(source, arcname=path.lstrip("/"))
+        info = tarfile.TarInfo("tmp")
+        info.type, info.mode = tarfile.DIRTYPE, 0o1777
+        tar.addfile(info)
+    return archive
+
+
+@dataclass
+class Dockyard:
+    """The two containers on a test instance: ``server`` (iperf3 -s, port published)
+    and ``client`` (iperf3 -s too, so it stays up; clients run in it by ``docker exec``)."""
+
+    cloud: TestCloud
+    env: dict[str, str] = field(init=False)
+    server_ip: str = ""
+    host_port: int = 0
+
+    def __post_init__(self) -> None:
+        self.env = self.cloud.env()
+
+    def docker(self, *args: str, timeout: float = 120) -> str:
+        return sh(DOCKER, *args, env=self.env, timeout=timeout)
+
+    def start(self, archive: Path) -> None:
+        self.docker("import", str(archive), IMAGE)
+        cmd = ["/usr/bin/iperf3", "-s"]
+        self.docker("run", "-d", "--name", "ipsrv", "-p", str(PORT), IMAGE, *cmd)
+        self.docker("run", "-d", "--name", "ipcli", IMAGE, *cmd)
+        info = json.loads(self.docker("inspect", "ipsrv"))[0]
+        networks = info["NetworkSettings"]["Networks"]
+        self.server_ip = next(iter(networks.values()))["IPAddress"]
+        self.host_port = int(info["NetworkSettings"]["Ports"][f"{PORT}/tcp"][0]["HostPort"])
+        time.sleep(0.5)
+
+    def container_client(self) -> Client:
+        def client(args: list[str]) -> dict[str, Any]:
+            command = [DOCKER, "exec", "ipcli", "/usr/bin/iperf3", "-c", self.server_ip, *args]
+            return run_client(command, "dockyard", env=self.env)
+
+        return client
+
+    def published_client(self, iperf3: str) -> Client:
+        def client(args: list[str]) -> dict[str, Any]:
+            command = [iperf3, "-c", "127.0.0.1", "-p", str(self.host_port), *args]
+            return run_client(command, "published")
+
+        return client
+
+
+@contextlib.contextmanager
+def dockyard_setup(work: Path, iperf3: str) -> Iterator[Dockyard]:
+    cloud = TestCloud.launch(work / "dockyard")
+    try:
+        setup = Dockyard(cloud)
+        setup.start(build_image(iperf3, work))
+        yield setup
+    finally:
+        cloud.purge()
+
+
+# measuring -------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    gbps: float
+    retransmits: int
+    sender_cpu: float
+    receiver_cpu: float
+    load1: float
+
+
+def sample(report: dict[str, Any]) -> Sample:
+    end = report["end"]
+    cpu = end.get("cpu_utilization_percent", {})
+    return Sample(
+        gbps=end["sum_received"]["bits_per_second"] / 1e9,
+        retransmits=int(end["sum_sent"].get("retransmits", 0)),
+        sender_cpu=float(cpu.get("host_total", 0.0)),
+        receiver_cpu=float(cpu.get("remote_total", 0.0)),
+        load1=os.getloadavg()[0],
+    )
+
+
+def measure(
+    clients: dict[str, Client], *, runs: int, seconds: int, omit: int, streams: list[int]
+) -> dict[tuple[str, int], list[Sample]]:
+    """``runs`` rounds; in each, every (setup, streams) once, the order rotated."""
+    keys = [(name, n) for n in streams for name in clients]
+    samples: dict[tuple[str, int], list[Sample]] = {key: [] for key in keys}
+    for round_ in range(runs):
+        shift = round_ % len(keys)
+        for name, n in keys[shift:] + keys[:shift]:
+            args = ["-J", "-t", str(seconds), "-O", str(omit), "-P", str(n)]
+            result = sample(clients[name](args))
+            samples[(name, n)].append(result)
+            print(
+                f"round {round_ + 1}/{runs} {name:>9} P{n}: {result.gbps:6.2f} Gbit/s "
+                f"retr {result.retransmits:5d} load {result.load1:.2f}",
+                flush=True,
+            )
+    return samples
+
+
+def summarize(
+    samples: dict[tuple[str, int], list[Sample]], streams: list[int]
+) -> dict[str, dict[str, Any]]:
+    table: dict[str, dict[str, Any]] = {}
+    for (name, n), runs in samples.items():
+        rates = sorted(s.gbps for s in runs)
+        table[f"{name} P{n}"] = {
+            "median_gbps": round(statistics.median(rates), 2),
+            "min_gbps": round(rates[0], 2),
+            "max_gbps": round(rates[-1], 2),
+            "retransmits_median": statistics.median(s.retransmits for s in runs),
+            "sender_cpu_pct_median": round(statistics.median(s.sender_cpu for s in runs), 1),
+            "receiver_cpu_pct_median": round(statistics.median(s.receiver_cpu for s in runs), 1),
+        }
+    for n in streams:
+        veth = table.get(f"veth P{n}", {}).get("median_gbps")
+        loop = table.get(f"loopback P{n}", {}).get("median_gbps")
+        for name in ("dockyard", "published", "veth"):
+            row = table.get(f"{name} P{n}")
+            if row is None:
+                continue
+            if veth and name != "veth":
+                row["share_of_veth"] = round(row["median_gbps"] / veth, 3)
+            if loop:
+                row["share_of_loopback"] = round(row["median_gbps"] / loop, 3)
+    return table
+
+
+def markdown(table: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "| setup | streams | median Gbit/s | min-max | retransmits | share of veth |"
+        " share of loopback |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, row in table.items():
+        name, _, n = key.partition(" P")
+        lines.append(
+            f"| {name} | {n} | {row['median_gbps']:.2f} | {row['min_gbps']:.2f}-"
+            f"{row['max_gbps']:.2f} | {row['retransmits_median']:g} | "
+            f"{row.get('share_of_veth', '')} | {row.get('share_of_loopback', '')} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) // (1 << 20)
+    return f"{platform.node()}: {cpus} CPUs, {mem} GiB, kernel {platform.release()}"
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every ``finally`` above
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--omit", type=int, default=1, help="seconds of slow start not counted")
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 4])
+    parser.add_argument(
+        "--setups",
+        nargs="+",
+        default=["loopback", "veth", "dockyard", "published"],
+        choices=["loopback", "veth", "dockyard", "published"],
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _terminate)
+    iperf3 = ensure_iperf3()
+    version = sh(iperf3, "--version").splitlines()[0]
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "iperf3": version,
+        "runs": args.runs,
+        "seconds": args.seconds,
+        "omit": args.omit,
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+    }
+    print(results["machine"], version, "load", results["load_before"], flush=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="dybench-iperf-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        clients: dict[str, Client] = {}
+        if "loopback" in args.setups:
+            clients["loopback"] = stack.enter_context(loopback(iperf3))
+        if "veth" in args.setups:
+            clients["veth"] = stack.enter_context(veth_pair(iperf3))
+        if {"dockyard", "published"} & set(args.setups):
+            setup = stack.enter_context(dockyard_setup(Path(tmp), iperf3))
+            if "dockyard" in args.setups:
+                clients["dockyard"] = setup.container_client()
+            if "published" in args.setups:
+                clients["published"] = setup.published_client(iperf3)
+        samples = measure(
+            clients, runs=args.runs, seconds=args.seconds, omit=args.omit, streams=args.streams
+        )
+    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["results"] = summarize(samples, args.streams)
+    print(json.dumps(results, indent=2))
+    print(markdown(results["results"]))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

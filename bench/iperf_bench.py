@@ -10,6 +10,9 @@ shared machine's noise spreads over all setups alike:
 - ``veth``: two plain network namespaces joined by one veth pair, made for the run and
   removed after it (named ``dyipf<hex>``, addresses inside them only). The reference:
   the least a container's packet can cross.
+- ``bridge``: the same two namespaces joined through a Linux bridge in a third (a veth
+  each), with no nftables and br_netfilter off there: the devices a tenant network
+  uses, nothing else.
 - ``dockyard``: two containers of a fresh Dockyard test instance (the one bench/run.py
   starts) on the tenant's default network, through the real stack: veth -> bridge in
   the tenant's router namespace -> veth, with the router's nft forward chain.
@@ -19,10 +22,16 @@ shared machine's noise spreads over all setups alike:
 
 The containers run an image made here from the host's iperf3 and the shared libraries
 ``ldd`` lists (``docker import`` of a tar we write: nothing comes from a registry).
+Each run first waits (``--patience`` seconds at most) until others use at most
+``--quiet`` of the CPUs, and records what they used.
+The reference processes (loopback, veth, bridge, the published port's client) run in a
+cpu cgroup of their own at the top of the hierarchy, as each Dockyard instance's cgroup
+is, so that load from others weighs on both sides alike (see :class:`CpuGroup`).
 
 Reported per setup and stream count: the median receiver throughput of ``--runs`` runs
 of ``--seconds`` seconds (after ``--omit`` seconds of slow start), sender retransmits,
-and the ratio of ``dockyard`` to ``veth`` (target: at least 0.9). Everything the run
+and each setup's share of ``veth`` and of ``loopback``; ``dockyard``'s share of
+``veth`` is the one with a target (at least 0.9). Everything the run
 made (namespaces, veths, servers, the test instance) is removed also on failure or
 SIGTERM. Nothing is timed inside tests.
 """
@@ -60,6 +69,7 @@ PORT = 5201
 # RFC 2544's benchmarking range; only ever inside the two namespaces of the veth setup.
 VETH_SERVER, VETH_CLIENT = "198.18.0.1", "198.18.0.2"
 
+SETUPS = ("loopback", "veth", "bridge", "dockyard", "published")
 Client = Callable[[list[str]], dict[str, Any]]
 """Runs ``iperf3 <args>`` as a client of one setup's server; returns its JSON report."""
 
@@ -110,14 +120,72 @@ def iperf_json(output: str, what: str) -> dict[str, Any]:
     return report
 
 
+class CpuGroup:
+    """A cpu cgroup for the reference processes (loopback, veth, the published port's
+    client), at the top of the hierarchy with the default weight, as each Dockyard
+    instance's is: when others load the machine, the two containers (one tenant's
+    cgroup inside the instance's) and the two reference processes then compete for CPU
+    as one group each, and the comparison stays about the network path."""
+
+    def __init__(self) -> None:
+        name = "dybench-iperf-" + secrets.token_hex(3)
+        v1, v2 = Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")
+        if (v1 / "cpu.shares").exists():
+            self.path: Path | None = v1 / name
+        elif (v2 / "cgroup.controllers").exists():
+            self.path = v2 / name
+        else:
+            self.path = None
+        if self.path is not None:
+            self.path.mkdir()
+
+    def enter(self) -> None:
+        """Move the calling process into the group (a ``preexec_fn``)."""
+        if self.path is not None:
+            (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def remove(self) -> None:
+        if self.path is None:
+            return
+        for _ in range(50):  # killed members leave the group a moment after wait()
+            try:
+                self.path.rmdir()
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.1)
+            else:
+                return
+
+
+@contextlib.contextmanager
+def cpu_group() -> Iterator[CpuGroup]:
+    group = CpuGroup()
+    try:
+        yield group
+    finally:
+        group.remove()
+
+
 def run_client(
-    command: list[str], what: str, *, env: dict[str, str] | None = None, retries: int = 5
+    command: list[str],
+    what: str,
+    *,
+    env: dict[str, str] | None = None,
+    group: CpuGroup | None = None,
+    retries: int = 5,
 ) -> dict[str, Any]:
-    """Run an iperf3 client command; retry while the server is still busy with the last
-    test (it answers "the server is busy" until it has torn the last one down)."""
+    """Run an iperf3 client command (in ``group``); retry while the server is still busy
+    with the last test (it answers "the server is busy" until it has torn that down)."""
     for attempt in range(retries):
         result = subprocess.run(
-            command, capture_output=True, text=True, env=env, timeout=120, check=False
+            command,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+            preexec_fn=group.enter if group else None,
         )
         try:
             return iperf_json(result.stdout, what)
@@ -129,10 +197,15 @@ def run_client(
 
 
 @contextlib.contextmanager
-def server(command: list[str], what: str) -> Iterator[None]:
-    """An ``iperf3 -s`` process for the duration of the block; killed after it."""
+def server(command: list[str], what: str, group: CpuGroup) -> Iterator[None]:
+    """An ``iperf3 -s`` process (in ``group``) for the duration of the block; killed
+    after it."""
     proc = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=group.enter,  # noqa: PLW1509  (no threads here)
     )
     try:
         time.sleep(0.3)
@@ -157,41 +230,62 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def loopback(iperf3: str) -> Iterator[Client]:
+def loopback(iperf3: str, group: CpuGroup) -> Iterator[Client]:
     port = free_port()
-    with server([iperf3, "-s", "-B", "127.0.0.1", "-p", str(port)], "loopback"):
+    with server([iperf3, "-s", "-B", "127.0.0.1", "-p", str(port)], "loopback", group):
         yield lambda args: run_client(
-            [iperf3, "-c", "127.0.0.1", "-p", str(port), *args], "loopback"
+            [iperf3, "-c", "127.0.0.1", "-p", str(port), *args], "loopback", group=group
         )
 
 
 @contextlib.contextmanager
-def veth_pair(iperf3: str) -> Iterator[Client]:
-    """Two namespaces joined by one veth pair, nothing else in them (no bridge, no
-    nftables: the kernel registers no conntrack hooks in a namespace without rules)."""
+def namespaces(iperf3: str, group: CpuGroup, *, bridged: bool) -> Iterator[Client]:
+    """Two namespaces (server, client) joined by one veth pair, or (``bridged``) by a
+    veth each to a Linux bridge in a third namespace, the devices a tenant network uses,
+    with br_netfilter off there. Nothing else: no nftables, so the kernel registers no
+    conntrack hooks. Named ``dyipf<hex>...``; deleting the namespaces deletes the rest."""
     tag = "dyipf" + secrets.token_hex(3)
-    ns_server, ns_client = tag + "s", tag + "c"
+    ns_server, ns_client, ns_bridge = tag + "s", tag + "c", tag + "b"
+    made: list[str] = []
     try:
-        sh("ip", "netns", "add", ns_server)
-        sh("ip", "netns", "add", ns_client)
-        sh(
-            "ip", "link", "add", tag + "s", "netns", ns_server,
-            "type", "veth", "peer", "name", tag + "c", "netns", ns_client,
-        )  # fmt: skip
+        for ns in (ns_server, ns_client, ns_bridge) if bridged else (ns_server, ns_client):
+            sh("ip", "netns", "add", ns)
+            made.append(ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        if bridged:
+            bridge = tag + "br"
+            sh("ip", "-n", ns_bridge, "link", "add", bridge, "type", "bridge")
+            sh("ip", "-n", ns_bridge, "link", "set", bridge, "up")
+            with contextlib.suppress(RuntimeError):  # no br_netfilter on this kernel
+                sh("ip", "netns", "exec", ns_bridge, "sysctl", "-qw",
+                   "net.bridge.bridge-nf-call-iptables=0")  # fmt: skip
+            for ns, dev in ((ns_server, tag + "s"), (ns_client, tag + "c")):
+                sh(
+                    "ip", "-n", ns_bridge, "link", "add", dev + "p", "master", bridge,
+                    "type", "veth", "peer", "name", dev, "netns", ns,
+                )  # fmt: skip
+                sh("ip", "-n", ns_bridge, "link", "set", dev + "p", "up")
+        else:
+            sh(
+                "ip", "link", "add", tag + "s", "netns", ns_server,
+                "type", "veth", "peer", "name", tag + "c", "netns", ns_client,
+            )  # fmt: skip
         for ns, dev, addr in (
             (ns_server, tag + "s", VETH_SERVER),
             (ns_client, tag + "c", VETH_CLIENT),
         ):
             sh("ip", "-n", ns, "addr", "add", addr + "/30", "dev", dev)
             sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        with server(["ip", "netns", "exec", ns_server, iperf3, "-s", "-B", VETH_SERVER], "veth"):
+        what = "bridge" if bridged else "veth"
+        serve = ["ip", "netns", "exec", ns_server, iperf3, "-s", "-B", VETH_SERVER]
+        with server(serve, what, group):
             yield lambda args: run_client(
-                ["ip", "netns", "exec", ns_client, iperf3, "-c", VETH_SERVER, *args], "veth"
+                ["ip", "netns", "exec", ns_client, iperf3, "-c", VETH_SERVER, *args],
+                what,
+                group=group,
             )
     finally:
-        # Deleting a namespace deletes the veth pair with it.
-        for ns in (ns_client, ns_server):
+        for ns in reversed(made):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
 
@@ -259,10 +353,10 @@ class Dockyard:
 
         return client
 
-    def published_client(self, iperf3: str) -> Client:
+    def published_client(self, iperf3: str, group: CpuGroup) -> Client:
         def client(args: list[str]) -> dict[str, Any]:
             command = [iperf3, "-c", "127.0.0.1", "-p", str(self.host_port), *args]
-            return run_client(command, "published")
+            return run_client(command, "published", group=group)
 
         return client
 
@@ -270,12 +364,14 @@ class Dockyard:
 @contextlib.contextmanager
 def dockyard_setup(work: Path, iperf3: str) -> Iterator[Dockyard]:
     cloud = TestCloud.launch(work / "dockyard")
+    print(f"dockyard test instance {cloud.instance}", flush=True)
     try:
         setup = Dockyard(cloud)
         setup.start(build_image(iperf3, work))
         yield setup
     finally:
         cloud.purge()
+        print(f"dockyard test instance {cloud.instance} purged", flush=True)
 
 
 # measuring -------------------------------------------------------------------------------
@@ -287,10 +383,12 @@ class Sample:
     retransmits: int
     sender_cpu: float
     receiver_cpu: float
-    load1: float
+    others_busy: float
+    """Share of the machine's CPU time busy in the second before the run, while ours
+    was idle: what others were using."""
 
 
-def sample(report: dict[str, Any]) -> Sample:
+def sample(report: dict[str, Any], others_busy: float) -> Sample:
     end = report["end"]
     cpu = end.get("cpu_utilization_percent", {})
     return Sample(
@@ -298,25 +396,59 @@ def sample(report: dict[str, Any]) -> Sample:
         retransmits=int(end["sum_sent"].get("retransmits", 0)),
         sender_cpu=float(cpu.get("host_total", 0.0)),
         receiver_cpu=float(cpu.get("remote_total", 0.0)),
-        load1=os.getloadavg()[0],
+        others_busy=others_busy,
     )
 
 
+def busy_share(seconds: float = 1.0) -> float:
+    """The share of all CPUs' time spent busy (not idle or waiting for I/O) over the
+    next ``seconds``, from /proc/stat."""
+
+    def counters() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(values), values[3] + values[4]
+
+    total0, idle0 = counters()
+    time.sleep(seconds)
+    total1, idle1 = counters()
+    total = total1 - total0
+    return 1 - (idle1 - idle0) / total if total else 0.0
+
+
+def wait_quiet(threshold: float, patience: float) -> float:
+    """Wait (at most ``patience`` seconds) until others use at most ``threshold`` of the
+    machine; the share measured last."""
+    deadline = time.monotonic() + patience
+    busy = busy_share()
+    while busy > threshold and time.monotonic() < deadline:
+        busy = busy_share()
+    return busy
+
+
 def measure(
-    clients: dict[str, Client], *, runs: int, seconds: int, omit: int, streams: list[int]
+    clients: dict[str, Client],
+    *,
+    runs: int,
+    seconds: int,
+    omit: int,
+    streams: list[int],
+    quiet: float,
+    patience: float,
 ) -> dict[tuple[str, int], list[Sample]]:
-    """``runs`` rounds; in each, every (setup, streams) once, the order rotated."""
+    """``runs`` rounds; in each, every (setup, streams) once, the order rotated; each run
+    waits for the machine to be quiet first (see :func:`wait_quiet`)."""
     keys = [(name, n) for n in streams for name in clients]
     samples: dict[tuple[str, int], list[Sample]] = {key: [] for key in keys}
     for round_ in range(runs):
         shift = round_ % len(keys)
         for name, n in keys[shift:] + keys[:shift]:
+            others = wait_quiet(quiet, patience)
             args = ["-J", "-t", str(seconds), "-O", str(omit), "-P", str(n)]
-            result = sample(clients[name](args))
+            result = sample(clients[name](args), others)
             samples[(name, n)].append(result)
             print(
                 f"round {round_ + 1}/{runs} {name:>9} P{n}: {result.gbps:6.2f} Gbit/s "
-                f"retr {result.retransmits:5d} load {result.load1:.2f}",
+                f"retr {result.retransmits:5d}, others busy {others:4.0%} before",
                 flush=True,
             )
     return samples
@@ -335,11 +467,12 @@ def summarize(
             "retransmits_median": statistics.median(s.retransmits for s in runs),
             "sender_cpu_pct_median": round(statistics.median(s.sender_cpu for s in runs), 1),
             "receiver_cpu_pct_median": round(statistics.median(s.receiver_cpu for s in runs), 1),
+            "others_busy_median": round(statistics.median(s.others_busy for s in runs), 2),
         }
     for n in streams:
         veth = table.get(f"veth P{n}", {}).get("median_gbps")
         loop = table.get(f"loopback P{n}", {}).get("median_gbps")
-        for name in ("dockyard", "published", "veth"):
+        for name in SETUPS[1:]:
             row = table.get(f"{name} P{n}")
             if row is None:
                 continue
@@ -382,11 +515,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--omit", type=int, default=1, help="seconds of slow start not counted")
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=SETUPS)
     parser.add_argument(
-        "--setups",
-        nargs="+",
-        default=["loopback", "veth", "dockyard", "published"],
-        choices=["loopback", "veth", "dockyard", "published"],
+        "--quiet",
+        type=float,
+        default=0.25,
+        help="before each run, wait until others use at most this share of the CPUs",
+    )
+    parser.add_argument(
+        "--patience", type=float, default=60, help="seconds to wait for --quiet at most"
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -399,6 +536,7 @@ def main() -> int:
         "runs": args.runs,
         "seconds": args.seconds,
         "omit": args.omit,
+        "quiet": args.quiet,
         "load_before": [round(x, 2) for x in os.getloadavg()],
     }
     print(results["machine"], version, "load", results["load_before"], flush=True)
@@ -407,18 +545,27 @@ def main() -> int:
         contextlib.ExitStack() as stack,
     ):
         clients: dict[str, Client] = {}
+        group = stack.enter_context(cpu_group())
         if "loopback" in args.setups:
-            clients["loopback"] = stack.enter_context(loopback(iperf3))
-        if "veth" in args.setups:
-            clients["veth"] = stack.enter_context(veth_pair(iperf3))
+            clients["loopback"] = stack.enter_context(loopback(iperf3, group))
+        for name in ("veth", "bridge"):
+            if name in args.setups:
+                setup_ns = namespaces(iperf3, group, bridged=name == "bridge")
+                clients[name] = stack.enter_context(setup_ns)
         if {"dockyard", "published"} & set(args.setups):
             setup = stack.enter_context(dockyard_setup(Path(tmp), iperf3))
             if "dockyard" in args.setups:
                 clients["dockyard"] = setup.container_client()
             if "published" in args.setups:
-                clients["published"] = setup.published_client(iperf3)
+                clients["published"] = setup.published_client(iperf3, group)
         samples = measure(
-            clients, runs=args.runs, seconds=args.seconds, omit=args.omit, streams=args.streams
+            clients,
+            runs=args.runs,
+            seconds=args.seconds,
+            omit=args.omit,
+            streams=args.streams,
+            quiet=args.quiet,
+            patience=args.patience,
         )
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
     results["results"] = summarize(samples, args.streams)

@@ -19,6 +19,8 @@ shared machine's noise spreads over all setups alike:
 - ``published``: the host to the server container's published port (``-p``) on
   127.0.0.1: the root table's DNAT into the router's uplink, the router's DNAT to the
   container.
+- ``dockyard-brnf`` (only with ``--setups``): ``dockyard`` with br_netfilter back on in
+  the router for each of its runs, as routers had it before: a before/after in one run.
 
 The containers run an image made here from the host's iperf3 and the shared libraries
 ``ldd`` lists (``docker import`` of a tar we write: nothing comes from a registry).
@@ -61,6 +63,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import dockyard.wire  # noqa: F401  (before anything imports aiohttp)
+from dockyard.network.names import router_prefix
 from dockyard.testing.cloud import TestCloud
 
 DOCKER = shutil.which("docker") or "docker"
@@ -70,6 +73,11 @@ PORT = 5201
 VETH_SERVER, VETH_CLIENT = "198.18.0.1", "198.18.0.2"
 
 SETUPS = ("loopback", "veth", "bridge", "dockyard", "published")
+ABLATIONS = ("dockyard-brnf",)
+"""Setups run only when asked for: ``dockyard-brnf`` is ``dockyard`` with br_netfilter
+turned back on in the router for each of its runs (the layout before routers turned it
+off: bridged frames through conntrack and the forward chain), for a before/after in one
+run."""
 Client = Callable[[list[str]], dict[str, Any]]
 """Runs ``iperf3 <args>`` as a client of one setup's server; returns its JSON report."""
 
@@ -353,6 +361,44 @@ class Dockyard:
 
         return client
 
+    def router(self) -> str:
+        """The name of the tenant's router namespace (the containers' one)."""
+        prefix = router_prefix(self.cloud.instance)
+        (name,) = [p.name for p in Path("/run/netns").iterdir() if p.name.startswith(prefix)]
+        return name
+
+    def router_br_netfilter(self) -> str:
+        """The router's ``bridge-nf-call-iptables`` as the agent left it ("" if the
+        kernel has no br_netfilter): which layout this run measures."""
+        path = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+        result = subprocess.run(
+            ["ip", "netns", "exec", self.router(), "cat", path],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.stdout.strip()
+
+    def bridged_netfilter_client(self) -> Client:
+        """The container client with br_netfilter on in the router during each run, and
+        back to what the agent set after it."""
+        router, before = self.router(), self.router_br_netfilter()
+        inner = self.container_client()
+
+        def switch(value: str) -> None:
+            for name in ("iptables", "ip6tables", "arptables"):
+                sh("ip", "netns", "exec", router, "sysctl", "-qw",
+                   f"net.bridge.bridge-nf-call-{name}={value}")  # fmt: skip
+
+        def client(args: list[str]) -> dict[str, Any]:
+            switch("1")
+            try:
+                return inner(args)
+            finally:
+                switch(before)
+
+        return client
+
     def published_client(self, iperf3: str, group: CpuGroup) -> Client:
         def client(args: list[str]) -> dict[str, Any]:
             command = [iperf3, "-c", "127.0.0.1", "-p", str(self.host_port), *args]
@@ -447,7 +493,7 @@ def measure(
             result = sample(clients[name](args), others)
             samples[(name, n)].append(result)
             print(
-                f"round {round_ + 1}/{runs} {name:>9} P{n}: {result.gbps:6.2f} Gbit/s "
+                f"round {round_ + 1}/{runs} {name:>13} P{n}: {result.gbps:6.2f} Gbit/s "
                 f"retr {result.retransmits:5d}, others busy {others:4.0%} before",
                 flush=True,
             )
@@ -472,7 +518,7 @@ def summarize(
     for n in streams:
         veth = table.get(f"veth P{n}", {}).get("median_gbps")
         loop = table.get(f"loopback P{n}", {}).get("median_gbps")
-        for name in SETUPS[1:]:
+        for name in SETUPS[1:] + ABLATIONS:
             row = table.get(f"{name} P{n}")
             if row is None:
                 continue
@@ -515,7 +561,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--omit", type=int, default=1, help="seconds of slow start not counted")
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=SETUPS)
+    parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=SETUPS + ABLATIONS)
     parser.add_argument(
         "--quiet",
         type=float,
@@ -552,10 +598,14 @@ def main() -> int:
             if name in args.setups:
                 setup_ns = namespaces(iperf3, group, bridged=name == "bridge")
                 clients[name] = stack.enter_context(setup_ns)
-        if {"dockyard", "published"} & set(args.setups):
+        if {"dockyard", "published", *ABLATIONS} & set(args.setups):
             setup = stack.enter_context(dockyard_setup(Path(tmp), iperf3))
             if "dockyard" in args.setups:
                 clients["dockyard"] = setup.container_client()
+            if "dockyard-brnf" in args.setups:
+                clients["dockyard-brnf"] = setup.bridged_netfilter_client()
+            results["router_br_netfilter"] = setup.router_br_netfilter()
+            print("router br_netfilter:", results["router_br_netfilter"] or "absent", flush=True)
             if "published" in args.setups:
                 clients["published"] = setup.published_client(iperf3, group)
         samples = measure(

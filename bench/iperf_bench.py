@@ -31,7 +31,8 @@ cpu cgroup of their own at the top of the hierarchy, as each Dockyard instance's
 is, so that load from others weighs on both sides alike (see :class:`CpuGroup`).
 
 Reported per setup and stream count: the median receiver throughput of ``--runs`` runs
-of ``--seconds`` seconds (after ``--omit`` seconds of slow start), sender retransmits,
+of ``--seconds`` seconds (after ``--omit`` seconds of slow start), the machine's busy
+CPU time per GB sent (``docker exec`` included for ``dockyard``), sender retransmits,
 and each setup's share of ``veth`` and of ``loopback``; ``dockyard``'s share of
 ``veth`` is the one with a target (at least 0.9). Everything the run
 made (namespaces, veths, servers, the test instance) is removed also on failure or
@@ -432,31 +433,37 @@ class Sample:
     others_busy: float
     """Share of the machine's CPU time busy in the second before the run, while ours
     was idle: what others were using."""
+    cpu_ms_per_gb: float
+    """Busy CPU time of the whole machine (user, system, softirq) while the client ran,
+    per GB sent (slow-start seconds included on both sides)."""
 
 
-def sample(report: dict[str, Any], others_busy: float) -> Sample:
+def sample(report: dict[str, Any], *, others_busy: float, busy_seconds: float) -> Sample:
     end = report["end"]
     cpu = end.get("cpu_utilization_percent", {})
+    sent = sum(interval["sum"]["bytes"] for interval in report["intervals"])
     return Sample(
         gbps=end["sum_received"]["bits_per_second"] / 1e9,
         retransmits=int(end["sum_sent"].get("retransmits", 0)),
         sender_cpu=float(cpu.get("host_total", 0.0)),
         receiver_cpu=float(cpu.get("remote_total", 0.0)),
         others_busy=others_busy,
+        cpu_ms_per_gb=busy_seconds * 1000 / (sent / 1e9) if sent else 0.0,
     )
+
+
+def cpu_counters() -> tuple[int, int]:
+    """All CPUs' time from /proc/stat in clock ticks: (total, idle or waiting for I/O)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(values), values[3] + values[4]
 
 
 def busy_share(seconds: float = 1.0) -> float:
     """The share of all CPUs' time spent busy (not idle or waiting for I/O) over the
-    next ``seconds``, from /proc/stat."""
-
-    def counters() -> tuple[int, int]:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(values), values[3] + values[4]
-
-    total0, idle0 = counters()
+    next ``seconds``."""
+    total0, idle0 = cpu_counters()
     time.sleep(seconds)
-    total1, idle1 = counters()
+    total1, idle1 = cpu_counters()
     total = total1 - total0
     return 1 - (idle1 - idle0) / total if total else 0.0
 
@@ -490,11 +497,16 @@ def measure(
         for name, n in keys[shift:] + keys[:shift]:
             others = wait_quiet(quiet, patience)
             args = ["-J", "-t", str(seconds), "-O", str(omit), "-P", str(n)]
-            result = sample(clients[name](args), others)
+            total0, idle0 = cpu_counters()
+            report = clients[name](args)
+            total1, idle1 = cpu_counters()
+            busy = (total1 - total0 - (idle1 - idle0)) / os.sysconf("SC_CLK_TCK")
+            result = sample(report, others_busy=others, busy_seconds=busy)
             samples[(name, n)].append(result)
             print(
                 f"round {round_ + 1}/{runs} {name:>13} P{n}: {result.gbps:6.2f} Gbit/s "
-                f"retr {result.retransmits:5d}, others busy {others:4.0%} before",
+                f"retr {result.retransmits:5d}, {result.cpu_ms_per_gb:5.0f} CPU ms/GB, "
+                f"others busy {others:4.0%} before",
                 flush=True,
             )
     return samples
@@ -514,6 +526,7 @@ def summarize(
             "sender_cpu_pct_median": round(statistics.median(s.sender_cpu for s in runs), 1),
             "receiver_cpu_pct_median": round(statistics.median(s.receiver_cpu for s in runs), 1),
             "others_busy_median": round(statistics.median(s.others_busy for s in runs), 2),
+            "cpu_ms_per_gb_median": round(statistics.median(s.cpu_ms_per_gb for s in runs)),
         }
     for n in streams:
         veth = table.get(f"veth P{n}", {}).get("median_gbps")
@@ -531,16 +544,17 @@ def summarize(
 
 def markdown(table: dict[str, dict[str, Any]]) -> str:
     lines = [
-        "| setup | streams | median Gbit/s | min-max | retransmits | share of veth |"
-        " share of loopback |",
-        "|---|---|---|---|---|---|---|",
+        "| setup | streams | median Gbit/s | min-max | share of veth | share of loopback"
+        " | CPU ms/GB | retransmits |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, row in table.items():
         name, _, n = key.partition(" P")
         lines.append(
             f"| {name} | {n} | {row['median_gbps']:.2f} | {row['min_gbps']:.2f}-"
-            f"{row['max_gbps']:.2f} | {row['retransmits_median']:g} | "
-            f"{row.get('share_of_veth', '')} | {row.get('share_of_loopback', '')} |"
+            f"{row['max_gbps']:.2f} | {row.get('share_of_veth', '')} | "
+            f"{row.get('share_of_loopback', '')} | {row['cpu_ms_per_gb_median']} | "
+            f"{row['retransmits_median']:g} |"
         )
     return "\n".join(lines)
 

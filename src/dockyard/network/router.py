@@ -90,6 +90,21 @@ __all__ = [
 
 _PROC_SYS = Path("/proc/sys/net")
 
+# Frames a bridge forwards between two of its ports stay on the bridge. br_netfilter (on
+# by default in every namespace once the kernel has it) would pass each of them through
+# conntrack and the inet prerouting, forward and postrouting hooks, only for the forward
+# chain to accept it by ``same_bridge``; isolated ports never forward to each other at
+# all. That detour was about a tenth of the CPU of a transfer between two containers of
+# one network (docs/benchmarks.md, "Tenant network throughput"), and all it decided was
+# to drop what conntrack calls invalid between two containers that may send each other
+# any frame anyway (non-IP frames never met the hooks). Routed packets (to a gateway,
+# between bridges, through the uplink) cross the router's hooks as before.
+_BRIDGE_NETFILTER = (
+    "bridge-nf-call-iptables",
+    "bridge-nf-call-ip6tables",
+    "bridge-nf-call-arptables",
+)
+
 
 class Router:
     """An open router namespace: sockets inside it and what it knows of its bridges.
@@ -280,6 +295,7 @@ def create_router(*, name: str, path: Path, uplink: str, transit: str, root: Rtn
         write_sysctl(_PROC_SYS / "ipv4" / "ip_forward", "1")
         for scope in ("all", "default"):  # IPv4 only: no link-local noise, no v6 paths
             write_sysctl(_PROC_SYS / "ipv6" / "conf" / scope / "disable_ipv6", "1", optional=True)
+        _bridged_frames_skip_netfilter()
         rtnl = Rtnl()
         try:
             nft = Nft()
@@ -325,13 +341,14 @@ def create_router(*, name: str, path: Path, uplink: str, transit: str, root: Rtn
 
 def open_router(*, name: str, path: Path, uplink: str) -> Router:
     """Open the existing router namespace at ``path``: sockets inside it, its transit
-    pair and bridges read from the kernel, its table reloaded with its elements kept (a
-    newer agent brings its rules up to date).
+    pair and bridges read from the kernel, its table reloaded with its elements kept and
+    br_netfilter turned off (a newer agent brings its rules up to date, and a kernel
+    module loaded after the router was made turns br_netfilter back on).
 
     Raises ``FailedPrecondition`` if the namespace does not exist or is not a usable
     router (no addressed uplink: a creation cut short), ``Unavailable`` for kernel errors.
     """
-    rtnl, nft = in_named_netns(path, _sockets)
+    rtnl, nft = in_named_netns(path, _reopen)
     try:
         links = rtnl.links()
         addresses = rtnl.addresses()
@@ -405,7 +422,16 @@ def _uplink_address(name: str, links: list[Link], addresses: list[Address]) -> s
     return mine[0]
 
 
-def _sockets() -> tuple[Rtnl, Nft]:
+def _bridged_frames_skip_netfilter() -> None:
+    """br_netfilter off in this thread's namespace (see ``_BRIDGE_NETFILTER``); nothing
+    to do on a kernel without it."""
+    for name in _BRIDGE_NETFILTER:
+        write_sysctl(_PROC_SYS / "bridge" / name, "0", optional=True)
+
+
+def _reopen() -> tuple[Rtnl, Nft]:
+    """Inside an existing router: br_netfilter off, then the sockets."""
+    _bridged_frames_skip_netfilter()
     rtnl = Rtnl()
     try:
         return rtnl, Nft()

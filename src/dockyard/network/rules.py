@@ -91,9 +91,13 @@ hashed, and the interval sets hold one copy of each distinct rule list.
 ``same_bridge`` exists because with ``br_netfilter`` (on by default in every namespace
 once loaded, as on the build hosts) frames bridged between two ports of one bridge
 traverse the inet forward hook with iif == oif == the bridge; nft cannot compare two
-packet fields, so the pair is looked up in a set. A bridge of isolated ports (the NAT-only
-``bridge`` network) is left out, so a container cannot reach its neighbour by routing
-through the gateway either.
+packet fields, so the pair is looked up in a set. Routers turn br_netfilter off (see
+:mod:`dockyard.network.router`: bridged frames then stay on the bridge, which costs
+less and passes what ``same_bridge`` accepted), but it comes back on in a router made
+before the kernel module was loaded, until the agent reopens it; and a container may
+route to its neighbour through the gateway, which the same pair accepts. A bridge of
+isolated ports (the NAT-only ``bridge`` network) is left out, so a container cannot
+reach its neighbour by routing through the gateway either.
 
 Element comments carry the owner (a container id, a bridge or router name), so a
 restarted agent finds what a container left behind with :func:`parse_elements`.

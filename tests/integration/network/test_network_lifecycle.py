@@ -212,6 +212,33 @@ def test_restart_restore_and_cleanup_of_leftovers(
     assert _owned_veths(new, tenant) == {}
 
 
+@pytest.mark.skipif(
+    not os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables"),
+    reason="the kernel has no br_netfilter",
+)
+def test_a_reopened_router_turns_br_netfilter_off_again(
+    host: HostNetwork,
+    tenant: str,
+    make_host: Callable[[], HostNetwork],
+    make_net: Callable[..., Net],
+    make_netns: Callable[..., Netns],
+    run: Run,
+) -> None:
+    """br_netfilter is on again in a router made before its module was loaded (and in
+    routers of older agents); the next agent to open the router turns it off."""
+    flag = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+    ns = make_netns()
+    spec = make_net().spec()
+    ports = run(host.attach(container_id=A, pid=ns.pid, spec=spec))
+    assert router_exec(host, tenant, "cat", flag).strip() == "0"
+    router_exec(host, tenant, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
+    host.close()
+    new = make_host()
+    run(new.restore(container_id=A, pid=ns.pid, spec=spec, ports=ports))
+    assert router_exec(new, tenant, "cat", flag).strip() == "0"
+    assert ns.ping(spec.endpoints[0].gateway)
+
+
 def test_restore_refusals(
     host: HostNetwork,
     tenant: str,

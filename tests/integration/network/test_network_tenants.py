@@ -14,6 +14,7 @@ from network_helpers import (
     Outside,
     ip_of,
     router_address,
+    router_exec,
     tenant_spec,
     uplink_address,
 )
@@ -139,6 +140,72 @@ def test_isolated_ports_reach_the_outside_but_not_each_other(
     a.run("ip", "route", "add", f"{ip_of(spec_b)}/32", "via", nat.gateway)
     b.run("ip", "route", "add", f"{ip_of(spec_a)}/32", "via", nat.gateway)
     assert a.query("tcp", ip_of(spec_b), 7000, timeout=1).startswith("ERR")
+
+
+_BR_NETFILTER = ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables")
+
+
+def _router_sysctl(host: HostNetwork, tenant: str, name: str) -> str:
+    return router_exec(host, tenant, "cat", f"/proc/sys/net/bridge/{name}").strip()
+
+
+def _conntrack(host: HostNetwork, tenant: str, port: int) -> list[str]:
+    """The router's conntrack entries of connections to ``port``."""
+    table = router_exec(host, tenant, "cat", "/proc/net/nf_conntrack")
+    return [line for line in table.splitlines() if f"dport={port} " in line]
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables"),
+    reason="the kernel has no br_netfilter",
+)
+@pytest.mark.parametrize("br_netfilter", ["0", "1"], ids=["bridged-off", "bridged-on"])
+def test_who_reaches_whom_is_the_same_with_br_netfilter_on(
+    host: HostNetwork,
+    tenant: str,
+    make_net: Callable[..., Net],
+    make_netns: Callable[..., Netns],
+    outside: Outside,
+    run: Run,
+    *,
+    br_netfilter: str,
+) -> None:
+    """Routers keep what a bridge forwards between its ports off netfilter (br_netfilter
+    off: no conntrack, no forward chain); with it on (routers before, or a router made
+    before the module was loaded) the tables give the same answers: one network talks
+    freely, two networks do not, isolated ports do not, not even through the gateway,
+    and everyone reaches the outside. Only the router's conntrack tells them apart."""
+    net, other, nat = make_net(), make_net(), make_net(isolated=True)
+    a, b, c = make_netns("a"), make_netns("b"), make_netns("c")
+    n1, n2 = make_netns("n1"), make_netns("n2")
+    specs = {}
+    for n, (ns, on) in enumerate(((a, net), (b, net), (c, other), (n1, nat), (n2, nat))):
+        specs[ns.name] = on.spec()
+        run(host.attach(container_id=_cid(n + 10), pid=ns.pid, spec=specs[ns.name]))
+    assert [_router_sysctl(host, tenant, name) for name in _BR_NETFILTER] == ["0", "0", "0"]
+    for name in _BR_NETFILTER:
+        router_exec(host, tenant, "sysctl", "-qw", f"net.bridge.{name}={br_netfilter}")
+    ip = {name: ip_of(spec) for name, spec in specs.items()}
+    for ns in (a, b, c, n1, n2):
+        ns.serve("tcp", 7000)
+    outside.ns.serve("tcp", 7001)
+
+    assert a.query("tcp", ip["b"], 7000) == f"b {ip['a']}"
+    assert b.query("tcp", ip["a"], 7000) == f"a {ip['b']}"
+    assert a.ping(ip["b"])
+    # Bridged between a and b: seen by the router's conntrack only with br_netfilter on.
+    assert bool(_conntrack(host, tenant, 7000)) == (br_netfilter == "1")
+    assert a.query("tcp", ip["c"], 7000, timeout=1).startswith("ERR")
+    assert c.query("tcp", ip["a"], 7000, timeout=1).startswith("ERR")
+    assert n1.query("tcp", ip["n2"], 7000, timeout=1).startswith("ERR")
+    assert not n1.ping(ip["n2"])
+    n1.run("ip", "route", "add", f"{ip['n2']}/32", "via", nat.gateway)
+    n2.run("ip", "route", "add", f"{ip['n1']}/32", "via", nat.gateway)
+    assert n1.query("tcp", ip["n2"], 7000, timeout=1).startswith("ERR")
+    for ns in (a, c, n1):
+        assert ns.query("tcp", outside.ip, 7001) == f"outside {outside.host_ip}"
+    # Routed, not bridged: the router tracks it either way.
+    assert _conntrack(host, tenant, 7001)
 
 
 def test_internal_network_has_no_way_out(

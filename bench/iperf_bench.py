@@ -70,7 +70,8 @@ from dockyard.testing.cloud import TestCloud
 DOCKER = shutil.which("docker") or "docker"
 IMAGE = "dybench/iperf3:latest"
 PORT = 5201
-# RFC 2544's benchmarking range; only ever inside the two namespaces of the veth setup.
+# RFC 2544's benchmarking range; only ever inside the namespaces of the veth and bridge
+# setups.
 VETH_SERVER, VETH_CLIENT = "198.18.0.1", "198.18.0.2"
 
 SETUPS = ("loopback", "veth", "bridge", "dockyard", "published")

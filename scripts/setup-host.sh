@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 [ "$(id -u)" = 0 ] || { echo "setup-host: run as root" >&2; exit 1; }
 
-packages=(crun conmon busybox-static tini nftables libnftables1 iproute2 procps tar)
+packages=(crun conmon busybox-static tini nftables libnftables1 iproute2 procps tar docker-registry)
 command -v python3 >/dev/null || packages+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
 missing=()
@@ -19,6 +19,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq || true
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Dockyard runs its own registry (under its state dir, behind its token service); the
+  # Debian package's service on :5000 with htpasswd auth is not it. Stop it where an init
+  # system started it, since we installed it just now.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
 fi
 
 # crun refuses "hybrid" cgroups while cgroup2 still lists a controller; on these hosts

@@ -13,6 +13,7 @@ from dockyard.api.audit import AuditRecorder, operator_caller
 from dockyard.api.certs import add_cert_admin_routes
 from dockyard.api.errors import docker_errors, json_response
 from dockyard.api.namespaces import add_namespace_admin_routes
+from dockyard.api.repositories import add_registry_admin_routes
 from dockyard.api.public_ips import add_public_ip_admin_routes
 from dockyard.controller.app import Controller
 from dockyard.core.errors import InvalidArgument, NotFound
@@ -56,5 +57,6 @@ def make_internal_app(controller: Controller) -> web.Application:
     add_admin_routes(app, controller)
     add_cert_admin_routes(app, controller)
     add_namespace_admin_routes(app, controller)
+    add_registry_admin_routes(app, controller)
     add_public_ip_admin_routes(app, controller)
     return app

@@ -20,6 +20,7 @@ from dockyard.cli.audit import admin_audit, audit
 from dockyard.cli.certs import cert
 from dockyard.cli.common import layout_options
 from dockyard.cli.identity import admin, login, login_local, logout, token, whoami
+from dockyard.cli.images import cpi, images
 from dockyard.cli.namespaces import namespace
 from dockyard.cli.public_ips import ip
 from dockyard.cli.security_groups import sg
@@ -164,4 +165,6 @@ for _command in (login, logout, whoami, token, cert, admin, usage, info, sg, ip)
     main.add_command(_command)
 main.add_command(audit)
 main.add_command(namespace)
+main.add_command(images)
+main.add_command(cpi)
 admin.add_command(admin_audit)

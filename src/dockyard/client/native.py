@@ -93,6 +93,29 @@ class NativeClient:
         result: dict[str, Any] = self._http.call("POST", "/v1/namespaces", body={"name": name})
         return result
 
+    def repositories(self, *, curated: bool = False) -> list[dict[str, Any]]:
+        """The tenant's registry repositories (or the curated ones) with their tags:
+        ``{name, reference, tags: [{tag, digest, size, pushed}]}``."""
+        result: list[dict[str, Any]] = self._http.call(
+            "GET", "/v1/registry/repositories", params={"curated": "1"} if curated else None
+        )
+        return result
+
+    def copy_image(self, source: str, destination: str) -> dict[str, Any]:
+        """Copy an image between registry repositories: ``{destination, digest}``."""
+        result: dict[str, Any] = self._http.call(
+            "POST", "/v1/registry/copy", body={"source": source, "destination": destination}
+        )
+        return result
+
+    def delete_image(self, ref: str) -> list[str]:
+        """Delete a tag or a manifest from the registry; the references deleted."""
+        result: dict[str, Any] = self._http.call(
+            "DELETE", f"/v1/registry/images/{quote(ref, safe='/:@')}"
+        )
+        deleted: list[str] = result["deleted"]
+        return deleted
+
     def ips(self) -> list[dict[str, Any]]:
         """The tenant's public IPs: ``{address, container, container_name, created}``."""
         result: list[dict[str, Any]] = self._http.call("GET", "/v1/ips")
@@ -310,6 +333,21 @@ class AdminClient:
         """Give ``tenant`` the namespace ``name`` (reserved names too)."""
         result: dict[str, Any] = self._http.call(
             "POST", f"/admin/v1/tenants/{tenant}/namespaces", body={"name": name}
+        )
+        return result
+
+    def seed_images(self) -> list[str]:
+        """Publish the curated image set to ``library``; the references pushed."""
+        result: dict[str, Any] = self._http.call("POST", "/admin/v1/registry/seed")
+        published: list[str] = result["published"]
+        return published
+
+    def registry_gc(self, *, grace: float | None = None) -> dict[str, Any]:
+        """Garbage-collect the registry: ``{blobs_deleted, bytes_freed, blobs_kept}``."""
+        result: dict[str, Any] = self._http.call(
+            "POST",
+            "/admin/v1/registry/gc",
+            params={"grace": str(grace)} if grace is not None else None,
         )
         return result
 

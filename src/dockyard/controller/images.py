@@ -360,6 +360,55 @@ class ImageService:
         self._event(image, "load")
         return image
 
+    async def add_pulled(
+        self, *, tenant: str, record: ImageRecord, tag: str, repo_digest: str
+    ) -> tuple[Image, bool] | None:
+        """Record an image ``docker pull`` fetched into the content store, tagged ``tag``
+        (none for a pull by digest) with ``repo_digest``; the image and whether the pull
+        changed anything (Docker's "Downloaded newer image" against "Image is up to
+        date"). None when one of its blobs is gone (a concurrent removal collected it
+        before this image referenced it): the caller pulls again. QuotaExceeded, with
+        nothing kept, past the tenant's image storage."""
+        async with self._lock:
+            if not all(self._content.has(d) for d in (record.config_digest, *record.diff_ids)):
+                return None
+            existing: Image | None = None
+            with contextlib.suppress(NotFound):
+                existing = self._store.get_image(tenant=tenant, image_id=record.config_digest)
+            if existing is None:
+                await asyncio.to_thread(self._admit, tenant, [record])
+            unchanged = existing is not None and (not tag or tag in existing.repo_tags)
+            image = self._add(tenant, dataclasses.replace(record, repo_tags=(tag,) if tag else ()))
+            if repo_digest not in image.repo_digests:
+                repository = repo_digest.split("@", 1)[0]
+                image.repo_digests = (
+                    *(d for d in image.repo_digests if d.split("@", 1)[0] != repository),
+                    repo_digest,
+                )
+                self._store.put_image(image)
+                self._changed(tenant)
+        if not unchanged:
+            self._events.image(
+                tenant=tenant,
+                image_id=tag or repo_digest,
+                action="pull",
+                name=(tag or repo_digest).rsplit(":", 1)[0].split("@", 1)[0],
+            )
+        return image, not unchanged
+
+    def note_repo_digest(self, image: Image, repo_digest: str) -> None:
+        """After ``docker push``: the image is also ``repo_digest`` in the registry."""
+        current = self._store.get_image(tenant=image.tenant, image_id=image.id)
+        if repo_digest in current.repo_digests:
+            return
+        repository = repo_digest.split("@", 1)[0]
+        current.repo_digests = (
+            *(d for d in current.repo_digests if d.split("@", 1)[0] != repository),
+            repo_digest,
+        )
+        self._store.put_image(current)
+        self._changed(image.tenant)
+
     # tags --------------------------------------------------------------------------------
 
     def tag(self, *, tenant: str, source: str, repo: str, tag: str) -> Image:

@@ -29,6 +29,7 @@ from dockyard.core.errors import InvalidArgument
 
 __all__ = [
     "ALWAYS_RESERVED",
+    "CURATED_NAMESPACE",
     "MAX_NAME",
     "MIN_NAME",
     "Namespace",
@@ -37,7 +38,9 @@ __all__ = [
 
 MIN_NAME: Final = 4
 MAX_NAME: Final = 30
-ALWAYS_RESERVED: Final = frozenset({"library"})
+CURATED_NAMESPACE: Final = "library"
+"""Where the curated public images live, readable by every tenant (ADR 0021)."""
+ALWAYS_RESERVED: Final = frozenset({CURATED_NAMESPACE})
 """Names no tenant may claim, whatever the configuration: ``library`` is where Docker's
 familiar names (``busybox`` = ``library/busybox``) live, i.e. the curated images."""
 

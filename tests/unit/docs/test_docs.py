@@ -9,7 +9,15 @@ import click
 import pytest
 
 import dockyard.wire  # noqa: F401  (before aiohttp)
-from dockyard.api import admin, certs, namespaces, native, public_ips, security_groups
+from dockyard.api import (
+    admin,
+    certs,
+    namespaces,
+    native,
+    public_ips,
+    repositories,
+    security_groups,
+)
 from dockyard.api.docker.app import ROUTE_TABLES
 from dockyard.cli.main import main as cli
 from dockyard.daemon.agent import build_parser as agent_parser
@@ -46,6 +54,7 @@ def _native_routes() -> list[tuple[str, str]]:
         namespaces.routes,
         security_groups.routes,
         public_ips.routes,
+        repositories.routes,
     )
     return [(r.method, r.path) for table in tables for r in table]  # type: ignore[union-attr]
 
@@ -63,6 +72,7 @@ def test_every_admin_endpoint_is_documented() -> None:
         *certs.admin_routes,
         *namespaces.admin_routes,
         *public_ips.admin_routes,
+        *repositories.admin_routes,
     ]:
         path = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path)  # type: ignore[union-attr]
         assert path in text, f"{path} is served on the internal socket but not documented"

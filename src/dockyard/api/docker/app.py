@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from dockyard.api import certs, namespaces, native, public_ips, security_groups
+from dockyard.api import certs, namespaces, native, public_ips, repositories, security_groups
 from dockyard.api.audit import AuditRecorder, tenant_caller
 from dockyard.api.auth import FailureLimiter, auth_middleware
 from dockyard.api.docker import (
@@ -23,6 +23,7 @@ from dockyard.api.docker import (
     files,
     images,
     networks,
+    registry,
     stats,
     system,
     volumes,
@@ -65,6 +66,7 @@ async def _api_version(request: web.Request, handler: Handler) -> web.StreamResp
 
 ROUTE_TABLES = (
     system.routes,
+    registry.routes,
     events.routes,
     containers.routes,
     execs.routes,
@@ -110,4 +112,5 @@ def make_docker_app(controller: Controller, *, tls: bool = False) -> web.Applica
     app.add_routes(namespaces.routes)
     app.add_routes(security_groups.routes)
     app.add_routes(public_ips.routes)
+    app.add_routes(repositories.routes)
     return app

@@ -15,7 +15,7 @@ from dockyard.api.docker.body import (
     get_str_list,
     get_str_map,
 )
-from dockyard.api.docker.humanize import human_duration
+from dockyard.core.humanize import human_duration
 from dockyard.controller.networks import EndpointRequest
 from dockyard.core.clock import format_rfc3339
 from dockyard.core.errors import InvalidArgument

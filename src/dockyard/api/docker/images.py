@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from dockyard.api.docker import registry
 from dockyard.api.docker.context import ApiContext, tenant_of
 from dockyard.api.docker.filters import parse_filters
 from dockyard.api.errors import json_response
@@ -130,12 +131,7 @@ async def image_create(request: web.Request) -> web.StreamResponse:
     ctx = ApiContext.of(request)
     source = request.query.get("fromSrc", "")
     if request.query.get("fromImage"):
-        name = request.query["fromImage"]
-        tag = request.query.get("tag", "")
-        raise NotFound(
-            f"pull access denied for {name}{':' + tag if tag else ''}: pulling images is not "
-            "available yet on Dockyard; use docker load or docker import"
-        )
+        return await registry.pull(request)
     if not source:
         raise InvalidArgument("either fromSrc or fromImage must be given")
     if source != "-":

@@ -1,4 +1,4 @@
-"""Docker's human-readable durations and sizes (go-units), for ``Status`` strings."""
+"""Docker's human-readable durations (go-units), for ``Status`` strings and CLI tables."""
 
 from __future__ import annotations
 

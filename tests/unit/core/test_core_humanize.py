@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dockyard.api.docker.humanize import human_duration
+from dockyard.core.humanize import human_duration
 
 MINUTE = 60
 HOUR = 3600

@@ -13,8 +13,8 @@ from dockyard.api.audit import AuditRecorder, operator_caller
 from dockyard.api.certs import add_cert_admin_routes
 from dockyard.api.errors import docker_errors, json_response
 from dockyard.api.namespaces import add_namespace_admin_routes
-from dockyard.api.repositories import add_registry_admin_routes
 from dockyard.api.public_ips import add_public_ip_admin_routes
+from dockyard.api.repositories import add_registry_admin_routes
 from dockyard.controller.app import Controller
 from dockyard.core.errors import InvalidArgument, NotFound
 from dockyard.core.tenancy import Tenant

@@ -62,7 +62,7 @@ def test_login_accepts_this_registry_and_docker_hub(server: str) -> None:
 
 
 def test_login_refuses_another_registry() -> None:
-    with pytest.raises(InvalidArgument, match="no registry at quay.io"):
+    with pytest.raises(InvalidArgument, match=r"no registry at quay\.io"):
         _service("127.0.0.1:5000").check_server("quay.io")
 
 

@@ -15,10 +15,10 @@ from dockyard.api.docker.body import (
     get_str_list,
     get_str_map,
 )
-from dockyard.core.humanize import human_duration
 from dockyard.controller.networks import EndpointRequest
 from dockyard.core.clock import format_rfc3339
 from dockyard.core.errors import InvalidArgument
+from dockyard.core.humanize import human_duration
 from dockyard.core.models import (
     Container,
     ContainerConfig,

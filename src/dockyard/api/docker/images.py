@@ -20,7 +20,7 @@ from dockyard.controller.images import (
     parse_created,
 )
 from dockyard.core.clock import format_rfc3339, parse_time_filter
-from dockyard.core.errors import InvalidArgument, NotFound
+from dockyard.core.errors import InvalidArgument
 from dockyard.core.models import Image, Status
 from dockyard.wire.query import flag
 

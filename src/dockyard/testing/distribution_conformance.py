@@ -9,7 +9,10 @@ distribution server it runs. Each ``g.Specify`` of the Go suite is one check nam
 checks of ours that it does not make (error codes the spec names, a wrong digest, a
 manifest with a missing blob, cancelling an upload, ranged blob reads) carry
 ``[dockyard]``. A check the Go suite skips on the branch taken (``RunOnlyIf``) is not
-reported.
+reported. Where the Go suite's expectation is vacuous or loose, ours is what the spec
+says: ``last`` must start the page after that tag (the Go check compares the earlier
+page with itself), content read back must equal what was pushed, a manifest answered
+202 to DELETE must then be 404, and a tag listing must name the repository and our tags.
 
 Workflows and the endpoints they use (spec numbering):
 
@@ -22,12 +25,17 @@ Workflows and the endpoints they use (spec numbering):
 - ``discovery``: end-8a/8b tag listing with ``n`` and ``last``, end-12 referrers.
 - ``management``: end-9 manifest delete (tag, digest), end-10 blob delete, and 404 after.
 
-Every run pushes its own content (random bytes; tags with a random prefix), so runs
-against the same repository never collide. Teardown deletes what the run pushed except
-the shared empty JSON blob (``{}``), which a concurrent run may be using.
+Every run pushes its own content (random bytes; tags with a random prefix), so runs one
+after another in a repository never see each other's content, and teardown deletes what
+the run pushed except the shared empty JSON blob (``{}``). Concurrent runs should use
+different repositories: the Go suite's tag-count check in ``management`` counts every tag.
 
-Authentication: with ``credentials`` the checks log in as Docker does (see
-:mod:`dockyard.testing._distribution_http`), asking for
+The workflows live in ``_distribution_pull``, ``_distribution_push``,
+``_distribution_discovery`` and ``_distribution_management``; the recorder and test
+content in ``_distribution_checks``; the HTTP client in ``_distribution_http``.
+
+Authentication: the checks answer a token challenge as Docker does, with
+``credentials`` or anonymously (see :mod:`dockyard.testing._distribution_http`), asking for
 ``repository:<repo>:pull,push,delete`` (and the same on the cross-mount repository).
 """
 

@@ -115,7 +115,7 @@ class Recorder:
     @contextlib.contextmanager
     def check(self, name: str) -> Iterator[None]:
         """``with recorder.check(name): ...`` records a pass, or a failure with the detail
-        of the Failed (or transport or token error) that ended the block."""
+        of the Failed (or transport, token or malformed-body error) that ended the block."""
         try:
             yield
         except Skip:
@@ -125,6 +125,12 @@ class Recorder:
             return
         except (OSError, AuthError) as exc:
             detail = f"{type(exc).__name__}: {exc}"
+            self.results.append(CheckResult(self.workflow, name, passed=False, detail=detail))
+            return
+        except (ValueError, AttributeError, TypeError) as exc:
+            # A body that is not the JSON the spec prescribes (a proxy's HTML error page,
+            # a list where an object belongs) fails the check instead of ending the run.
+            detail = f"malformed answer: {type(exc).__name__}: {exc}"
             self.results.append(CheckResult(self.workflow, name, passed=False, detail=detail))
             return
         self.results.append(CheckResult(self.workflow, name, passed=True))

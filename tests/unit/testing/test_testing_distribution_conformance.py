@@ -150,13 +150,17 @@ def test_recorder_records_passes_failures_and_skips_nothing() -> None:
         raise Skip
     with recorder.check("refused"):
         recorder.get("/v2/")  # nothing listens on port 1
+    with recorder.check("html"):
+        json.loads(b"<html>")
     assert [(r.name, r.passed) for r in recorder.results] == [
         ("ok", True),
         ("bad", False),
         ("refused", False),
+        ("html", False),
     ]
     assert recorder.results[1].detail == "PUT -> 500"
     assert recorder.results[2].detail.startswith("ConnectionRefusedError")
+    assert recorder.results[3].detail.startswith("malformed answer: JSONDecodeError")
 
 
 def test_compare_lists_what_passes_on_bare_only() -> None:

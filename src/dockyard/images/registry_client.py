@@ -29,6 +29,8 @@ and Unavailable (the registry cannot be reached or failed; a foreign layer).
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -94,6 +96,7 @@ MAX_CONCURRENT_UPLOADS = 5
 # Blobs move in chunks of this size between the socket, the disk and the hasher: big enough
 # that the per-chunk costs (a thread hand-off, a write call) vanish against the bytes.
 _CHUNK = 1 << 20
+_WRITES_AHEAD = 8
 # distribution refuses manifests over 4 MiB; a config is far smaller than this cap.
 _MANIFEST_LIMIT = 4 << 20
 _CONFIG_LIMIT = 64 << 20
@@ -820,10 +823,14 @@ class _LayerSink:
 async def _pump(
     source: aiohttp.StreamReader, sink: Callable[[bytes], None], meter: ProgressMeter, *, limit: int
 ) -> None:
-    """Copy ``source`` into ``sink`` (run in a worker thread), ``_CHUNK`` bytes at a time,
-    reading the next chunk from the network while the thread writes the last one."""
+    """Copy ``source`` into ``sink``, ``_CHUNK`` bytes at a time, in a worker thread of its
+    own (so chunks reach ``sink`` in order) while the loop goes on reading the network; up
+    to ``_WRITES_AHEAD`` chunks wait for the thread, so a disk that stalls for a moment
+    does not stall the download."""
     buffer = bytearray()
-    pending: asyncio.Future[None] | None = None
+    pending: collections.deque[asyncio.Future[None]] = collections.deque()
+    loop = asyncio.get_running_loop()
+    worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="layer")
     try:
         async for data in source.iter_any():
             meter.add(len(data))
@@ -831,19 +838,19 @@ async def _pump(
                 raise InvalidArgument(f"blob is larger than the {limit} bytes its manifest says")
             buffer += data
             if len(buffer) >= _CHUNK:
-                if pending is not None:
-                    await pending
-                pending = asyncio.ensure_future(asyncio.to_thread(sink, bytes(buffer)))
+                if len(pending) >= _WRITES_AHEAD:
+                    await pending.popleft()
+                pending.append(loop.run_in_executor(worker, sink, bytes(buffer)))
                 buffer.clear()
-        if pending is not None:
-            await pending
-        pending = None
         if buffer:
-            await asyncio.to_thread(sink, bytes(buffer))
+            pending.append(loop.run_in_executor(worker, sink, bytes(buffer)))
+        while pending:
+            await pending.popleft()
     finally:
-        if pending is not None:
+        if pending:
             # Let the thread finish before the caller discards what it writes to.
-            await asyncio.wait([pending])
+            await asyncio.wait(pending)
+        worker.shutdown(wait=False)
 
 
 async def _read_blob(

@@ -2,7 +2,8 @@
 
 The controller side keeps blobs (:mod:`content`), reads and writes archives
 (:mod:`archive`, with ``docker import --change`` parsing in :mod:`changes`) and can seed a
-busybox image from the host (:mod:`seed`); the agent side unpacks each layer once per host
+busybox image from the host (:mod:`seed`), and pulls and pushes images from and to a
+registry (:mod:`registry_client`); the agent side unpacks each layer once per host
 (:mod:`layers`, jailed in the :mod:`unpack` child process) and stacks idmapped layers
 (:mod:`idmap`) with overlayfs for each container (:mod:`snapshot`).
 

@@ -409,3 +409,30 @@ def test_an_unreachable_registry_is_unavailable(tmp_path: Path) -> None:
 
 def test_ping(registry: BareRegistry) -> None:
     run(registry, lambda c: c.ping())
+
+
+class NoMounts(RegistryClient):
+    """A client whose registry refuses every cross-repository mount."""
+
+    async def _mount(self, repo: str, digest: str, source: str) -> tuple[bool, str | None]:
+        return False, None
+
+
+def test_copy_streams_blobs_when_the_registry_will_not_mount(
+    registry: BareRegistry, tmp_path: Path
+) -> None:
+    store = ContentStore(tmp_path / "p")
+    record = make_image(store, [2_500_000, 1000])
+
+    async def body() -> tuple[str, str]:
+        async with NoMounts(registry.url) as client:
+            pushed = await client.push("stream/src", "1", record, store)
+            copied = await client.copy("stream/src", "1", "stream/dst", "2")
+            for digest in (*record.diff_ids, record.config_digest):
+                assert await client.blob_exists("stream/dst", digest)
+            return pushed.digest, copied
+
+    pushed, copied = asyncio.run(body())
+    assert copied == pushed
+    pulled = run(registry, lambda c: c.pull("stream/dst", "2", ContentStore(tmp_path / "q")))
+    assert pulled.record.diff_ids == record.diff_ids

@@ -268,12 +268,16 @@ class RegistryService:
             try:
                 pulled = await client.pull(target.repo, ref, content, progress=progress)
             except NotFound as exc:
-                if "manifest" in exc.message and not by_digest:
+                if exc.message.startswith("manifest for ") and not by_digest:
                     raise NotFound(
                         f"manifest for {shown} not found: manifest unknown: manifest unknown"
                     ) from exc
-                raise _denied(target) from exc
-            except PermissionDenied as exc:
+                if exc.message.startswith("manifest for "):
+                    raise NotFound(f"manifest for {shown} not found: manifest unknown") from exc
+                if exc.message.startswith(("pull access denied", "repository ")):
+                    raise _denied(target) from exc
+                raise
+            except (PermissionDenied, Unauthenticated) as exc:
                 raise _denied(target) from exc
             added = await self._images.add_pulled(
                 tenant=tenant,
@@ -336,7 +340,7 @@ class RegistryService:
                         progress=progress,
                         mount_from=self._mount_sources(principal, image, target.repo),
                     )
-                except PermissionDenied as exc:
+                except (PermissionDenied, Unauthenticated) as exc:
                     raise PermissionDenied(
                         "denied: requested access to the resource is denied "
                         f"(push to {target.repo} needs a namespace of your tenant: "
@@ -458,7 +462,7 @@ class RegistryService:
                 return await client.copy(src.repo, src_ref, dst.repo, dst_tag)
             except NotFound as exc:
                 raise NotFound(f"no such image in the registry: {source}") from exc
-            except PermissionDenied as exc:
+            except (PermissionDenied, Unauthenticated) as exc:
                 raise PermissionDenied(
                     f"denied: you may not push to {dst.repo}: not a namespace of your tenant"
                 ) from exc
@@ -561,8 +565,9 @@ def _pull_granted(granted: Sequence[Access]) -> bool:
     return any("pull" in a.actions for a in granted)
 
 
-def _denied(target: _Target) -> PermissionDenied:
-    return PermissionDenied(
+def _denied(target: _Target) -> NotFound:
+    """dockerd's answer (a 404) for a repository that is not there or not the caller's."""
+    return NotFound(
         f"pull access denied for {target.familiar}, repository does not exist or may require "
         "'docker login': denied: requested access to the resource is denied"
     )

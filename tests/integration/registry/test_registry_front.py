@@ -368,6 +368,12 @@ def _attempts(cloud: TestCloud, repo: str, headers: dict[str, str], layer: bytes
     ):
         response = requests.request(method, url(cloud, path), headers=headers, timeout=30)
         challenge = response.headers.get("Www-Authenticate", "").replace(repo, "<repo>")
+        # the registry lists a challenge's actions in no fixed order (a Go map)
+        challenge = re.sub(
+            r'(scope="[^"]*:)([a-z,]+)"',
+            lambda m: m[1] + ",".join(sorted(m[2].split(","))) + '"',
+            challenge,
+        )
         body = error_codes(response) if response.content else []
         answers.append(
             (method, path.replace(repo, "<repo>"), response.status_code, body, challenge)

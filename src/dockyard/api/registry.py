@@ -47,6 +47,7 @@ _CHUNK = 256 * 1024
 _HOP = frozenset(
     {
         "connection",
+        "expect",  # answered by this server already
         "keep-alive",
         "proxy-authenticate",
         "proxy-authorization",
@@ -74,7 +75,8 @@ def make_registry_app(controller: Controller) -> web.Application:
 
 
 async def _session(app: web.Application) -> AsyncIterator[None]:
-    connector = aiohttp.UnixConnector(path=str(app[_CONTROLLER].registry.socket))
+    # No pool limit: a slow client holds its registry connection, never anyone else's.
+    connector = aiohttp.UnixConnector(path=str(app[_CONTROLLER].registry.socket), limit=0)
     session = aiohttp.ClientSession(
         connector=connector,
         auto_decompress=False,
@@ -265,10 +267,11 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
         for key, value in upstream.headers.items():
             if key.lower() not in _HOP:
                 response.headers.add(key, value)
-        if upstream.content_length is None and request.method != "HEAD":
+        bodiless = request.method == "HEAD" or upstream.status in (204, 304)
+        if upstream.content_length is None and not bodiless:
             response.enable_chunked_encoding()
         await response.prepare(request)
-        if request.method != "HEAD":
+        if not bodiless:
             async for chunk in upstream.content.iter_chunked(_CHUNK):
                 await response.write(chunk)
         await response.write_eof()

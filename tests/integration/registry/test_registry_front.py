@@ -300,6 +300,21 @@ def test_a_big_blob_streams_through_chunked_both_ways(cloud: TestCloud, acme: Te
     assert (size, "sha256:" + back.hexdigest()) == (pieces * len(piece), expected)
 
 
+def test_an_upload_is_cancelled_and_forgotten(cloud: TestCloud, acme: Tenant) -> None:
+    # (distribution asks for delete to cancel an upload)
+    headers = bearer(cloud, "repository:acmeco/app:pull,push,delete", tenant=acme)
+    started = requests.post(url(cloud, "/v2/acmeco/app/blobs/uploads/"), headers=headers)
+    assert started.status_code == 202
+    location = url(cloud, started.headers["Location"])
+    status = requests.get(location, headers=headers, timeout=30)
+    assert (status.status_code, status.headers["Range"]) == (204, "0-0")
+    cancelled = requests.delete(location, headers=headers, timeout=30)
+    assert (cancelled.status_code, cancelled.content) == (204, b"")
+    gone = requests.get(location, headers=headers, timeout=30)
+    assert gone.status_code == 404
+    assert error_codes(gone) == ["BLOB_UPLOAD_UNKNOWN"]
+
+
 def test_a_blob_with_a_wrong_digest_is_rejected(cloud: TestCloud, acme: Tenant) -> None:
     headers = bearer(cloud, "repository:acmeco/bad:pull,push", tenant=acme)
     started = requests.post(url(cloud, "/v2/acmeco/bad/blobs/uploads/"), headers=headers)

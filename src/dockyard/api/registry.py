@@ -30,12 +30,12 @@ from aiohttp import web
 
 from dockyard.api.auth import FailureLimiter, source_of
 from dockyard.controller.app import Controller
-from dockyard.controller.registry_auth import authenticate_basic
+from dockyard.controller.registry_auth import authenticate_basic, subject_of
 from dockyard.core.errors import InvalidArgument, RateLimited, Unauthenticated
 from dockyard.core.identity import Principal
 from dockyard.core.registry import Access, format_scope, parse_scope
 
-__all__ = ["make_registry_app", "subject_of"]
+__all__ = ["make_registry_app"]
 
 log = logging.getLogger("dockyard.api.registry")
 
@@ -85,13 +85,6 @@ async def _session(app: web.Application) -> AsyncIterator[None]:
     app[_SESSION] = session
     yield
     await session.close()
-
-
-def subject_of(principal: Principal | None) -> str:
-    """Who a registry token names (the registry logs it): ``user@tenant``, "" if anonymous."""
-    if principal is None:
-        return ""
-    return f"{principal.user.name}@{principal.tenant.name}"
 
 
 # token service ------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ __all__ = [
     "RegistryTokens",
     "authenticate_basic",
     "libtrust_key_id",
+    "subject_of",
 ]
 
 DEFAULT_TTL = 300
@@ -227,3 +228,11 @@ def authenticate_basic(identity: IdentityService, username: str, password: str) 
     if principal.user.name != username:
         raise Unauthenticated("the user name does not match the token")
     return principal
+
+
+def subject_of(principal: Principal | None) -> str:
+    """Who a registry token names (the registry logs it as the caller): ``user@tenant``,
+    "" for an anonymous caller."""
+    if principal is None:
+        return ""
+    return f"{principal.user.name}@{principal.tenant.name}"

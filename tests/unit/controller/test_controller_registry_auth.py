@@ -23,6 +23,7 @@ from dockyard.controller.registry_auth import (
     RegistryTokens,
     authenticate_basic,
     libtrust_key_id,
+    subject_of,
 )
 from dockyard.core.errors import Unauthenticated
 from dockyard.core.identity import Principal, Role
@@ -37,6 +38,7 @@ def test_public_surface() -> None:
         "RegistryTokens",
         "authenticate_basic",
         "libtrust_key_id",
+        "subject_of",
     }
 
 
@@ -242,3 +244,8 @@ def test_basic_credentials_are_a_user_name_and_its_token(world: World) -> None:
     identity.revoke(ann.tenant.id, token.token.id)
     with pytest.raises(Unauthenticated, match="revoked"):
         authenticate_basic(identity, "ann", token.text)
+
+
+def test_a_tokens_subject_names_the_user_and_tenant(world: World) -> None:
+    assert subject_of(world.callers["ann"]) == "ann@acme"
+    assert subject_of(None) == ""

@@ -40,10 +40,12 @@ def daemons(
     uid_range_start: int,
     tls_address: str = "",
     transit_subnet: str = DEFAULT_TRANSIT_SUBNET,
+    registry_address: str = "",
 ) -> list[Daemon]:
     """The agent and the controller of ``layout``; ``tls_address``: the controller's TLS
     listener (``host:port``; empty: none); ``transit_subnet``: the agent's, for its
-    tenants' router uplinks."""
+    tenants' router uplinks; ``registry_address``: the controller's registry front
+    (``host:port``; empty: none)."""
     common = (
         "--state-dir",
         str(layout.state_dir),
@@ -74,6 +76,7 @@ def daemons(
                 "--uid-range-start",
                 str(uid_range_start),
                 *(("--tls-address", tls_address) if tls_address else ()),
+                *(("--registry-address", registry_address) if registry_address else ()),
             ),
         ),
     ]

@@ -10,6 +10,7 @@ public IPs' in ``dockyard.cli.public_ips``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -33,6 +34,7 @@ __all__ = ["main"]
 _DEFAULT_SUBNET = "172.17.0.0/16"
 _DEFAULT_UID_START = 1_000_000_000
 _DEFAULT_TLS_ADDRESS = "127.0.0.1:2376"
+_DEFAULT_REGISTRY_ADDRESS = "127.0.0.1:5000"
 
 
 @click.group()
@@ -66,6 +68,12 @@ def main() -> None:
     show_default=True,
     help="host:port of the TLS listener for docker --tlsverify ('': none)",
 )
+@click.option(
+    "--registry-address",
+    default=_DEFAULT_REGISTRY_ADDRESS,
+    show_default=True,
+    help="host:port of the registry (token service and /v2/ API) ('': none)",
+)
 @click.option("--timeout", default=60.0, show_default=True, help="seconds to wait for ready")
 def up(  # noqa: PLR0917  (click passes options positionally)
     state_dir: Path,
@@ -75,6 +83,7 @@ def up(  # noqa: PLR0917  (click passes options positionally)
     uid_range_start: int,
     transit_subnet: str,
     tls_address: str,
+    registry_address: str,
     timeout: float,
 ) -> None:
     """Start the embedded cloud (idempotent: running daemons are left alone)."""
@@ -87,6 +96,7 @@ def up(  # noqa: PLR0917  (click passes options positionally)
         uid_range_start=uid_range_start,
         tls_address=tls_address,
         transit_subnet=transit_subnet,
+        registry_address=registry_address,
     ):
         started = d.start(daemon, layout)
         click.echo(f"{daemon.name}: {'started' if started else 'already running'}")
@@ -135,6 +145,10 @@ def env(state_dir: Path, run_dir: Path, instance: str, tls: bool) -> None:
         click.echo(f"export DOCKER_HOST=unix://{layout.docker_socket}")
     if (layout.docker_config_dir / "config.json").exists():
         click.echo(f"export DOCKER_CONFIG={layout.docker_config_dir}")
+    with contextlib.suppress(FileNotFoundError):
+        registry = layout.registry_endpoint_file.read_text().strip()
+        if registry:
+            click.echo(f"export DOCKYARD_REGISTRY={registry}")
 
 
 @main.command()

@@ -26,11 +26,14 @@ from dockyard.controller.namespaces import NamespaceService
 from dockyard.controller.networks import NetworkService
 from dockyard.controller.public_ips import PublicIpService
 from dockyard.controller.quotas import QuotaService
+from dockyard.controller.registry import NO_REALM, RegistryProcess
+from dockyard.controller.registry_auth import RegistryAuthorizer, RegistryTokens
 from dockyard.controller.security_groups import SecurityGroupService
 from dockyard.controller.sync import AgentFollower
 from dockyard.controller.volumes import VolumeService
 from dockyard.core.errors import DockyardError, NotFound
 from dockyard.core.reference import parse_reference
+from dockyard.core.registry import REGISTRY_SERVICE
 from dockyard.core.tenancy import DEFAULT_TENANT_NAME, Tenant
 from dockyard.images.content import ContentStore
 from dockyard.store.base import Store
@@ -118,6 +121,16 @@ class Controller:
         self.namespaces = NamespaceService(
             store, reserved=config.reserved_namespaces, limit=config.namespace_limit
         )
+        # The registry (ADR 0021): its process, the tokens it trusts, who gets what.
+        self.registry_tokens = RegistryTokens(layout.registry_token_dir, service=REGISTRY_SERVICE)
+        self.registry_auth = RegistryAuthorizer(self.namespaces)
+        endpoint = config.registry_endpoint
+        self.registry = RegistryProcess(
+            layout,
+            self.registry_tokens,
+            realm=f"http://{endpoint}/token" if endpoint else NO_REALM,
+            binary=config.registry_binary,
+        )
         self._followers: list[AgentFollower] = []
         self._default_tenant: Tenant | None = None
 
@@ -171,6 +184,7 @@ class Controller:
             log.info("seeded busybox:latest as %s", image.id[:19])
 
     async def close(self) -> None:
+        await self.registry.stop()
         for follower in self._followers:
             await follower.close()
         await self.containers.close()

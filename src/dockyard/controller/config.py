@@ -94,6 +94,11 @@ class ControllerConfig:
     public_pools: tuple[str, ...] = ()
     """Ranges of public addresses (CIDRs) added to the floating-IP pools at start if
     missing (the operator adds and removes more through the API)."""
+    registry_address: str = ""
+    """``host:port`` of the registry front (token service and ``/v2/`` pass-through to
+    the registry process, ADR 0021); empty: none."""
+    registry_binary: str = "docker-registry"
+    """The CNCF distribution server the controller runs as its registry."""
 
     @property
     def tls_endpoint(self) -> str:
@@ -105,6 +110,17 @@ class ControllerConfig:
         if _is_unspecified(host):
             host = socket.gethostname()
         return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+
+    @property
+    def registry_endpoint(self) -> str:
+        """``host:port`` clients reach the registry front at ("" without one); a wildcard
+        address is advertised by this host's name."""
+        if not self.registry_address:
+            return ""
+        host, port = parse_address(self.registry_address)
+        if _is_unspecified(host):
+            host = socket.gethostname()
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_address(text: str) -> tuple[str, int]:

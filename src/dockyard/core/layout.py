@@ -79,6 +79,52 @@ class Layout:
     def controller_pidfile(self) -> Path:
         return self.run_dir / "controller.pid"
 
+    # registry (ADR 0021)
+    @property
+    def registry_dir(self) -> Path:
+        """The registry process's config, log, storage and the token-signing key."""
+        return self.state_dir / "registry"
+
+    @property
+    def registry_config(self) -> Path:
+        """The registry's ``config.yml`` (written by the controller at every start)."""
+        return self.registry_dir / "config.yml"
+
+    @property
+    def registry_storage(self) -> Path:
+        """The registry's filesystem storage: every namespace's blobs and manifests."""
+        return self.registry_dir / "storage"
+
+    @property
+    def registry_log(self) -> Path:
+        return self.registry_dir / "registry.log"
+
+    @property
+    def registry_token_dir(self) -> Path:
+        """The key that signs registry tokens and its certificate (0700)."""
+        return self.registry_dir / "token"
+
+    @property
+    def registry_token_key(self) -> Path:
+        return self.registry_token_dir / "key.pem"
+
+    @property
+    def registry_token_cert(self) -> Path:
+        """What the registry trusts tokens from (its ``rootcertbundle``)."""
+        return self.registry_token_dir / "cert.pem"
+
+    @property
+    def registry_socket(self) -> Path:
+        """Where the registry process listens (root only): the registry front and the
+        daemon side reach it here."""
+        return self.run_dir / "registry.sock"
+
+    @property
+    def registry_endpoint_file(self) -> Path:
+        """Holds ``host:port`` of the registry front while the controller serves it
+        (``dockyard env`` prints it as ``DOCKYARD_REGISTRY``)."""
+        return self.run_dir / "registry.endpoint"
+
     # agent
     @property
     def agent_dir(self) -> Path:

@@ -25,6 +25,7 @@ __all__ = [
     "layout_arguments",
     "layout_from",
     "pidfile_lock",
+    "serve_tcp",
     "serve_tls",
     "serve_unix",
     "setup_logging",
@@ -115,6 +116,24 @@ async def serve_unix(app: web.Application, path: Path, *, mode: int) -> web.AppR
     site = web.UnixSite(runner, str(path))
     await site.start()
     os.chmod(path, mode)
+    return runner
+
+
+async def serve_tcp(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Serve ``app`` over plain HTTP on ``host:port``; stopped like :func:`serve_unix`'s.
+    OSError if the address cannot be bound."""
+    if not dockyard.wire.python_parser_active():
+        raise RuntimeError("aiohttp was imported before dockyard.wire; hijacking would break")
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_TIMEOUT
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     return runner
 
 

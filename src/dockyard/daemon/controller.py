@@ -16,6 +16,7 @@ from aiohttp import web
 
 from dockyard.api.docker.app import make_docker_app
 from dockyard.api.internal import make_internal_app
+from dockyard.api.registry import make_registry_app
 from dockyard.controller.app import Controller
 from dockyard.controller.config import (
     DEFAULT_AUDIT_KEEP,
@@ -42,6 +43,7 @@ from dockyard.daemon.common import (
     layout_arguments,
     layout_from,
     pidfile_lock,
+    serve_tcp,
     serve_tls,
     serve_unix,
     setup_logging,
@@ -61,19 +63,25 @@ async def run(config: ControllerConfig, agents: list[str], *, seed: bool) -> Non
         await controller.start(agents)
         if seed:
             await controller.seed_busybox()
+        await controller.registry.start()
         docker = await serve_unix(make_docker_app(controller), layout.docker_socket, mode=0o660)
-        tls = None
+        tls = front = None
         try:
             tls = await _serve_tls(controller) if config.tls_address else None
             if tls is None:
                 layout.tls_endpoint_file.unlink(missing_ok=True)  # a previous run's
+            front = await _serve_registry(controller) if config.registry_address else None
+            if front is None:
+                layout.registry_endpoint_file.unlink(missing_ok=True)
             log.info("controller ready: DOCKER_HOST=unix://%s", layout.docker_socket)
             await wait_for_signal()
         finally:
             if tls is not None:
                 layout.tls_endpoint_file.unlink(missing_ok=True)
+            if front is not None:
+                layout.registry_endpoint_file.unlink(missing_ok=True)
             # Together: each may wait out its grace for a client's stream (daemon.common).
-            await asyncio.gather(*(r.cleanup() for r in (docker, tls) if r is not None))
+            await asyncio.gather(*(r.cleanup() for r in (docker, tls, front) if r is not None))
     finally:
         await internal.cleanup()
         await controller.close()
@@ -98,6 +106,22 @@ async def _serve_tls(controller: Controller) -> web.AppRunner | None:
         return None
     config.layout.tls_endpoint_file.write_text(config.tls_endpoint + "\n")
     log.info("TLS listener on %s (names: %s)", config.tls_endpoint, ", ".join(names))
+    return runner
+
+
+async def _serve_registry(controller: Controller) -> web.AppRunner | None:
+    """The registry front (token service and ``/v2/`` pass-through, ADR 0021) over plain
+    HTTP. An address that cannot be bound is logged as an error and the controller goes
+    on without it, as for the TLS listener."""
+    config = controller.config
+    host, port = parse_address(config.registry_address)
+    try:
+        runner = await serve_tcp(make_registry_app(controller), host, port)
+    except OSError as exc:
+        log.error("no registry front: cannot listen on %s: %s", config.registry_address, exc)  # noqa: TRY400
+        return None
+    config.layout.registry_endpoint_file.write_text(config.registry_endpoint + "\n")
+    log.info("registry front on %s", config.registry_endpoint)
     return runner
 
 
@@ -197,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
         "missing (repeatable; dockyard admin ip pool manages them at run time)",
     )
     parser.add_argument(
+        "--registry-address",
+        default="",
+        help="serve the registry front (token service and /v2/ of the registry) over HTTP "
+        "on host:port (default: none)",
+    )
+    parser.add_argument(
+        "--registry-binary",
+        default="docker-registry",
+        help="the CNCF distribution server run as the registry (default: docker-registry)",
+    )
+    parser.add_argument(
         "--seed-busybox",
         action="store_true",
         help="give the default tenant busybox:latest if it has none",
@@ -237,12 +272,15 @@ def main(argv: list[str] | None = None) -> int:
         reserved_namespaces=tuple(args.reserved_namespace),
         namespace_limit=args.namespace_limit,
         public_pools=tuple(args.public_pool),
+        registry_address=args.registry_address,
+        registry_binary=args.registry_binary,
     )
-    if args.tls_address:
-        try:
-            parse_address(args.tls_address)
-        except InvalidArgument as exc:
-            build_parser().error(exc.message)
+    for address in (args.tls_address, args.registry_address):
+        if address:
+            try:
+                parse_address(address)
+            except InvalidArgument as exc:
+                parser.error(exc.message)
     for cidr in args.public_pool:
         try:
             parse_pool(cidr)

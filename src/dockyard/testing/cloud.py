@@ -64,6 +64,8 @@ class TestCloud:
     )
     tls_port: int = field(default_factory=_free_port)
     """The controller's TLS listener, on 127.0.0.1."""
+    registry_port: int = field(default_factory=_free_port)
+    """The controller's registry front, on 127.0.0.1."""
 
     @property
     def layout(self) -> Layout:
@@ -74,6 +76,11 @@ class TestCloud:
     @property
     def docker_host(self) -> str:
         return f"unix://{self.layout.docker_socket}"
+
+    @property
+    def registry(self) -> str:
+        """``host:port`` of the registry front."""
+        return f"127.0.0.1:{self.registry_port}"
 
     @property
     def tls_host(self) -> str:
@@ -121,6 +128,7 @@ class TestCloud:
             uid_range_start=self.uid_range_start,
             tls_address=f"127.0.0.1:{self.tls_port}",
             transit_subnet=self.transit,
+            registry_address=self.registry,
         )
 
     @classmethod
@@ -178,6 +186,7 @@ class TestCloud:
         if keep_logs is not None and layout.log_dir.is_dir():
             shutil.copytree(layout.log_dir, keep_logs / self.instance, dirs_exist_ok=True)
         self._kill_monitors(layout)
+        self._kill_registry(layout)
         subprocess.run(
             ["nft", "delete", "table", "inet", layout.nft_table], capture_output=True, check=False
         )
@@ -227,6 +236,21 @@ class TestCloud:
                             container.remove(force=True, v=True)
                 finally:
                     client.close()
+
+    def _kill_registry(self, layout: Layout) -> None:
+        """The registry process a SIGKILLed controller left running: ``* serve <config>``
+        with this instance's config path (never found by name: other instances')."""
+        config = str(layout.registry_config).encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if len(argv) >= 3 and argv[1] == b"serve" and argv[2] == config:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
 
     def _kill_monitors(self, layout: Layout) -> None:
         marker = str(layout.containers_dir).encode()

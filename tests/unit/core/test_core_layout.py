@@ -46,6 +46,18 @@ def test_paths() -> None:
     assert lay.bridge_name(3) == "dyt13"
 
 
+def test_registry_paths() -> None:
+    lay = Layout(state_dir=Path("/s"), run_dir=Path("/r"), instance="dyt1")
+    assert lay.registry_dir == Path("/s/registry")
+    assert {lay.registry_config.parent, lay.registry_storage.parent, lay.registry_log.parent} == {
+        lay.registry_dir
+    }
+    assert lay.registry_token_key.parent == lay.registry_token_cert.parent == lay.registry_token_dir
+    assert lay.registry_token_dir.parent == lay.registry_dir
+    assert lay.registry_socket == Path("/r/registry.sock")
+    assert lay.registry_endpoint_file == Path("/r/registry.endpoint")
+
+
 def test_every_path_is_inside_the_instance_dirs() -> None:
     lay = Layout(state_dir=Path("/s"), run_dir=Path("/r"), instance="dyt1")
     for name in PATH_PROPERTIES:

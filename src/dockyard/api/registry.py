@@ -234,12 +234,23 @@ def _oauth_error(status: int, error: str, description: str) -> web.Response:
 # pass-through -------------------------------------------------------------------------------
 
 
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 async def passthrough(request: web.Request) -> web.StreamResponse:
     """Forward the request to the registry socket as it came and stream the answer back.
     Bodies are never held whole: a blob goes through in :data:`_CHUNK` pieces."""
     controller = request.app[_CONTROLLER]
     if not controller.registry.available:
         return registry_error(503, "UNAVAILABLE", "the registry is not running")
+    if request.method in _READS:
+        return await _forward(request)
+    # Writes wait while garbage is collected, and hold collection off while they run.
+    async with controller.registry_service.gate.writing():
+        return await _forward(request)
+
+
+async def _forward(request: web.Request) -> web.StreamResponse:
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
     body = request.content if request.body_exists else None
     session = request.app[_SESSION]

@@ -28,6 +28,7 @@ from dockyard.controller.public_ips import PublicIpService
 from dockyard.controller.quotas import QuotaService
 from dockyard.controller.registry import NO_REALM, RegistryProcess
 from dockyard.controller.registry_auth import RegistryAuthorizer, RegistryTokens
+from dockyard.controller.registry_service import RegistryService
 from dockyard.controller.security_groups import SecurityGroupService
 from dockyard.controller.sync import AgentFollower
 from dockyard.controller.volumes import VolumeService
@@ -130,6 +131,18 @@ class Controller:
             self.registry_tokens,
             realm=f"http://{endpoint}/token" if endpoint else NO_REALM,
             binary=config.registry_binary,
+        )
+        self.registry_service = RegistryService(
+            images=self.images,
+            namespaces=self.namespaces,
+            tokens=self.registry_tokens,
+            authorizer=self.registry_auth,
+            socket_path=layout.registry_socket,
+            storage_dir=layout.registry_storage,
+            config_path=layout.registry_config,
+            address=endpoint,
+            binary=config.registry_binary,
+            available=lambda: self.registry.available,
         )
         self._followers: list[AgentFollower] = []
         self._default_tenant: Tenant | None = None

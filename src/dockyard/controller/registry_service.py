@@ -31,7 +31,7 @@ from typing import Any
 
 from dockyard.controller.images import ImageService
 from dockyard.controller.namespaces import NamespaceService
-from dockyard.controller.registry_auth import RegistryAuthorizer, RegistryTokens
+from dockyard.controller.registry_auth import RegistryAuthorizer, RegistryTokens, subject_of
 from dockyard.core.errors import (
     InvalidArgument,
     NotFound,
@@ -167,12 +167,10 @@ class RegistryService:
         self, principal: Principal | None, *, operator: bool = False
     ) -> Callable[[Sequence[str]], Awaitable[str | None]]:
         """Mints the caller's tokens in process: what the token service would grant it."""
-        subject = "operator" if operator else (principal.user.name if principal else "")
+        subject = "@operator" if operator else subject_of(principal)
 
         async def tokens(scopes: Sequence[str]) -> str | None:
-            requested: list[Access] = []
-            for scope in scopes:
-                requested.extend(parse_scope(scope))
+            requested = [parse_scope(scope) for scope in scopes]
             granted = self._authorizer.grant(principal, requested, operator=operator)
             return self._tokens.mint(subject, granted)
 
@@ -402,6 +400,7 @@ class RegistryService:
     ) -> list[Repository]:
         """``dockyard images``: the tenant's repositories (or the curated ones) with their
         tags, sizes and when each tag was pushed."""
+        prefixes: tuple[str, ...]
         if curated:
             prefixes = (f"{CURATED_NAMESPACE}/",)
         else:

@@ -51,6 +51,7 @@ def test_library_is_always_reserved() -> None:
 def test_public_surface() -> None:
     assert set(dockyard.core.namespaces.__all__) == {
         "ALWAYS_RESERVED",
+        "CURATED_NAMESPACE",
         "MAX_NAME",
         "MIN_NAME",
         "Namespace",

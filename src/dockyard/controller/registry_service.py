@@ -250,6 +250,12 @@ class RegistryService:
                 images.append(await self._pull_one(client, tenant, target, ref, progress))
         return images
 
+    async def _exists(self, client: RegistryClient, target: _Target) -> bool:
+        try:
+            return bool(await client.tags(target.repo))
+        except (NotFound, PermissionDenied, Unauthenticated):
+            return False
+
     async def _tags_or_denied(self, client: RegistryClient, target: _Target) -> list[str]:
         try:
             return await client.tags(target.repo)
@@ -266,15 +272,12 @@ class RegistryService:
             try:
                 pulled = await client.pull(target.repo, ref, content, progress=progress)
             except NotFound as exc:
-                if exc.message.startswith("manifest for ") and not by_digest:
-                    raise NotFound(
-                        f"manifest for {shown} not found: manifest unknown: manifest unknown"
-                    ) from exc
-                if exc.message.startswith("manifest for "):
-                    raise NotFound(f"manifest for {shown} not found: manifest unknown") from exc
-                if exc.message.startswith(("pull access denied", "repository ")):
+                if not exc.message.startswith("manifest for "):
                     raise _denied(target) from exc
-                raise
+                if not await self._exists(client, target):
+                    raise _denied(target) from exc  # Docker Hub's answer for no such repository
+                suffix = "" if by_digest else ": manifest unknown"
+                raise NotFound(f"manifest for {shown} not found: manifest unknown{suffix}") from exc
             except (PermissionDenied, Unauthenticated) as exc:
                 raise _denied(target) from exc
             added = await self._images.add_pulled(
@@ -286,7 +289,6 @@ class RegistryService:
             if added is None:  # a blob went with a concurrent removal: fetch it again
                 continue
             image, new = added
-            progress({"status": f"Digest: {pulled.manifest_digest}"})
             status = "Downloaded newer image" if new else "Image is up to date"
             progress({"status": f"Status: {status} for {shown}"})
             return image
@@ -336,7 +338,7 @@ class RegistryService:
                         records[0],
                         self._images.content,
                         progress=progress,
-                        mount_from=self._mount_sources(principal, image, target.repo),
+                        mount_from=self._mount_sources(tenant, principal, image, target.repo),
                     )
                 except (PermissionDenied, Unauthenticated) as exc:
                     raise PermissionDenied(
@@ -346,12 +348,21 @@ class RegistryService:
                     ) from exc
                 self._images.note_repo_digest(image, f"{target.familiar}@{pushed.digest}")
 
-    def _mount_sources(self, principal: Principal | None, image: Image, repo: str) -> list[str]:
-        """Repositories of this registry the image came from or went to (its repo
-        digests) that the caller may pull from: its layers are mounted from there instead
-        of uploaded again, as Docker does."""
+    def _mount_sources(
+        self, tenant: str, principal: Principal | None, image: Image, repo: str
+    ) -> list[str]:
+        """Repositories of this registry that hold some of the image's layers and that the
+        caller may pull from: the repo digests of the tenant's images that share a layer
+        with it (the image itself first). Those layers are mounted from there instead of
+        uploaded again, as Docker does."""
+        layers = set(image.layers)
+        related = [image] + [
+            other
+            for other in self._images.list_images(tenant=tenant)
+            if other.id != image.id and layers.intersection(other.layers)
+        ]
         sources = []
-        for repo_digest in image.repo_digests:
+        for repo_digest in (d for other in related for d in other.repo_digests):
             with contextlib.suppress(InvalidArgument):
                 source = self.target(parse_reference(repo_digest.split("@", 1)[0])).repo
                 if source != repo and (principal is None or self._visible(principal, source)):

@@ -361,9 +361,10 @@ class RegistryClient:
         _check_ref(ref)
         emit = progress or _ignore
         scopes = _pull(repo)
-        emit(message(f"Pulling from {repo}", ref))
         with _translated(manifest_of=(repo, ref), pulling=True):
             media_type, digest, raw = await self._get_manifest(repo, ref, scopes)
+            # After the manifest, as dockerd: a pull refused or of nothing says nothing.
+            emit(message(f"Pulling from {repo}", ref))
             top_type, manifest_doc = media_type, _json(raw, "manifest")
             if media_type in INDEX_TYPES:
                 entry = select_platform(

@@ -19,7 +19,7 @@ import click
 from dockyard.cli import daemons as d
 from dockyard.cli.audit import admin_audit, audit
 from dockyard.cli.certs import cert
-from dockyard.cli.common import layout_options
+from dockyard.cli.common import admin_client, layout_options
 from dockyard.cli.identity import admin, login, login_local, logout, token, whoami
 from dockyard.cli.images import cpi, images
 from dockyard.cli.namespaces import namespace
@@ -106,6 +106,11 @@ def up(  # noqa: PLR0917  (click passes options positionally)
     except DockyardError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"logged in as admin of tenant default ({config_dir})")
+    try:  # the curated images (ADR 0021): docker pull busybox works offline
+        published = admin_client(state_dir, run_dir, instance).seed_images()
+        click.echo(f"curated images in the registry: {', '.join(published)}")
+    except DockyardError as exc:
+        click.echo(f"warning: curated images not published: {exc.message}", err=True)
     click.echo(f'Dockyard is up. Run: eval "$(dockyard env{_layout_flags(layout)})"')
     if tls_address:
         click.echo(

@@ -387,27 +387,24 @@ class ImageService:
                 )
                 self._store.put_image(image)
                 self._changed(tenant)
-        if not unchanged:
-            self._events.image(
-                tenant=tenant,
-                image_id=tag or repo_digest,
-                action="pull",
-                name=(tag or repo_digest).rsplit(":", 1)[0].split("@", 1)[0],
-            )
+        # dockerd logs a pull after every successful one, up to date or not.
+        name = tag or repo_digest
+        self._events.image(tenant=tenant, image_id=name, action="pull", name=name)
         return image, not unchanged
 
-    def note_repo_digest(self, image: Image, repo_digest: str) -> None:
-        """After ``docker push``: the image is also ``repo_digest`` in the registry."""
+    def pushed(self, image: Image, name: str, repo_digest: str) -> None:
+        """After ``docker push`` of ``name``: the image is also ``repo_digest`` in the
+        registry (its ``RepoDigests``), and a ``push`` event says so."""
         current = self._store.get_image(tenant=image.tenant, image_id=image.id)
-        if repo_digest in current.repo_digests:
-            return
-        repository = repo_digest.split("@", 1)[0]
-        current.repo_digests = (
-            *(d for d in current.repo_digests if d.split("@", 1)[0] != repository),
-            repo_digest,
-        )
-        self._store.put_image(current)
-        self._changed(image.tenant)
+        if repo_digest not in current.repo_digests:
+            repository = repo_digest.split("@", 1)[0]
+            current.repo_digests = (
+                *(d for d in current.repo_digests if d.split("@", 1)[0] != repository),
+                repo_digest,
+            )
+            self._store.put_image(current)
+            self._changed(image.tenant)
+        self._events.image(tenant=image.tenant, image_id=name, action="push", name=name)
 
     # tags --------------------------------------------------------------------------------
 

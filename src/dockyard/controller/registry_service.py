@@ -346,7 +346,7 @@ class RegistryService:
                         f"(push to {target.repo} needs a namespace of your tenant: "
                         "dockyard namespace set NAME)"
                     ) from exc
-                self._images.note_repo_digest(image, f"{target.familiar}@{pushed.digest}")
+                self._images.pushed(image, local, f"{target.familiar}@{pushed.digest}")
 
     def _mount_sources(
         self, tenant: str, principal: Principal | None, image: Image, repo: str

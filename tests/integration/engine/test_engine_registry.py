@@ -5,13 +5,17 @@ commands (images, cpi, images rm) and garbage collection while a push goes on.""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import io
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,12 +24,16 @@ from typing import Any
 
 import docker
 import pytest
+import requests
 
 from dockyard.client.dockerconfig import write_token
 from dockyard.client.native import NativeClient
+from dockyard.testing.bare_registry import BareRegistry
 from dockyard.testing.cloud import TestCloud
+from dockyard.testing.distribution_conformance import compare, run_conformance
 
 DOCKYARD = Path(sys.executable).parent / "dockyard"
+_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @dataclass
@@ -115,6 +123,9 @@ def test_curated_images_pull_by_their_docker_hub_names(alice: Tenant) -> None:
 
 
 def test_pull_streams_docker_progress_and_is_idempotent(alice: Tenant) -> None:
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        alice.client.images.remove("busybox:latest", force=True)
+    since = int(time.time()) - 1
     first = _stream(alice.client.api.pull("busybox", tag="latest", stream=True, decode=True))
     statuses = [m.get("status", "") for m in first]
     assert statuses[0] == "Pulling from library/busybox"
@@ -122,6 +133,13 @@ def test_pull_streams_docker_progress_and_is_idempotent(alice: Tenant) -> None:
     assert statuses[-1].startswith("Status: ")
     again = _stream(alice.client.api.pull("busybox", tag="latest", stream=True, decode=True))
     assert again[-1]["status"] == "Status: Image is up to date for busybox:latest"
+    events = alice.client.events(
+        since=since, until=int(time.time()) + 1, decode=True, filters={"type": "image"}
+    )
+    pulls = [e for e in events if e["Action"] == "pull" and "busybox" in e["Actor"]["ID"]]
+    assert [(e["Actor"]["ID"], e["Actor"]["Attributes"]["name"]) for e in pulls] == [
+        ("busybox:latest", "busybox:latest")
+    ] * 2
 
 
 def test_pull_of_a_missing_repository_or_tag_is_refused_before_the_stream(alice: Tenant) -> None:
@@ -290,3 +308,69 @@ def test_gc_reclaims_deleted_images_and_never_breaks_a_push(
     assert results and not _errors(results[0]), results
     alice.client.images.remove(image_id, force=True)
     assert alice.client.images.pull(busy, tag="1").id == image_id
+
+
+def test_conformance_in_a_tenant_namespace_matches_the_bare_registry(
+    cloud: TestCloud, alice: Tenant, tmp_path: Path
+) -> None:
+    """The OCI distribution checks pass through the front, with token authentication, in a
+    tenant's namespace at least as well as against the bare server."""
+    with BareRegistry(tmp_path / "bare") as bare:
+        reference = run_conformance(bare.url, "conformance/repo")
+    ours = run_conformance(
+        f"http://{cloud.registry}",
+        f"{alice.namespace}/conformance",
+        credentials=("ann", alice.token),
+    )
+    assert sum(r.passed for r in reference) > 50  # the yardstick did run
+    assert compare(reference, ours) == []
+
+
+def test_the_front_keeps_other_tenants_out(cloud: TestCloud, alice: Tenant, bob: Tenant) -> None:
+    """Straight to the registry with bob's credentials: alice's repository answers exactly
+    as a missing one does, bob's token grants nothing on it, and no catalog for tenants."""
+    repo = f"{cloud.registry}/{alice.namespace}/direct"
+    _build(alice.client, f"{repo}:1", b"direct")
+    assert not _errors(_stream(alice.client.api.push(repo, tag="1", stream=True, decode=True)))
+    front = f"http://{cloud.registry}"
+
+    def attempt(path: str, scope: str, who: Tenant) -> tuple[int, list[Any], str]:
+        grant = requests.get(
+            f"{front}/token",
+            params={"service": "dockyard-registry", "scope": scope},
+            auth=("ann", who.token),
+            timeout=30,
+        )
+        assert grant.status_code == 200, grant.text
+        token = grant.json()["token"]
+        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+        answer = requests.get(
+            f"{front}{path}",
+            headers={"Authorization": f"Bearer {token}", "Accept": _OCI_MANIFEST},
+            timeout=30,
+        )
+        return answer.status_code, claims["access"], answer.text
+
+    mine = attempt(
+        f"/v2/{alice.namespace}/direct/manifests/1",
+        f"repository:{alice.namespace}/direct:pull",
+        alice,
+    )
+    assert mine[0] == 200
+    theirs = attempt(
+        f"/v2/{alice.namespace}/direct/manifests/1",
+        f"repository:{alice.namespace}/direct:pull,push",
+        bob,
+    )
+    missing = attempt(
+        f"/v2/{alice.namespace}/nothing/manifests/1",
+        f"repository:{alice.namespace}/nothing:pull,push",
+        bob,
+    )
+    assert theirs[0] == missing[0] == 401
+    granted = [a["actions"] for a in theirs[1]]
+    assert granted == [a["actions"] for a in missing[1]]
+    assert not any(granted)
+    assert theirs[2].replace("direct", "nothing") == missing[2]
+    catalog = attempt("/v2/_catalog", "registry:catalog:*", alice)
+    assert catalog[0] == 401

@@ -22,7 +22,7 @@ from signal import SIGKILL
 from typing import Any
 
 from dockyard.controller.admission import admit
-from dockyard.controller.agents import RawStream
+from dockyard.controller.agents import AgentClient, RawStream
 from dockyard.controller.config import ControllerConfig
 from dockyard.controller.events import EventLog
 from dockyard.controller.healthcheck import healthcheck_spec
@@ -264,73 +264,79 @@ class ContainerService:
                 pinned_host=peer.host if peer is not None else volumes_host,
             ),
         ).host
-        async with self._quotas.lock(tenant.id):
-            # No await between the check and the add: the new record counts at once.
-            self._quotas.check_container(tenant.id, memory=container.memory)
-            self._add_named(container, chosen=bool(name))
-        created_volumes: list[str] = []
-        try:
-            for mount in mounts:
-                if mount.type == "volume":
-                    existed = self._volume_exists(tenant.id, mount.source)
-                    await self._volumes.create(
-                        tenant=tenant,
-                        name=mount.source,
-                        host=container.host,
-                        anonymous=mount.source in anonymous,
+        # Held until the record is complete (or gone), so nothing changes it meanwhile and
+        # a reconcile does not take it for a create a crash interrupted.
+        async with self._lock(container.id):
+            async with self._quotas.lock(tenant.id):
+                # No await between the check and the add: the new record counts at once.
+                self._quotas.check_container(tenant.id, memory=container.memory)
+                self._add_named(container, chosen=bool(name))
+            created_volumes: list[str] = []
+            try:
+                for mount in mounts:
+                    if mount.type == "volume":
+                        existed = self._volume_exists(tenant.id, mount.source)
+                        await self._volumes.create(
+                            tenant=tenant,
+                            name=mount.source,
+                            host=container.host,
+                            anonymous=mount.source in anonymous,
+                        )
+                        if not existed:
+                            created_volumes.append(mount.source)
+                for network, wanted in joins:
+                    container.endpoints.append(
+                        self._networks.join(
+                            container_id=container.id, network=network, request=wanted
+                        )
                     )
-                    if not existed:
-                        created_volumes.append(mount.source)
-            for network, wanted in joins:
-                container.endpoints.append(
-                    self._networks.join(container_id=container.id, network=network, request=wanted)
+                request = CreateRequest(
+                    id=container.id,
+                    tenant=tenant.id,
+                    name=container.name,
+                    uid_base=tenant.uid_base,
+                    uid_size=tenant.uid_size,
+                    layers=image.layers,
+                    process=process,
+                    hostname=merged.hostname,
+                    domainname=merged.domainname,
+                    resources=admitted.resources,
+                    mounts=tuple(mounts),
+                    readonly_rootfs=host_config.readonly_rootfs,
+                    init=host_config.init,
+                    capabilities=admitted.capabilities,
+                    network=self._networks.spec(
+                        container,
+                        peer=peer.id if peer else "",
+                        groups=group_records(self._store, container),
+                    ),
+                    dns=host_config.dns,
+                    dns_search=host_config.dns_search,
+                    dns_options=host_config.dns_options,
+                    extra_hosts=host_config.extra_hosts,
+                    shm_size=host_config.shm_size,
+                    oom_score_adj=max(0, host_config.oom_score_adj),
+                    log_max_size=admitted.logging.max_size,
+                    log_max_files=admitted.logging.max_files,
+                    log_compress=admitted.logging.compress,
+                    auto_remove=host_config.auto_remove,
+                    healthcheck=healthcheck,
                 )
-            request = CreateRequest(
-                id=container.id,
-                tenant=tenant.id,
-                name=container.name,
-                uid_base=tenant.uid_base,
-                uid_size=tenant.uid_size,
-                layers=image.layers,
-                process=process,
-                hostname=merged.hostname,
-                domainname=merged.domainname,
-                resources=admitted.resources,
-                mounts=tuple(mounts),
-                readonly_rootfs=host_config.readonly_rootfs,
-                init=host_config.init,
-                capabilities=admitted.capabilities,
-                network=self._networks.spec(
-                    container,
-                    peer=peer.id if peer else "",
-                    groups=group_records(self._store, container),
-                ),
-                dns=host_config.dns,
-                dns_search=host_config.dns_search,
-                dns_options=host_config.dns_options,
-                extra_hosts=host_config.extra_hosts,
-                shm_size=host_config.shm_size,
-                oom_score_adj=max(0, host_config.oom_score_adj),
-                log_max_size=admitted.logging.max_size,
-                log_max_files=admitted.logging.max_files,
-                log_compress=admitted.logging.compress,
-                auto_remove=host_config.auto_remove,
-                healthcheck=healthcheck,
+                await self._hosts.client(container.host).create(request)
+            except BaseException:
+                self._networks.release(container_id=container.id)
+                for volume in created_volumes:
+                    with contextlib.suppress(DockyardError):
+                        await self._volumes.remove(tenant=tenant.id, name=volume, users=[])
+                self._delete(container)
+                self._locks.pop(container.id, None)
+                raise
+            container.phase = ""
+            self._put(container)
+            self._events.container(container, "create")
+            return CreateResult(
+                container=container, warnings=admitted.warnings + admitted.logging.warnings
             )
-            await self._hosts.client(container.host).create(request)
-        except BaseException:
-            self._networks.release(container_id=container.id)
-            for volume in created_volumes:
-                with contextlib.suppress(DockyardError):
-                    await self._volumes.remove(tenant=tenant.id, name=volume, users=[])
-            self._delete(container)
-            raise
-        container.phase = ""
-        self._put(container)
-        self._events.container(container, "create")
-        return CreateResult(
-            container=container, warnings=admitted.warnings + admitted.logging.warnings
-        )
 
     def _add_named(self, container: Container, *, chosen: bool) -> None:
         """Store a new record; a generated name that is taken is replaced and tried again
@@ -586,9 +592,12 @@ class ContainerService:
     async def rename(self, *, tenant: str, ref: str, name: str) -> None:
         container = self.get(tenant=tenant, ref=ref)
         new_name = validate_name(name)
-        if new_name == container.name:
-            raise AlreadyExists("Renaming a container with the same name as its current name")
         async with self._lock(container.id):
+            # Read again under the lock: the spec pushed below is made of its endpoints,
+            # which a connect may have changed while we waited.
+            container = self._reload(container)
+            if new_name == container.name:
+                raise AlreadyExists("Renaming a container with the same name as its current name")
             self._store.rename_container(tenant=tenant, container_id=container.id, name=new_name)
             self._cache.pop(container.id, None)
             renamed = replace(container, name=new_name)
@@ -1017,45 +1026,65 @@ class ContainerService:
 
         Finishes or rolls back operations a crash interrupted, records exits that happened
         while nobody watched, and removes containers the agent has that no record names.
+
+        It runs while the controller serves requests (on every resync with an agent), so
+        each container is handled under its lock from its record read again there: what
+        an operation changed meanwhile (a start, a rename, a connect...) stays, a record
+        removed meanwhile is passed over, and only the state the agent reports is applied.
         """
         reported = {s.id: s for s in statuses}
         client = self._hosts.client(host)
-        for container in self._store.list_containers(tenant=ALL_TENANTS, host=host):
-            status = reported.pop(container.id, None)
-            if container.phase == "creating":
-                # The create never answered its caller: undo it.
-                if status is not None:
-                    with contextlib.suppress(DockyardError):
-                        await client.delete(container.id, force=True)
-                self._networks.release(container_id=container.id)
-                self._delete(container)
-                continue
-            if container.phase == "removing":
-                async with self._lock(container.id):
-                    await self._remove_locked(container, volumes=True)
-                continue
-            if status is None:
-                was_active = container.state.status in _ACTIVE
-                if container.host_config.auto_remove:
-                    # --rm: its agent removed it after the exit, while we were away (the exit
-                    # code went with it).
-                    if was_active:
-                        self._died(container, oom=False, known=False)
-                    async with self._lock(container.id):
-                        await self._remove_record(container, volumes=True)
-                    continue
-                container.state.status = Status.DEAD
-                container.state.error = "the container is missing on its host"
-                self._put(container)
-                if was_active:
-                    self._died(container, oom=False, known=False)
-                continue
-            async with self._lock(container.id):
-                self._apply(container, status)
+        for listed in self._store.list_containers(tenant=ALL_TENANTS, host=host):
+            status = reported.pop(listed.id, None)
+            if self._current(listed) is None:
+                continue  # removed since the listing (no lock made for it)
+            async with self._lock(listed.id):
+                container = self._current(listed)
+                if container is not None:
+                    await self._reconcile_locked(client, container, status)
         for orphan in reported:
             log.warning("removing container %s unknown to the store", orphan[:12])
             with contextlib.suppress(DockyardError):
                 await client.delete(orphan, force=True)
+
+    async def _reconcile_locked(
+        self, client: AgentClient, container: Container, status: ContainerStatus | None
+    ) -> None:
+        """Reconcile one current record with the agent's ``status`` of it (None: not in
+        the listing); the caller holds the container's lock."""
+        if container.phase == "creating":
+            # A create holds the lock until its record is complete or gone: this one's
+            # controller died mid-way and its caller never got an answer. Undo it.
+            if status is not None:
+                with contextlib.suppress(DockyardError):
+                    await client.delete(container.id, force=True)
+            self._networks.release(container_id=container.id)
+            self._delete(container)
+            return
+        if container.phase == "removing":
+            await self._remove_locked(container, volumes=True)
+            return
+        if status is None:
+            # The listing was taken before the records were read: a container created
+            # since is not in it. Ask once more before taking it for missing.
+            with contextlib.suppress(NotFound):
+                status = await client.status(container.id)
+        if status is not None:
+            self._apply(container, status)
+            return
+        was_active = container.state.status in _ACTIVE
+        if container.host_config.auto_remove:
+            # --rm: its agent removed it after the exit, while we were away (the exit code
+            # went with it).
+            if was_active:
+                self._died(container, oom=False, known=False)
+            await self._remove_record(container, volumes=True)
+            return
+        container.state.status = Status.DEAD
+        container.state.error = "the container is missing on its host"
+        self._put(container)
+        if was_active:
+            self._died(container, oom=False, known=False)
 
     async def close(self) -> None:
         self._restarts.close()

@@ -311,6 +311,9 @@ class RegistryService:
         if reference.tag or reference.digest:
             raise InvalidArgument(f"invalid reference format: {name} (give the tag separately)")
         target = self.target(reference)
+        # dockerd names the repository before it looks for the image: an image that is
+        # not there is an error in the stream.
+        progress({"status": f"The push refers to repository [{_display(reference, target)}]"})
         if tag:
             tags = [tag]
         else:
@@ -322,7 +325,6 @@ class RegistryService:
             )
             if not tags:
                 raise NotFound(f"An image does not exist locally with the tag: {name}")
-        progress({"status": f"The push refers to repository [{_display(reference, target)}]"})
         async with self.client(principal) as client, self.gate.writing():
             for one in tags:
                 local = f"{reference.repository}:{one}"

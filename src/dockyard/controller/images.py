@@ -392,6 +392,14 @@ class ImageService:
         self._events.image(tenant=tenant, image_id=name, action="pull", name=name)
         return image, not unchanged
 
+    async def drop_unreferenced(self, records: Sequence[ImageRecord]) -> None:
+        """Delete the blobs of ``records`` that no tenant's image references: what was
+        written only to be pushed (the curated set). A pull that wrote one of them and
+        has not recorded its image yet fetches it again (:meth:`add_pulled`)."""
+        async with self._lock:
+            for record in records:
+                await asyncio.to_thread(self._collect, self._record_to_image("", record))
+
     def pushed(self, image: Image, name: str, repo_digest: str) -> None:
         """After ``docker push`` of ``name``: the image is also ``repo_digest`` in the
         registry (its ``RepoDigests``), and a ``push`` event says so."""

@@ -529,6 +529,7 @@ class RegistryService:
                 for tag in image.tags:
                     await client.push(repo, tag, image.record, self._images.content, progress=quiet)
                     published.append(f"{image.repository}:{tag}")
+        await self._images.drop_unreferenced([image.record for image in curated])
         return published
 
     # garbage collection ------------------------------------------------------------------

@@ -28,6 +28,8 @@ import requests
 
 from dockyard.client.dockerconfig import write_token
 from dockyard.client.native import NativeClient
+from dockyard.images.content import ContentStore
+from dockyard.images.curated import build_curated
 from dockyard.testing.bare_registry import BareRegistry
 from dockyard.testing.cloud import TestCloud
 from dockyard.testing.distribution_conformance import compare, run_conformance
@@ -110,6 +112,18 @@ def _build(client: docker.DockerClient, tag: str, payload: bytes) -> str:
 def test_seed_publishes_the_curated_set(seeded: list[str]) -> None:
     for ref in ("busybox:latest", "alpine:3.10", "alpine:latest", "hello-world:latest"):
         assert ref in seeded
+
+
+def test_seed_keeps_no_blob_only_the_registry_needs(
+    cloud: TestCloud, seeded: list[str], tmp_path: Path
+) -> None:
+    """The curated images are built in the controller's content store to be pushed; what
+    no tenant's image uses is deleted again (hello-world's own layer and config)."""
+    curated = build_curated(ContentStore(tmp_path / "content"))
+    hello = next(c for c in curated if c.repository == "hello-world").record
+    controller_blobs = ContentStore(cloud.layout.blobs_dir)
+    assert not controller_blobs.has(hello.config_digest)
+    assert not any(controller_blobs.has(d) for d in hello.diff_ids)
 
 
 def test_curated_images_pull_by_their_docker_hub_names(alice: Tenant) -> None:

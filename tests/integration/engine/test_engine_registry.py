@@ -388,3 +388,29 @@ def test_the_front_keeps_other_tenants_out(cloud: TestCloud, alice: Tenant, bob:
     assert theirs[2].replace("direct", "nothing") == missing[2]
     catalog = attempt("/v2/_catalog", "registry:catalog:*", alice)
     assert catalog[0] == 401
+
+
+def test_another_tenant_cannot_copy_or_delete_it(
+    cloud: TestCloud, alice: Tenant, bob: Tenant
+) -> None:
+    """dockyard cpi and images rm on alice's repository answer bob as for a missing one."""
+    ns = alice.namespace
+    assert _dockyard(cloud, alice, "cpi", "busybox", f"{ns}/kept:1").returncode == 0
+    theirs, missing = f"{ns}/kept:1", f"{ns}/nothing:1"
+    copied = _dockyard(cloud, bob, "cpi", theirs, f"{bob.namespace}/stolen:1")
+    copied_missing = _dockyard(cloud, bob, "cpi", missing, f"{bob.namespace}/stolen:1")
+    assert copied.returncode != 0
+    assert copied.stderr.replace(theirs, "<ref>") == copied_missing.stderr.replace(missing, "<ref>")
+    removed = _dockyard(cloud, bob, "images", "rm", theirs)
+    removed_missing = _dockyard(cloud, bob, "images", "rm", missing)
+    assert removed.returncode != 0
+    assert removed.stderr.replace(theirs, "<ref>") == removed_missing.stderr.replace(
+        missing, "<ref>"
+    )
+    tags = {
+        t["tag"]
+        for r in alice.native.repositories()
+        if r["name"] == f"{ns}/kept"
+        for t in r["tags"]
+    }
+    assert tags == {"1"}

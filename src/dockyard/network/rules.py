@@ -1,6 +1,6 @@
 """The nftables tables of one instance, as pure text, and their set/map elements (ADR 0016).
 
-Two tables, both with fixed rules: everything per container, bridge or router is an
+Three tables, all with fixed rules: everything per container, bridge or router is an
 *element* of a named set or map, so attaching a container costs the same with 10 or
 10,000 others (HOST-NOTES.md: about 0.1 ms per element in process).
 
@@ -78,6 +78,19 @@ replies to DNATed loopback connections (addressed to the uplink after masquerade
                 (tag, protocol, port, source) is in an ``sg_cidr_*`` set, or, for each
                 slot of the source's memberships in turn (``meta mark``: the slot, then
                 the group's tag), (tag, protocol, port, group) in an ``sg_group_*`` set
+
+**The router's bridge table** ``bridge dockyard`` (ADR 0022), anti-spoofing: br_netfilter
+is off in routers, so only a bridge-family hook sees the frames a bridge forwards
+between its ports::
+
+    set  port_mac  ifname . ether_addr               (endpoint veth, its MAC)
+    set  port_ip   ifname . ether_addr . ipv4_addr   (endpoint veth, its MAC, its address)
+                   both per endpoint (:func:`source_elements`), owned by its container
+
+    prerouting  (filter, bridge prerouting)  on ports ``ve*`` only: anything but IPv4 and
+                ARP drop; a source MAC not the port's drop; IPv4 whose (MAC, source
+                address) is not the port's drop; ARP whose sender (MAC, address) is not
+                the port's drop
 
 Why slots: a rule naming a source group needs "the source is a member of G" and
 "(destination, port, G) is allowed" joined on G. nft joins through a register: the

@@ -90,6 +90,7 @@ from dockyard.network.rules import (
     render_add,
     root_ruleset,
     router_publish_elements,
+    source_elements,
     uplink_elements,
 )
 
@@ -115,6 +116,7 @@ class _Attachment:
     router_elements: list[Element] = field(default_factory=list)
     ingress: ContainerIngress = field(default_factory=ContainerIngress)  # as the router has it
     floating: list[Element] = field(default_factory=list)  # the root's, for its public IP
+    sources: list[Element] = field(default_factory=list)  # anti-spoofing, as the router has
 
 
 @dataclass(slots=True)
@@ -717,13 +719,20 @@ class HostNetwork:
             self._drop_floating(att.floating)
             delete_elements(self._nft, self._table, att.floating)
             att.floating = []
+        # What each endpoint may send as (anti-spoofing, ADR 0022) follows its ingress
+        # state: an endpoint of att whose address ``new`` has (see _source_elements).
+        sources = _source_elements(att, new, owner=container_id) if router is not None else []
         if router is not None:
             change = router.ingress.change(owner=container_id, old=att.ingress, new=new)
-            router.replace_elements(change.delete, change.add)
+            router.replace_elements(
+                [*change.delete, *(e for e in att.sources if e not in sources)],
+                [*change.add, *(e for e in sources if e not in att.sources)],
+            )
             change.commit()
         elif public is not None:
             raise FailedPrecondition(f"router namespace {att.router} is gone")
         att.ingress = new
+        att.sources = sources
         for address in sorted(lost):
             if router is not None:
                 router.conntrack().delete_address(address)
@@ -889,6 +898,22 @@ class HostNetwork:
         finally:
             dns.udp.close()
             dns.tcp.close()
+
+
+def _source_elements(att: _Attachment, new: ContainerIngress, *, owner: str) -> list[Element]:
+    """The anti-spoofing elements of the endpoints of ``att`` whose address ``new``
+    has: every endpoint of an attach, connect or restore (``att.endpoints`` records a veth
+    as soon as it exists), none at a detach or undo (``new`` is empty), all but the
+    leaving one at a disconnect (which unplugs it after)."""
+    kept = {e.ip for e in new.endpoints}
+    return [
+        element
+        for endpoint in att.endpoints.values()
+        if endpoint.ip in kept
+        for element in source_elements(
+            veth=endpoint_veth(endpoint.endpoint_id), ip=endpoint.ip, owner=owner
+        )
+    ]
 
 
 def _endpoint_ingress(endpoint: EndpointSpec) -> EndpointIngress:

@@ -1,6 +1,6 @@
 """The nftables tables of one instance, as pure text, and their set/map elements (ADR 0016).
 
-Two tables, both with fixed rules: everything per container, bridge or router is an
+Three tables, all with fixed rules: everything per container, bridge or router is an
 *element* of a named set or map, so attaching a container costs the same with 10 or
 10,000 others (HOST-NOTES.md: about 0.1 ms per element in process).
 
@@ -79,6 +79,19 @@ replies to DNATed loopback connections (addressed to the uplink after masquerade
                 slot of the source's memberships in turn (``meta mark``: the slot, then
                 the group's tag), (tag, protocol, port, group) in an ``sg_group_*`` set
 
+**The router's bridge table** ``bridge dockyard`` (ADR 0022), anti-spoofing: br_netfilter
+is off in routers, so only a bridge-family hook sees the frames a bridge forwards
+between its ports::
+
+    set  port_mac  ifname . ether_addr               (endpoint veth, its MAC)
+    set  port_ip   ifname . ether_addr . ipv4_addr   (endpoint veth, its MAC, its address)
+                   both per endpoint (:func:`source_elements`), owned by its container
+
+    prerouting  (filter, bridge prerouting)  on ports ``ve*`` only: anything but IPv4 and
+                ARP drop; a source MAC not the port's drop; IPv4 whose (MAC, source
+                address) is not the port's drop; ARP whose sender (MAC, address) is not
+                the port's drop
+
 Why slots: a rule naming a source group needs "the source is a member of G" and
 "(destination, port, G) is allowed" joined on G. nft joins through a register: the
 source's group tags are read one slot at a time into ``meta mark`` (an address is in at
@@ -112,10 +125,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockyard.core.errors import InvalidArgument
-from dockyard.network.names import ROUTER_TABLE, UPLINK_INSIDE
+from dockyard.network.names import ROUTER_TABLE, UPLINK_INSIDE, mac_for
 from dockyard.network.ports import ANY_IP, Binding
 
 __all__ = [
+    "BRIDGE_SETS",
     "ENDPOINT_SETS",
     "FIP_MAPS",
     "FLOATING_SETS",
@@ -137,6 +151,7 @@ __all__ = [
     "root_ruleset",
     "router_publish_elements",
     "router_ruleset",
+    "source_elements",
     "uplink_elements",
 ]
 
@@ -170,12 +185,18 @@ SCHEMA: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "sg_group_ports": (("mark", "inet_proto", "inet_service", "mark"), ()),
     "sg_group_proto": (("mark", "inet_proto", "mark"), ()),
     "sg_group_all": (("mark", "mark"), ()),
+    # router, bridge family (anti-spoofing)
+    "port_mac": (("ifname", "ether_addr"), ()),
+    "port_ip": (("ifname", "ether_addr", "ipv4_addr"), ()),
 }
 HOST_PUBLISH_MAPS = ("pub_ip", "pub_any")
 FLOATING_SETS = ("floating", "floating_via")
 ROOT_SETS = ("pub_ip", "pub_any", "uplinks", *FLOATING_SETS)
 FIP_MAPS = ("fip_publish", "fip_expose", "fip_host", "fip_snat")
-ENDPOINT_SETS = ("sg_profile", "sg_members", *FIP_MAPS)
+BRIDGE_SETS = ("port_mac", "port_ip")
+"""Sets of the router's ``bridge`` table (the others of :data:`ROUTER_SETS` are in its
+``inet`` table of the same name)."""
+ENDPOINT_SETS = ("sg_profile", "sg_members", *FIP_MAPS, *BRIDGE_SETS)
 """Router sets whose elements belong to one container (its id as their comment)."""
 PROFILE_SETS = (
     "sg_cidr_ports",
@@ -196,6 +217,10 @@ ROUTER_SETS = (
     "sg_tags",
     *PROFILE_SETS,
 )
+_ENDPOINT_PORTS = "ve*"
+"""The bridge ports the anti-spoofing chain checks: every endpoint's veth
+(:func:`~dockyard.network.names.endpoint_veth`), nothing else a bridge may get later (a
+VXLAN device)."""
 PUBLISHED_MARK = 0x1  # set by the router's prerouting on what a published port DNATed
 MEMBER_SLOTS = 16
 """Groups one address can be a member of (the controller's limit per container): the
@@ -274,8 +299,9 @@ table inet {table} {{
 
 
 def router_ruleset() -> str:
-    """The router table (``inet dockyard``) as one nft transaction, elements empty; run
-    with an nft context whose socket lives in the router namespace."""
+    """The router's tables (``inet dockyard`` and the anti-spoofing ``bridge dockyard``)
+    as one nft transaction, elements empty; run with an nft context whose socket lives in
+    the router namespace."""
     table, up, mark = ROUTER_TABLE, UPLINK_INSIDE, f"0x{PUBLISHED_MARK:x}"
     interval = "flags interval; "
     sets = "".join(
@@ -283,7 +309,7 @@ def router_ruleset() -> str:
         f"{' : ' + ' . '.join(values) if values else ''}; "
         f"{interval if name in INTERVAL_SETS else ''}}}\n"
         for name, (keys, values) in SCHEMA.items()
-        if name in ROUTER_SETS
+        if name in ROUTER_SETS and name not in BRIDGE_SETS
     )
     slots = "".join(
         f"    meta mark set {slot} ip saddr . meta mark != @sg_members return\n"
@@ -341,7 +367,42 @@ table inet {table} {{
     ct mark . meta mark @sg_group_all accept
   }}
 }}
-"""  # noqa: E501
+{_bridge_ruleset(table)}"""  # noqa: E501
+
+
+def _bridge_ruleset(table: str) -> str:
+    """The router's anti-spoofing table ``bridge <table>`` (see the module docstring).
+
+    br_netfilter is off in routers, so the inet hooks never see a bridged frame: the
+    bridge family's prerouting hook is where every frame a port sends is seen, whether
+    the bridge forwards it to another port or delivers it to the router (its gateway).
+    """
+    return f"""add table bridge {table}
+delete table bridge {table}
+table bridge {table} {{
+  set port_mac {{ type ifname . ether_addr; }}
+  set port_ip {{ type ifname . ether_addr . ipv4_addr; }}
+  chain prerouting {{
+    type filter hook prerouting priority filter; policy accept;
+    iifname != "{_ENDPOINT_PORTS}" accept
+    ether type != {{ ip, arp }} drop
+    iifname . ether saddr != @port_mac drop
+    ether type ip iifname . ether saddr . ip saddr != @port_ip drop
+    ether type arp iifname . arp saddr ether . arp saddr ip != @port_ip drop
+  }}
+}}
+"""
+
+
+def source_elements(*, veth: str, ip: str, owner: str) -> list[Element]:
+    """The anti-spoofing elements of one endpoint: what may enter its bridge from its
+    router-side veth ``veth`` (its MAC, :func:`~dockyard.network.names.mac_for` its
+    address ``ip``, and that address as IPv4 and ARP sender)."""
+    mac = mac_for(ip)
+    return [
+        Element("port_mac", (veth, mac), comment=owner),
+        Element("port_ip", (veth, mac, ip), comment=owner),
+    ]
 
 
 def host_publish_elements(
@@ -463,9 +524,13 @@ def _render(verb: str, table: str, elements: Iterable[Element], *, with_values: 
                 text += " : " + _render_tuple(elem.value, value_types)
         by_set.setdefault(elem.set_name, []).append(text)
     return "".join(
-        f"{verb} element inet {table} {name} {{ {', '.join(items)} }}\n"
+        f"{verb} element {_family(name)} {table} {name} {{ {', '.join(items)} }}\n"
         for name, items in by_set.items()
     )
+
+
+def _family(set_name: str) -> str:
+    return "bridge" if set_name in BRIDGE_SETS else "inet"
 
 
 def _schema(elem: Element) -> tuple[tuple[str, ...], tuple[str, ...]]:

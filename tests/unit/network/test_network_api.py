@@ -143,6 +143,7 @@ PUBLIC = {
         "host_upstreams",
     ],
     "dockyard.network.rules": [
+        "BRIDGE_SETS",
         "ENDPOINT_SETS",
         "FIP_MAPS",
         "FLOATING_SETS",
@@ -164,6 +165,7 @@ PUBLIC = {
         "root_ruleset",
         "router_publish_elements",
         "router_ruleset",
+        "source_elements",
         "uplink_elements",
     ],
 }

@@ -9,6 +9,8 @@ import pytest
 from dockyard.core.errors import InvalidArgument
 from dockyard.network.ports import Binding
 from dockyard.network.rules import (
+    BRIDGE_SETS,
+    ENDPOINT_SETS,
     INTERVAL_SETS,
     MEMBER_SLOTS,
     PUBLISHED_MARK,
@@ -24,6 +26,7 @@ from dockyard.network.rules import (
     root_ruleset,
     router_publish_elements,
     router_ruleset,
+    source_elements,
     uplink_elements,
 )
 
@@ -242,6 +245,73 @@ def test_router_ruleset_declares_its_sets_and_a_place_for_security_groups() -> N
     for name in INTERVAL_SETS:
         assert f"set {name} {{ type" in text
     assert text.count("flags interval") == len(INTERVAL_SETS)
+
+
+def test_the_router_has_a_bridge_table_against_spoofing() -> None:
+    text = router_ruleset()
+    bridge = text.split("add table bridge dockyard\ndelete table bridge dockyard\n")[1]
+    assert "set port_mac { type ifname . ether_addr; }" in bridge
+    assert "set port_ip { type ifname . ether_addr . ipv4_addr; }" in bridge
+    chain = bridge.split("chain prerouting {")[1].split("\n  }")[0]
+    rules = [line.strip() for line in chain.splitlines() if line.strip()]
+    # Fixed rules only (no endpoint in them), in this order: ports that are not
+    # endpoints pass; endpoints send IPv4 and ARP only, as their own MAC and address.
+    assert rules == [
+        "type filter hook prerouting priority filter; policy accept;",
+        'iifname != "ve*" accept',
+        "ether type != { ip, arp } drop",
+        "iifname . ether saddr != @port_mac drop",
+        "ether type ip iifname . ether saddr . ip saddr != @port_ip drop",
+        "ether type arp iifname . arp saddr ether . arp saddr ip != @port_ip drop",
+    ]
+    assert set(BRIDGE_SETS) <= set(ENDPOINT_SETS)  # owned by a container, swept by owner
+
+
+def test_source_elements_pin_the_mac_derived_from_the_address() -> None:
+    elements = source_elements(veth="ve0123456789abc", ip="10.1.2.3", owner="c1")
+    assert elements == [
+        Element("port_mac", ("ve0123456789abc", "02:42:0a:01:02:03"), comment="c1"),
+        Element("port_ip", ("ve0123456789abc", "02:42:0a:01:02:03", "10.1.2.3"), comment="c1"),
+    ]
+    assert render_add("dockyard", elements).splitlines() == [
+        'add element bridge dockyard port_mac { "ve0123456789abc" . 02:42:0a:01:02:03'
+        ' comment "c1" }',
+        'add element bridge dockyard port_ip { "ve0123456789abc" . 02:42:0a:01:02:03'
+        ' . 10.1.2.3 comment "c1" }',
+    ]
+    assert render_delete("dockyard", elements[1:]) == (
+        'delete element bridge dockyard port_ip { "ve0123456789abc" . 02:42:0a:01:02:03'
+        " . 10.1.2.3 }\n"
+    )
+
+
+def test_parse_source_elements_as_nft_lists_them() -> None:
+    listing = {
+        "nftables": [
+            {"table": {"family": "bridge", "name": "dockyard"}},
+            {
+                "set": {
+                    "family": "bridge",
+                    "name": "port_ip",
+                    "table": "dockyard",
+                    "type": ["ifname", "ether_addr", "ipv4_addr"],
+                    "elem": [
+                        {
+                            "elem": {
+                                "val": {
+                                    "concat": ["ve0123456789abc", "02:42:0a:00:00:02", "10.0.0.2"]
+                                },
+                                "comment": "c1",
+                            }
+                        }
+                    ],
+                }
+            },
+        ]
+    }
+    assert parse_elements(listing) == [
+        Element("port_ip", ("ve0123456789abc", "02:42:0a:00:00:02", "10.0.0.2"), comment="c1")
+    ]
 
 
 def test_the_router_forward_chain_checks_hairpins_before_groups() -> None:

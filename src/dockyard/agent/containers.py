@@ -66,7 +66,7 @@ from dockyard.core.signals import parse_signal
 from dockyard.core.units import format_bytes
 from dockyard.images.layers import LayerStore
 from dockyard.images.snapshot import Snapshotter
-from dockyard.network.host import HostNetwork
+from dockyard.network.host import HostNetwork, remaining_endpoints
 from dockyard.network.ingress import check_ingress, merge_spec
 from dockyard.network.names import endpoint_interface
 from dockyard.runtime.base import CreateOptions, Runtime
@@ -456,14 +456,17 @@ class ContainerManager:
 
     async def disconnect(self, container_id: str, endpoint_id: str) -> None:
         """Remove endpoint ``endpoint_id`` from the container's networks and its record;
-        a running or paused container loses the interface now.
+        a running or paused container loses the interface now. If it was the primary
+        endpoint, another takes its place (:func:`dockyard.network.host.remaining_endpoints`).
 
         Raises ``NotFound`` if the container has no such endpoint.
         """
         async with self._lock(container_id):
             record = self._get(container_id)
             net = record.request.network
-            kept = tuple(e for e in net.endpoints if e.endpoint_id != endpoint_id)
+            # The primary endpoint first, as the plumbing has it (a start or a restore
+            # plumbs from this order).
+            kept = remaining_endpoints(net.endpoints, endpoint_id)
             if len(kept) == len(net.endpoints):
                 raise NotFound(f"container {container_id[:12]} has no endpoint {endpoint_id}")
             if self._plumbed(record):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import os
@@ -425,11 +426,13 @@ class ContainerManager:
     async def connect(self, container_id: str, endpoint: EndpointSpec) -> None:
         """Add ``endpoint`` to the container's networks and record it, so a restarted
         agent restores it and the next start plumbs it. A running or paused container
-        gets the interface now; a stopped one at its next start.
+        gets the interface now; a stopped one at its next start. If its interface name
+        is taken in the container it gets the lowest free ``ethN`` (the controller names
+        it from the number of endpoints, and a disconnect may have left a gap).
 
         Raises ``FailedPrecondition`` unless the container is on tenant networks,
-        ``AlreadyExists`` if the endpoint id or interface name is taken,
-        ``InvalidArgument`` for a malformed endpoint.
+        ``AlreadyExists`` if the endpoint id is taken, ``InvalidArgument`` for a
+        malformed endpoint.
         """
         endpoint_interface(endpoint)
         async with self._lock(container_id):
@@ -443,8 +446,10 @@ class ContainerManager:
             for existing in net.endpoints:
                 if existing.endpoint_id == endpoint.endpoint_id:
                     raise AlreadyExists(f"endpoint {endpoint.endpoint_id} is already connected")
-                if existing.interface == endpoint.interface:
-                    raise AlreadyExists(f"interface {endpoint.interface} is already taken")
+            taken = {e.interface for e in net.endpoints}
+            if endpoint.interface in taken:
+                free = next(f"eth{n}" for n in itertools.count() if f"eth{n}" not in taken)
+                endpoint = replace(endpoint, interface=free)
             if self._plumbed(record):
                 await self._network.connect(
                     container_id=container_id, pid=record.pid, endpoint=endpoint

@@ -361,6 +361,13 @@ def test_disconnecting_the_first_network_moves_the_gateway(
         assert listener.communicate(timeout=10)[0].strip() == "out"
     finally:
         listener.kill()
+    # The controller names the next interface eth2 (two endpoints left), which the agent
+    # still has (eth1 and eth2 are left): it takes the lowest free name, eth0.
+    third = network(client, networks, subnet="10.76.0.0/24")
+    client.api.connect_container_to_network(box.id, third)
+    out = box.exec_run(["ip", "-o", "-4", "addr", "show", "eth0"]).output.decode()
+    assert "10.76.0." in out, out
+    client.api.disconnect_container_from_network(box.id, third)
 
     client.api.disconnect_container_from_network(box.id, net)
     assert _default_routes(box) == []

@@ -67,7 +67,7 @@ from dockyard.core.signals import parse_signal
 from dockyard.core.units import format_bytes
 from dockyard.images.layers import LayerStore
 from dockyard.images.snapshot import Snapshotter
-from dockyard.network.host import HostNetwork, remaining_endpoints
+from dockyard.network.host import HostNetwork, connected_endpoints, remaining_endpoints
 from dockyard.network.ingress import check_ingress, merge_spec
 from dockyard.network.names import endpoint_interface
 from dockyard.runtime.base import CreateOptions, Runtime
@@ -428,7 +428,9 @@ class ContainerManager:
         agent restores it and the next start plumbs it. A running or paused container
         gets the interface now; a stopped one at its next start. If its interface name
         is taken in the container it gets the lowest free ``ethN`` (the controller names
-        it from the number of endpoints, and a disconnect may have left a gap).
+        it from the number of endpoints, and a disconnect may have left a gap). It comes
+        first in the record if it becomes the primary endpoint
+        (:func:`dockyard.network.host.connected_endpoints`).
 
         Raises ``FailedPrecondition`` unless the container is on tenant networks,
         ``AlreadyExists`` if the endpoint id is taken, ``InvalidArgument`` for a
@@ -454,9 +456,8 @@ class ContainerManager:
                 await self._network.connect(
                     container_id=container_id, pid=record.pid, endpoint=endpoint
                 )
-            record.request = replace(
-                record.request, network=replace(net, endpoints=(*net.endpoints, endpoint))
-            )
+            endpoints = connected_endpoints(net.endpoints, endpoint)  # as plumbed
+            record.request = replace(record.request, network=replace(net, endpoints=endpoints))
             self._save(record)
 
     async def disconnect(self, container_id: str, endpoint_id: str) -> None:

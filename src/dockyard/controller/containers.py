@@ -653,7 +653,12 @@ class ContainerService:
             except BaseException:
                 self._networks.leave(container_id=container.id, network_id=network.id)
                 raise
-            container.endpoints.append(endpoint)
+            if network.internal or self._routed(container):
+                container.endpoints.append(endpoint)
+            else:
+                # The gateway network now, as the agent orders it
+                # (dockyard.network.host.connected_endpoints).
+                container.endpoints.insert(0, endpoint)
             self._put(container)
             if container.state.status in (Status.RUNNING, Status.PAUSED):
                 self._events.network(
@@ -683,6 +688,14 @@ class ContainerService:
                 self._events.network(
                     tenant=tenant, network=network, action="disconnect", container_id=container.id
                 )
+
+    def _routed(self, container: Container) -> bool:
+        """Whether one of its networks is not internal (gives it a default route)."""
+        for endpoint in container.endpoints:
+            network = self._networks.find(tenant=container.tenant, network_id=endpoint.network_id)
+            if network is not None and not network.internal:
+                return True
+        return False
 
     def _promote_gateway(self, container: Container) -> None:
         """After its primary (first) endpoint left: the first endpoint on a network that

@@ -95,7 +95,13 @@ from dockyard.network.rules import (
     uplink_elements,
 )
 
-__all__ = ["DEFAULT_TRANSIT_SUBNET", "EndpointWatcher", "HostNetwork", "remaining_endpoints"]
+__all__ = [
+    "DEFAULT_TRANSIT_SUBNET",
+    "EndpointWatcher",
+    "HostNetwork",
+    "connected_endpoints",
+    "remaining_endpoints",
+]
 
 EndpointWatcher = Callable[[str, str, list[EndpointSpec]], None]
 """``(container_id, router, endpoints)``: see :meth:`HostNetwork.watch`."""
@@ -292,16 +298,19 @@ class HostNetwork:
 
     async def connect(self, *, container_id: str, pid: int, endpoint: EndpointSpec) -> None:
         """Plug one more endpoint into running container ``container_id`` (its netns is
-        that of ``pid``), with its security groups and rules. It gets the default route
-        only if it is the container's only endpoint; then its published ports and public
-        IP go to it too. On failure nothing of its veth is left.
+        that of ``pid``), with its security groups and rules. It becomes the primary
+        endpoint as :func:`connected_endpoints` says (the only one, or the first on a
+        network that is not internal): then it gets the default route (replacing one
+        through an internal network) and the published ports and public IP go to its
+        address. On failure nothing of its veth is left.
 
         Raises ``FailedPrecondition`` if the container is not attached here on tenant
         networks, ``AlreadyExists`` if the endpoint id or interface name is taken.
         """
         att = self._tenant_attachment(container_id)
         _check_endpoints([*att.endpoints.values(), endpoint])
-        primary = not att.endpoints
+        ordered = connected_endpoints(list(att.endpoints.values()), endpoint)
+        primary = ordered[0] is endpoint
         ingress = replace(
             att.ingress, endpoints=(*att.ingress.endpoints, _endpoint_ingress(endpoint))
         )
@@ -310,7 +319,12 @@ class HostNetwork:
         async with self._gc:
             router = self._router(att.router, create=True)
             try:
+                # _plug adds the default route only through a container's only endpoint.
+                others = bool(att.endpoints)
                 self._plug(router, att, container_id=container_id, pid=pid, new=[endpoint])
+                if primary and others:
+                    gateway = endpoint_interface(endpoint).gateway
+                    replace_default_route(pid, interface=endpoint.interface, gateway=gateway)
                 self._set_ingress(
                     router,
                     att,
@@ -321,6 +335,7 @@ class HostNetwork:
             except BaseException as exc:
                 await self._unplug(att, [endpoint.endpoint_id], exc)
                 raise
+        att.endpoints = {e.endpoint_id: e for e in ordered}
         att.pid = pid
         self._changed(container_id, att)
 
@@ -988,6 +1003,19 @@ def remaining_endpoints(
     if routed is None:
         return tuple(kept)
     return (routed, *(e for e in kept if e is not routed))
+
+
+def connected_endpoints(
+    endpoints: Sequence[EndpointSpec], endpoint: EndpointSpec
+) -> tuple[EndpointSpec, ...]:
+    """The endpoints after ``endpoint`` is connected, the primary one first: it comes
+    last, unless no endpoint was on a network that is not internal and its own is not
+    internal (it gives the container its default route: Docker makes such a network the
+    gateway network) or there was none; then it comes first."""
+    routed = any(not e.internal for e in endpoints)
+    if not endpoints or (not routed and not endpoint.internal):
+        return (endpoint, *endpoints)
+    return (*endpoints, endpoint)
 
 
 def _retarget(ingress: ContainerIngress, target: str) -> ContainerIngress:

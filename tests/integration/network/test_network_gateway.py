@@ -113,6 +113,35 @@ def test_an_internal_network_does_not_become_the_gateway_network(
     assert ns.query("tcp", outside.ip, 7001, timeout=1).startswith("ERR")
     assert ns.ping(inner.gateway)
 
+    # A network that is not internal connected: it is the gateway network again.
+    again = two.endpoint("eth0")
+    run(host.connect(container_id=A, pid=ns.pid, endpoint=again))
+    assert _defaults(ns) == [(two.gateway, "eth0")]
+    assert [e.endpoint_id for e in host.endpoints(A)] == [again.endpoint_id, hidden.endpoint_id]
+    assert ns.query("tcp", outside.ip, 7001) == f"outside {outside.host_ip}"
+
+
+def test_connecting_a_routed_network_replaces_the_route_of_an_internal_one(
+    host: HostNetwork,
+    tenant: str,
+    make_net: Callable[..., Net],
+    make_netns: Callable[..., Netns],
+    run: Run,
+) -> None:
+    inner, one, two = make_net(internal=True), make_net(), make_net()
+    ns = make_netns("c")
+    hidden = inner.endpoint("eth0")
+    spec = tenant_spec(tenant, hidden, ports=(PortMapping("tcp", 80),))
+    run(host.attach(container_id=A, pid=ns.pid, spec=spec))
+    assert _defaults(ns) == [(inner.gateway, "eth0")]  # attach routes via the first
+    routed = one.endpoint("eth1")
+    run(host.connect(container_id=A, pid=ns.pid, endpoint=routed))
+    assert _defaults(ns) == [(one.gateway, "eth1")]
+    assert f"{routed.ip} . 80" in _publish_map(host, tenant)
+    run(host.connect(container_id=A, pid=ns.pid, endpoint=two.endpoint("eth2")))
+    assert _defaults(ns) == [(one.gateway, "eth1")]
+    assert f"{routed.ip} . 80" in _publish_map(host, tenant)
+
 
 def test_disconnecting_another_endpoint_keeps_the_gateway(
     host: HostNetwork,

@@ -383,3 +383,10 @@ def test_disconnecting_the_first_network_makes_the_next_routed_one_first(ctl: Co
     # The primary leaving with only internal networks left: they keep their order.
     run(ctl.containers.disconnect(tenant=ctl.tenant.id, ref="web", network_ref="back"))
     assert [e.network_id for e in ctl.record(web.id).endpoints] == [inner.id]
+    # A network that is not internal connected then: the gateway network again, first.
+    run(
+        ctl.containers.connect(
+            tenant=ctl.tenant.id, ref="web", network_ref="back", request=EndpointRequest("back")
+        )
+    )
+    assert [e.network_id for e in ctl.record(web.id).endpoints] == [back.id, inner.id]

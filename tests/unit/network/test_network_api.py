@@ -12,6 +12,7 @@ PUBLIC = {
         "DEFAULT_TRANSIT_SUBNET",
         "EndpointWatcher",
         "HostNetwork",
+        "connected_endpoints",
         "remaining_endpoints",
     ],
     "dockyard.network.nft": ["DEFAULT_LIBRARY", "Nft"],

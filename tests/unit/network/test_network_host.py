@@ -1,10 +1,10 @@
-"""The pure parts of dockyard.network.host: which endpoint is primary after a
-disconnect (the plumbing itself is tested in tests/integration/network)."""
+"""The pure parts of dockyard.network.host: which endpoint is primary after a connect
+or disconnect (the plumbing itself is tested in tests/integration/network)."""
 
 from __future__ import annotations
 
 from dockyard.core.protocol import EndpointSpec
-from dockyard.network.host import remaining_endpoints
+from dockyard.network.host import connected_endpoints, remaining_endpoints
 
 
 def _endpoint(n: int, *, internal: bool = False) -> EndpointSpec:
@@ -42,3 +42,12 @@ def test_only_internal_or_no_endpoints_left() -> None:
     assert remaining_endpoints([_endpoint(0)], "e0") == ()
     assert remaining_endpoints([], "e0") == ()
     assert _ids(remaining_endpoints([_endpoint(0)], "x")) == ["e0"]
+
+
+def test_a_connected_endpoint_comes_last_unless_it_gives_the_default_route() -> None:
+    routed, inner = _endpoint(0), _endpoint(1, internal=True)
+    assert _ids(connected_endpoints([routed], _endpoint(2))) == ["e0", "e2"]
+    assert _ids(connected_endpoints([inner], _endpoint(2, internal=True))) == ["e1", "e2"]
+    assert _ids(connected_endpoints([], _endpoint(2, internal=True))) == ["e2"]
+    # The first routed network of a container on internal ones only: the gateway network.
+    assert _ids(connected_endpoints([inner], _endpoint(2))) == ["e2", "e1"]

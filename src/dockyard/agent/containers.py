@@ -459,6 +459,7 @@ class ContainerManager:
             endpoints = connected_endpoints(net.endpoints, endpoint)  # as plumbed
             record.request = replace(record.request, network=replace(net, endpoints=endpoints))
             self._save(record)
+            self._primary_changed(record, net)
 
     async def disconnect(self, container_id: str, endpoint_id: str) -> None:
         """Remove endpoint ``endpoint_id`` from the container's networks and its record;
@@ -479,6 +480,7 @@ class ContainerManager:
                 await self._network.disconnect(container_id=container_id, endpoint_id=endpoint_id)
             record.request = replace(record.request, network=replace(net, endpoints=kept))
             self._save(record)
+            self._primary_changed(record, net)
 
     async def update_network(self, container_id: str, spec: NetworkSpec) -> None:
         """Take the security groups, ingress rules and public IP of ``spec`` (the
@@ -502,6 +504,18 @@ class ContainerManager:
                 await self._network.update(container_id=container_id, spec=merged)
             record.request = replace(record.request, network=merged)
             self._save(record)
+
+    def _primary_changed(self, record: AgentRecord, before: NetworkSpec) -> None:
+        """Rewrite the container's /etc/hosts and /etc/resolv.conf if its primary
+        endpoint changed: its DNS server is the gateway of that network and its own
+        entry that address (the files are bind-mounted: rewritten in place, a running
+        container sees them at once; a start does not rewrite them)."""
+        now = record.request.network.endpoints
+        if (now[0] if now else None) == (before.endpoints[0] if before.endpoints else None):
+            return
+        paths = self.paths(record.id)
+        if paths.resolv_conf.exists():
+            write_etc_files(paths, record.request, host_resolv=self._settings.host_resolv)
 
     @staticmethod
     def _plumbed(record: AgentRecord) -> bool:

@@ -337,6 +337,14 @@ def test_disconnecting_the_first_network_moves_the_gateway(
 
     client.api.disconnect_container_from_network(box.id, "default")
     assert _default_routes(box) == ["default via 10.74.0.1 dev eth1 "]
+    # Its DNS server is the new gateway network's (resolv.conf rewritten in place).
+    resolv = box.exec_run(["cat", "/etc/resolv.conf"]).output.decode()
+    assert "nameserver 10.74.0.1\n" in resolv, resolv
+    peer = client.containers.run("busybox", ["sleep", "120"], detach=True, network=net)
+    cleanup.append(peer.id)
+    peer.reload()
+    found = box.exec_run(["nslookup", peer.name]).output.decode()
+    assert address(peer, net) in found, found
     settings = client.api.inspect_container(box.id)["NetworkSettings"]
     assert set(settings["Networks"]) == {net, inner}
     assert settings["Gateway"] == "10.74.0.1"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import os
@@ -66,7 +67,7 @@ from dockyard.core.signals import parse_signal
 from dockyard.core.units import format_bytes
 from dockyard.images.layers import LayerStore
 from dockyard.images.snapshot import Snapshotter
-from dockyard.network.host import HostNetwork
+from dockyard.network.host import HostNetwork, connected_endpoints, remaining_endpoints
 from dockyard.network.ingress import check_ingress, merge_spec
 from dockyard.network.names import endpoint_interface
 from dockyard.runtime.base import CreateOptions, Runtime
@@ -425,11 +426,15 @@ class ContainerManager:
     async def connect(self, container_id: str, endpoint: EndpointSpec) -> None:
         """Add ``endpoint`` to the container's networks and record it, so a restarted
         agent restores it and the next start plumbs it. A running or paused container
-        gets the interface now; a stopped one at its next start.
+        gets the interface now; a stopped one at its next start. If its interface name
+        is taken in the container it gets the lowest free ``ethN`` (the controller names
+        it from the number of endpoints, and a disconnect may have left a gap). It comes
+        first in the record if it becomes the primary endpoint
+        (:func:`dockyard.network.host.connected_endpoints`).
 
         Raises ``FailedPrecondition`` unless the container is on tenant networks,
-        ``AlreadyExists`` if the endpoint id or interface name is taken,
-        ``InvalidArgument`` for a malformed endpoint.
+        ``AlreadyExists`` if the endpoint id is taken, ``InvalidArgument`` for a
+        malformed endpoint.
         """
         endpoint_interface(endpoint)
         async with self._lock(container_id):
@@ -443,33 +448,39 @@ class ContainerManager:
             for existing in net.endpoints:
                 if existing.endpoint_id == endpoint.endpoint_id:
                     raise AlreadyExists(f"endpoint {endpoint.endpoint_id} is already connected")
-                if existing.interface == endpoint.interface:
-                    raise AlreadyExists(f"interface {endpoint.interface} is already taken")
+            taken = {e.interface for e in net.endpoints}
+            if endpoint.interface in taken:
+                free = next(f"eth{n}" for n in itertools.count() if f"eth{n}" not in taken)
+                endpoint = replace(endpoint, interface=free)
             if self._plumbed(record):
                 await self._network.connect(
                     container_id=container_id, pid=record.pid, endpoint=endpoint
                 )
-            record.request = replace(
-                record.request, network=replace(net, endpoints=(*net.endpoints, endpoint))
-            )
+            endpoints = connected_endpoints(net.endpoints, endpoint)  # as plumbed
+            record.request = replace(record.request, network=replace(net, endpoints=endpoints))
             self._save(record)
+            self._primary_changed(record, net)
 
     async def disconnect(self, container_id: str, endpoint_id: str) -> None:
         """Remove endpoint ``endpoint_id`` from the container's networks and its record;
-        a running or paused container loses the interface now.
+        a running or paused container loses the interface now. If it was the primary
+        endpoint, another takes its place (:func:`dockyard.network.host.remaining_endpoints`).
 
         Raises ``NotFound`` if the container has no such endpoint.
         """
         async with self._lock(container_id):
             record = self._get(container_id)
             net = record.request.network
-            kept = tuple(e for e in net.endpoints if e.endpoint_id != endpoint_id)
+            # The primary endpoint first, as the plumbing has it (a start or a restore
+            # plumbs from this order).
+            kept = remaining_endpoints(net.endpoints, endpoint_id)
             if len(kept) == len(net.endpoints):
                 raise NotFound(f"container {container_id[:12]} has no endpoint {endpoint_id}")
             if self._plumbed(record):
                 await self._network.disconnect(container_id=container_id, endpoint_id=endpoint_id)
             record.request = replace(record.request, network=replace(net, endpoints=kept))
             self._save(record)
+            self._primary_changed(record, net)
 
     async def update_network(self, container_id: str, spec: NetworkSpec) -> None:
         """Take the security groups, ingress rules and public IP of ``spec`` (the
@@ -493,6 +504,18 @@ class ContainerManager:
                 await self._network.update(container_id=container_id, spec=merged)
             record.request = replace(record.request, network=merged)
             self._save(record)
+
+    def _primary_changed(self, record: AgentRecord, before: NetworkSpec) -> None:
+        """Rewrite the container's /etc/hosts and /etc/resolv.conf if its primary
+        endpoint changed: its DNS server is the gateway of that network and its own
+        entry that address (the files are bind-mounted: rewritten in place, a running
+        container sees them at once; a start does not rewrite them)."""
+        now = record.request.network.endpoints
+        if (now[0] if now else None) == (before.endpoints[0] if before.endpoints else None):
+            return
+        paths = self.paths(record.id)
+        if paths.resolv_conf.exists():
+            write_etc_files(paths, record.request, host_resolv=self._settings.host_resolv)
 
     @staticmethod
     def _plumbed(record: AgentRecord) -> bool:

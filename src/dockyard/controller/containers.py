@@ -653,7 +653,12 @@ class ContainerService:
             except BaseException:
                 self._networks.leave(container_id=container.id, network_id=network.id)
                 raise
-            container.endpoints.append(endpoint)
+            if network.internal or self._routed(container):
+                container.endpoints.append(endpoint)
+            else:
+                # The gateway network now, as the agent orders it
+                # (dockyard.network.host.connected_endpoints).
+                container.endpoints.insert(0, endpoint)
             self._put(container)
             if container.state.status in (Status.RUNNING, Status.PAUSED):
                 self._events.network(
@@ -673,13 +678,36 @@ class ContainerService:
                     f"container {container.id} is not connected to network {network.name}"
                 )
             await self._hosts.client(container.host).disconnect(container.id, endpoint.id)
+            primary = container.endpoints[0] is endpoint
             container.endpoints.remove(endpoint)
+            if primary:
+                self._promote_gateway(container)
             self._put(container)
             self._networks.leave(container_id=container.id, network_id=network.id)
             if container.state.status in (Status.RUNNING, Status.PAUSED):
                 self._events.network(
                     tenant=tenant, network=network, action="disconnect", container_id=container.id
                 )
+
+    def _routed(self, container: Container) -> bool:
+        """Whether one of its networks is not internal (gives it a default route)."""
+        for endpoint in container.endpoints:
+            network = self._networks.find(tenant=container.tenant, network_id=endpoint.network_id)
+            if network is not None and not network.internal:
+                return True
+        return False
+
+    def _promote_gateway(self, container: Container) -> None:
+        """After its primary (first) endpoint left: the first endpoint on a network that
+        is not internal moves to the front, as the agent orders them
+        (``dockyard.network.host.remaining_endpoints``), so ``docker inspect``'s
+        top-level address and gateway are those of the network giving the default
+        route."""
+        for index, endpoint in enumerate(container.endpoints):
+            network = self._networks.find(tenant=container.tenant, network_id=endpoint.network_id)
+            if network is not None and not network.internal:
+                container.endpoints.insert(0, container.endpoints.pop(index))
+                return
 
     async def set_security_groups(
         self, *, tenant: str, container_id: str, change: Callable[[Container], list[str]]

@@ -80,6 +80,7 @@ from dockyard.network.rtnl import (
     delete_link,
     delete_route,
     host_route,
+    replace_default_route,
 )
 from dockyard.network.rules import (
     ENDPOINT_SETS,
@@ -94,7 +95,13 @@ from dockyard.network.rules import (
     uplink_elements,
 )
 
-__all__ = ["DEFAULT_TRANSIT_SUBNET", "EndpointWatcher", "HostNetwork"]
+__all__ = [
+    "DEFAULT_TRANSIT_SUBNET",
+    "EndpointWatcher",
+    "HostNetwork",
+    "connected_endpoints",
+    "remaining_endpoints",
+]
 
 EndpointWatcher = Callable[[str, str, list[EndpointSpec]], None]
 """``(container_id, router, endpoints)``: see :meth:`HostNetwork.watch`."""
@@ -109,9 +116,12 @@ class _Attachment:
 
     router: str  # the router namespace's name
     tenant: str  # NetworkSpec.router: whose router it is
-    endpoints: dict[str, EndpointSpec] = field(default_factory=dict)  # in interface order
-    target_ip: str = ""  # where its published ports go (its first endpoint's address)
+    pid: int  # a process in the container's netns
+    # The first is the primary endpoint (see remaining_endpoints), then interface order.
+    endpoints: dict[str, EndpointSpec] = field(default_factory=dict)
+    target_ip: str = ""  # where its published ports go (its primary endpoint's address)
     sockets: list[socket.socket] = field(default_factory=list)
+    bindings: list[Binding] = field(default_factory=list)  # its published ports
     host_elements: list[Element] = field(default_factory=list)
     router_elements: list[Element] = field(default_factory=list)
     ingress: ContainerIngress = field(default_factory=ContainerIngress)  # as the router has it
@@ -266,7 +276,7 @@ class HostNetwork:
         name = self.router_name(spec.router)
         wanted = [check_mapping(mapping) for mapping in spec.ports]
         ingress = container_ingress(spec, spec.endpoints, target=spec.endpoints[0].ip)
-        att = _Attachment(router=name, tenant=spec.router, target_ip=spec.endpoints[0].ip)
+        att = _Attachment(router=name, tenant=spec.router, pid=pid, target_ip=spec.endpoints[0].ip)
         bound: list[Binding] = []
         try:
             # Ports first: a taken port is the likeliest failure and the cheapest undo.
@@ -288,33 +298,59 @@ class HostNetwork:
 
     async def connect(self, *, container_id: str, pid: int, endpoint: EndpointSpec) -> None:
         """Plug one more endpoint into running container ``container_id`` (its netns is
-        that of ``pid``), with its security groups and rules. It gets the default route
-        only if it is the container's only endpoint. On failure nothing of its veth is
-        left.
+        that of ``pid``), with its security groups and rules. It becomes the primary
+        endpoint as :func:`connected_endpoints` says (the only one, or the first on a
+        network that is not internal): then it gets the default route (replacing one
+        through an internal network) and the published ports and public IP go to its
+        address. On failure nothing of its veth is left.
 
         Raises ``FailedPrecondition`` if the container is not attached here on tenant
         networks, ``AlreadyExists`` if the endpoint id or interface name is taken.
         """
         att = self._tenant_attachment(container_id)
         _check_endpoints([*att.endpoints.values(), endpoint])
+        ordered = connected_endpoints(list(att.endpoints.values()), endpoint)
+        primary = ordered[0] is endpoint
         ingress = replace(
             att.ingress, endpoints=(*att.ingress.endpoints, _endpoint_ingress(endpoint))
         )
+        if primary:
+            ingress = _retarget(ingress, endpoint.ip)
         async with self._gc:
             router = self._router(att.router, create=True)
             try:
+                # _plug adds the default route only through a container's only endpoint.
+                others = bool(att.endpoints)
                 self._plug(router, att, container_id=container_id, pid=pid, new=[endpoint])
-                self._set_ingress(router, att, container_id=container_id, new=ingress)
+                if primary and others:
+                    gateway = endpoint_interface(endpoint).gateway
+                    replace_default_route(pid, interface=endpoint.interface, gateway=gateway)
+                self._set_ingress(
+                    router,
+                    att,
+                    container_id=container_id,
+                    new=ingress,
+                    target=endpoint.ip if primary else None,
+                )
             except BaseException as exc:
                 await self._unplug(att, [endpoint.endpoint_id], exc)
                 raise
+        att.endpoints = {e.endpoint_id: e for e in ordered}
+        att.pid = pid
         self._changed(container_id, att)
 
     async def disconnect(self, *, container_id: str, endpoint_id: str) -> None:
         """Unplug endpoint ``endpoint_id`` of container ``container_id`` (both sides of its
         veth go, its security-group elements too; the container keeps its other
-        interfaces). Published ports and the public IP stay with the address they were
-        published to.
+        interfaces).
+
+        If it was the primary endpoint (the first: the default route, the address of the
+        published ports and the public IP), the next primary is chosen as
+        :func:`remaining_endpoints` says, as Docker moves the gateway to another network:
+        the default route goes through its gateway unless its network is internal (then
+        the container has none), and its published ports and public IP go to its address
+        in one router transaction. The route is moved first, in one request, so egress
+        never stops; the veth goes last.
 
         Raises ``FailedPrecondition`` if the container is not attached here on tenant
         networks, ``NotFound`` if it has no such endpoint.
@@ -323,15 +359,28 @@ class HostNetwork:
         if endpoint_id not in att.endpoints:
             raise NotFound(f"container {container_id} has no endpoint {endpoint_id}")
         gone = att.endpoints[endpoint_id].ip
+        kept = remaining_endpoints(list(att.endpoints.values()), endpoint_id)
         ingress = replace(
             att.ingress, endpoints=tuple(e for e in att.ingress.endpoints if e.ip != gone)
         )
+        primary = kept[0] if kept and next(iter(att.endpoints)) == endpoint_id else None
+        if primary is not None:
+            ingress = _retarget(ingress, primary.ip)
+            if not primary.internal:
+                gateway = endpoint_interface(primary).gateway
+                replace_default_route(att.pid, interface=primary.interface, gateway=gateway)
         async with self._gc:
             router = self._routers.get(att.router)
-            self._set_ingress(router, att, container_id=container_id, new=ingress)
+            self._set_ingress(
+                router,
+                att,
+                container_id=container_id,
+                new=ingress,
+                target=primary.ip if primary is not None else None,
+            )
         path = named_netns(att.router, run_dir=self._run_dir)
         await asyncio.to_thread(delete_links, path, [endpoint_veth(endpoint_id)])
-        att.endpoints.pop(endpoint_id, None)
+        att.endpoints = {e.endpoint_id: e for e in kept}
         self._changed(container_id, att)
 
     def endpoints(self, container_id: str) -> list[EndpointSpec]:
@@ -383,6 +432,7 @@ class HostNetwork:
                 new=replace(att.ingress, public=None),
             )
         _close_all(att.sockets)
+        att.bindings = []
         delete_elements(self._nft, self._table, att.host_elements)
         att.host_elements = []
         router = self._routers.get(att.router)
@@ -453,6 +503,7 @@ class HostNetwork:
             att = _Attachment(
                 router=name,
                 tenant=spec.router,
+                pid=pid,
                 endpoints={e.endpoint_id: e for e in spec.endpoints},
                 target_ip=target,
             )
@@ -669,6 +720,7 @@ class HostNetwork:
         """DNAT ``bound`` to the container: router elements, then root elements."""
         if not bound:
             return
+        att.bindings = list(bound)
         inner = router_publish_elements(bound, container_ip=att.target_ip, owner=container_id)
         try:
             router.add_elements(inner)
@@ -693,11 +745,15 @@ class HostNetwork:
         *,
         container_id: str,
         new: ContainerIngress,
+        target: str | None = None,
     ) -> None:
         """Take the container's security-group and public-IP state from ``att.ingress``
         to ``new``: the router's elements in one transaction, then the root's elements
         and the route of its public IP. A public IP it loses is unrouted first and loses
         its conntrack entries last, once nothing can make new ones. Never awaits.
+
+        ``target``: the published ports' new address (``att.target_ip`` becomes it), their
+        router elements changed in the same transaction; None leaves them.
 
         ``router`` is None when the router is gone (what was in it went with it): then a
         public IP cannot be added (``FailedPrecondition``). On failure ``att`` records
@@ -722,15 +778,26 @@ class HostNetwork:
         # What each endpoint may send as (anti-spoofing, ADR 0022) follows its ingress
         # state: an endpoint of att whose address ``new`` has (see _source_elements).
         sources = _source_elements(att, new, owner=container_id) if router is not None else []
+        publish = att.router_elements
+        if target is not None and att.router_elements:
+            publish = router_publish_elements(att.bindings, container_ip=target, owner=container_id)
         if router is not None:
             change = router.ingress.change(owner=container_id, old=att.ingress, new=new)
+            stale = [e for e in att.router_elements if e not in publish]
             router.replace_elements(
-                [*change.delete, *(e for e in att.sources if e not in sources)],
-                [*change.add, *(e for e in sources if e not in att.sources)],
+                [*change.delete, *(e for e in att.sources if e not in sources), *stale],
+                [
+                    *change.add,
+                    *(e for e in sources if e not in att.sources),
+                    *(e for e in publish if e not in att.router_elements),
+                ],
             )
             change.commit()
         elif public is not None:
             raise FailedPrecondition(f"router namespace {att.router} is gone")
+        if target is not None:
+            att.target_ip = target
+            att.router_elements = publish
         att.ingress = new
         att.sources = sources
         for address in sorted(lost):
@@ -914,6 +981,48 @@ def _source_elements(att: _Attachment, new: ContainerIngress, *, owner: str) -> 
             veth=endpoint_veth(endpoint.endpoint_id), ip=endpoint.ip, owner=owner
         )
     ]
+
+
+def remaining_endpoints(
+    endpoints: Sequence[EndpointSpec], endpoint_id: str
+) -> tuple[EndpointSpec, ...]:
+    """The endpoints left when ``endpoint_id`` goes, the primary one first.
+
+    The first endpoint is the primary one (the default route, the address published
+    ports and the public IP reach). When it goes, the first remaining endpoint on a
+    network that is not internal takes its place, as Docker moves the gateway to a
+    network that can provide one; if every remaining one is internal, the first of them
+    (the container then has no default route). Others keep their order. The agent's
+    record and the controller's keep endpoints in this order, so a restart or restore
+    finds the same primary.
+    """
+    kept = [e for e in endpoints if e.endpoint_id != endpoint_id]
+    if not endpoints or endpoints[0].endpoint_id != endpoint_id:
+        return tuple(kept)
+    routed = next((e for e in kept if not e.internal), None)
+    if routed is None:
+        return tuple(kept)
+    return (routed, *(e for e in kept if e is not routed))
+
+
+def connected_endpoints(
+    endpoints: Sequence[EndpointSpec], endpoint: EndpointSpec
+) -> tuple[EndpointSpec, ...]:
+    """The endpoints after ``endpoint`` is connected, the primary one first: it comes
+    last, unless no endpoint was on a network that is not internal and its own is not
+    internal (it gives the container its default route: Docker makes such a network the
+    gateway network) or there was none; then it comes first."""
+    routed = any(not e.internal for e in endpoints)
+    if not endpoints or (not routed and not endpoint.internal):
+        return (endpoint, *endpoints)
+    return (*endpoints, endpoint)
+
+
+def _retarget(ingress: ContainerIngress, target: str) -> ContainerIngress:
+    """``ingress`` with its public IP (if any) reaching ``target``."""
+    if ingress.public is None:
+        return ingress
+    return replace(ingress, public=replace(ingress.public, target=target))
 
 
 def _endpoint_ingress(endpoint: EndpointSpec) -> EndpointIngress:

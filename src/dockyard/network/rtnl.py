@@ -45,6 +45,7 @@ __all__ = [
     "new_veth",
     "pack_attr",
     "parse_attrs",
+    "replace_default_route",
     "set_port",
 ]
 
@@ -434,14 +435,15 @@ def delete_route(dst: str, *, oif: int = 0) -> Message:
     return _RTM_DELROUTE, 0, body
 
 
-def default_route(gateway: str, oif: int) -> Message:
-    """Add the default route via ``gateway`` on interface ``oif`` (EEXIST if one exists)."""
+def default_route(gateway: str, oif: int, *, replace: bool = False) -> Message:
+    """Add the default route via ``gateway`` on interface ``oif`` (EEXIST if one exists),
+    or with ``replace`` put it in place of the one there (if any)."""
     body = (
         _RTMSG.pack(socket.AF_INET, 0, 0, 0, 254, 3, 0, 1, 0)  # main table, boot, unicast
         + _attr(_RTA_GATEWAY, ipaddress.IPv4Address(gateway).packed)
         + _attr(_RTA_OIF, _U32.pack(oif))
     )
-    return _RTM_NEWROUTE, _F_CREATE | _F_EXCL, body
+    return _RTM_NEWROUTE, _F_CREATE | (_F_REPLACE if replace else _F_EXCL), body
 
 
 # the container side ---------------------------------------------------------------------
@@ -475,6 +477,19 @@ def configure_interfaces(pid: int, interfaces: Sequence[tuple[str, str, int, str
             if item.gateway:
                 messages.append(default_route(item.gateway, index))
         inner.transact(messages, f"configure interfaces in the netns of pid {pid}", precise=False)
+
+
+def replace_default_route(pid: int, *, interface: str, gateway: str) -> None:
+    """In ``pid``'s netns, make the default route go via ``gateway`` on ``interface``
+    (replacing the one there, if any), in one request: the container is never without
+    one. ``Unavailable`` if refused, ``FailedPrecondition`` if the process is gone."""
+    with Rtnl(socket_in_netns(pid, kind=socket.SOCK_RAW)) as inner:
+        index = inner.link_index(interface)
+        inner.transact(
+            [default_route(gateway, index, replace=True)],
+            f"move the default route in the netns of pid {pid} to {interface}",
+            precise=False,
+        )
 
 
 def _error(code: int, what: str, *, precise: bool = True) -> Exception:

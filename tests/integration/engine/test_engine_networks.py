@@ -13,6 +13,8 @@ import contextlib
 import ipaddress
 import secrets
 import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -291,6 +293,93 @@ def test_connect_and_disconnect_a_running_container(
     cleanup.append(other.id)
     client.api.disconnect_container_from_network(other.id, net)
     client.api.connect_container_to_network(other.id, net, ipv4_address="10.73.0.9")
+
+
+def _get(url: str) -> bytes:
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            return bytes(urllib.request.urlopen(url, timeout=2).read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _default_routes(box: Any) -> list[str]:
+    out = box.exec_run(["ip", "-4", "route"]).output.decode()
+    return [line for line in out.splitlines() if line.startswith("default")]
+
+
+def test_disconnecting_the_first_network_moves_the_gateway(
+    client: docker.DockerClient,
+    cleanup: list[str],
+    networks: list[str],
+    outside: tuple[str, str, str],
+) -> None:
+    """As in Docker: the network left becomes the gateway network; published ports and
+    ``docker inspect`` follow; with only an internal network left there is no default
+    route."""
+    net = network(client, networks, subnet="10.74.0.0/24")
+    inner = network(client, networks, subnet="10.75.0.0/24", internal=True)
+    box = client.containers.run(
+        "busybox",
+        ["sh", "-c", "echo moved > /tmp/index.html; httpd -f -p 80 -h /tmp"],
+        detach=True,
+        ports={"80/tcp": ("127.0.0.1", None)},
+    )
+    cleanup.append(box.id)
+    client.api.connect_container_to_network(box.id, net)
+    client.api.connect_container_to_network(box.id, inner)
+    box.reload()
+    port = int(box.attrs["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
+    assert _get(f"http://127.0.0.1:{port}/") == b"moved\n"
+
+    client.api.disconnect_container_from_network(box.id, "default")
+    assert _default_routes(box) == ["default via 10.74.0.1 dev eth1 "]
+    # Its DNS server is the new gateway network's (resolv.conf rewritten in place).
+    resolv = box.exec_run(["cat", "/etc/resolv.conf"]).output.decode()
+    assert "nameserver 10.74.0.1\n" in resolv, resolv
+    peer = client.containers.run("busybox", ["sleep", "120"], detach=True, network=net)
+    cleanup.append(peer.id)
+    peer.reload()
+    found = box.exec_run(["nslookup", peer.name]).output.decode()
+    assert address(peer, net) in found, found
+    settings = client.api.inspect_container(box.id)["NetworkSettings"]
+    assert set(settings["Networks"]) == {net, inner}
+    assert settings["Gateway"] == "10.74.0.1"
+    assert settings["IPAddress"] == settings["Networks"][net]["IPAddress"]
+    assert _get(f"http://127.0.0.1:{port}/") == b"moved\n"
+    _ns, peer_ip, _host_ip = outside
+    listener = subprocess.Popen(
+        [
+            "ip", "netns", "exec", _ns, "python3", "-c",
+            "import socket; s=socket.socket();"
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1);"
+            f"s.bind(('{peer_ip}', 7003)); s.listen(1); print('ready', flush=True);"
+            "c, a = s.accept(); print(c.recv(100).decode().strip(), flush=True)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert listener.stdout is not None
+        assert listener.stdout.readline().strip() == "ready"
+        box.exec_run(["sh", "-c", f"echo out | nc -w 3 {peer_ip} 7003"])
+        assert listener.communicate(timeout=10)[0].strip() == "out"
+    finally:
+        listener.kill()
+    # The controller names the next interface eth2 (two endpoints left), which the agent
+    # still has (eth1 and eth2 are left): it takes the lowest free name, eth0.
+    third = network(client, networks, subnet="10.76.0.0/24")
+    client.api.connect_container_to_network(box.id, third)
+    out = box.exec_run(["ip", "-o", "-4", "addr", "show", "eth0"]).output.decode()
+    assert "10.76.0." in out, out
+    client.api.disconnect_container_from_network(box.id, third)
+
+    client.api.disconnect_container_from_network(box.id, net)
+    assert _default_routes(box) == []
+    assert set(client.api.inspect_container(box.id)["NetworkSettings"]["Networks"]) == {inner}
 
 
 def test_network_mode_container_shares_the_peers_netns(

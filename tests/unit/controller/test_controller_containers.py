@@ -357,3 +357,36 @@ def test_reconcile_leaves_a_create_under_way_to_finish(ctl: Controller) -> None:
     assert (record.id, record.phase, record.state.status) == (web.id, "", Status.CREATED)
     assert web.id in ctl.agent.containers
     assert ctl.events_of(web) == ["create"]
+
+
+# the primary endpoint ------------------------------------------------------------------------
+
+
+def test_disconnecting_the_first_network_makes_the_next_routed_one_first(ctl: Controller) -> None:
+    """As the agent orders them (network.host.remaining_endpoints): the first endpoint on
+    a network that is not internal moves to the front, so inspect's top-level address and
+    gateway are the ones of the network giving the default route."""
+    web = ctl.add("web", status=Status.RUNNING, network="default")
+    ctl.agent.containers[web.id] = running(web)
+    inner = ctl.networks.create(
+        tenant=ctl.tenant.id, request=NetworkRequest(name="inner", internal=True)
+    )
+    back = ctl.networks.create(tenant=ctl.tenant.id, request=NetworkRequest(name="back"))
+    for name in ("inner", "back"):
+        run(
+            ctl.containers.connect(
+                tenant=ctl.tenant.id, ref="web", network_ref=name, request=EndpointRequest(name)
+            )
+        )
+    run(ctl.containers.disconnect(tenant=ctl.tenant.id, ref="web", network_ref="default"))
+    assert [e.network_id for e in ctl.record(web.id).endpoints] == [back.id, inner.id]
+    # The primary leaving with only internal networks left: they keep their order.
+    run(ctl.containers.disconnect(tenant=ctl.tenant.id, ref="web", network_ref="back"))
+    assert [e.network_id for e in ctl.record(web.id).endpoints] == [inner.id]
+    # A network that is not internal connected then: the gateway network again, first.
+    run(
+        ctl.containers.connect(
+            tenant=ctl.tenant.id, ref="web", network_ref="back", request=EndpointRequest("back")
+        )
+    )
+    assert [e.network_id for e in ctl.record(web.id).endpoints] == [back.id, inner.id]

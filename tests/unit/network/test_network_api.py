@@ -8,7 +8,13 @@ import pytest
 
 PUBLIC = {
     "dockyard.network": ["DEFAULT_TRANSIT_SUBNET", "HostNetwork", "Nft"],
-    "dockyard.network.host": ["DEFAULT_TRANSIT_SUBNET", "EndpointWatcher", "HostNetwork"],
+    "dockyard.network.host": [
+        "DEFAULT_TRANSIT_SUBNET",
+        "EndpointWatcher",
+        "HostNetwork",
+        "connected_endpoints",
+        "remaining_endpoints",
+    ],
     "dockyard.network.nft": ["DEFAULT_LIBRARY", "Nft"],
     "dockyard.network.netns": [
         "CLONE_NEWNET",
@@ -43,6 +49,7 @@ PUBLIC = {
         "new_veth",
         "pack_attr",
         "parse_attrs",
+        "replace_default_route",
         "set_port",
     ],
     "dockyard.network.conntrack": ["NETLINK_NETFILTER", "Conntrack", "Entry"],

@@ -9,7 +9,15 @@ import struct
 import pytest
 
 from dockyard.core.errors import AlreadyExists, FailedPrecondition, Unavailable
-from dockyard.network.rtnl import Address, Link, Rtnl, delete_link, new_veth, set_port
+from dockyard.network.rtnl import (
+    Address,
+    Link,
+    Rtnl,
+    default_route,
+    delete_link,
+    new_veth,
+    set_port,
+)
 
 _NLMSG = struct.Struct("=IHHII")
 
@@ -144,3 +152,12 @@ def test_interrupted_dumps_are_retried() -> None:
     kernel.respond = respond
     assert _rtnl(kernel).links() == [Link(1, "lo")]
     assert len(calls) == 2
+
+
+def test_default_route_adds_exclusively_or_replaces() -> None:
+    create, excl, replace = 0x400, 0x200, 0x100
+    kind, flags, _body = default_route("10.0.0.1", 2)
+    assert (kind, flags) == (24, create | excl)
+    kind, flags, body = default_route("10.0.0.1", 2, replace=True)
+    assert (kind, flags) == (24, create | replace)
+    assert socket.inet_aton("10.0.0.1") in body

@@ -32,11 +32,16 @@ def nonce() -> str:
 
 @pytest.fixture
 def networks(client: docker.DockerClient) -> Iterator[list[str]]:
-    """Networks the test made; removed afterwards (after the ``cleanup`` containers)."""
+    """Networks the test made; removed afterwards with the containers still on them (this
+    fixture's teardown runs before ``cleanup``'s, and a network in use cannot go: a
+    leaked subnet would refuse a later test's)."""
     made: list[str] = []
     yield made
     for ref in made:
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+        for container in client.api.containers(all=True, filters={"network": ref}):
+            with contextlib.suppress(docker.errors.NotFound):
+                client.api.remove_container(container["Id"], force=True, v=True)
+        with contextlib.suppress(docker.errors.NotFound):
             client.api.remove_network(ref)
 
 

@@ -22,8 +22,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   # Dockyard runs its own registry (under its state dir, behind its token service); the
   # Debian package's service on :5000 with htpasswd auth is not it. Stop it where an init
   # system started it, since we installed it just now.
-  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null; then
-    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  # Without systemd as init (containers, CI) the package starts it through its sysv script.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]]; then
+    if command -v systemctl >/dev/null; then
+      systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi
+    if [ -x /etc/init.d/docker-registry ]; then
+      /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
+      update-rc.d docker-registry disable >/dev/null 2>&1 || true
+    fi
   fi
 fi
 

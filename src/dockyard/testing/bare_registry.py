@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import http.client
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+
+from dockyard.testing.cloud import free_port
 
 __all__ = ["BareRegistry"]
 
@@ -33,13 +34,6 @@ http:
   addr: 127.0.0.1:{port}
   secret: dockyard-bare-test-registry
 """
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class BareRegistry:
@@ -70,7 +64,7 @@ class BareRegistry:
             raise RuntimeError(f"{self.binary} not found (apt-get install docker-registry)")
         self.root.mkdir(parents=True, exist_ok=True)
         self.storage.mkdir(exist_ok=True)
-        self.port = _free_port()
+        self.port = free_port()
         config = self.root / "config.yml"
         config.write_text(_CONFIG.format(storage=self.storage, port=self.port))
         log = (self.root / "registry.log").open("ab")

@@ -32,12 +32,12 @@ from dockyard.core.identity import TOKEN_HEADER
 from dockyard.core.layout import Layout
 from dockyard.network.names import router_prefix, uplink_name
 
-__all__ = ["DockerCli", "TestCloud"]
+__all__ = ["DockerCli", "TestCloud", "free_port"]
 
 _CGROUP = Path("/sys/fs/cgroup")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now (the kernel's pick)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -62,9 +62,9 @@ class TestCloud:
     uid_range_start: int = field(
         default_factory=lambda: 2_000_000_000 + secrets.randbelow(4000) * 65536 * 4
     )
-    tls_port: int = field(default_factory=_free_port)
+    tls_port: int = field(default_factory=free_port)
     """The controller's TLS listener, on 127.0.0.1."""
-    registry_port: int = field(default_factory=_free_port)
+    registry_port: int = field(default_factory=free_port)
     """The controller's registry front, on 127.0.0.1."""
 
     @property

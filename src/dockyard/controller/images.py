@@ -379,14 +379,7 @@ class ImageService:
                 await asyncio.to_thread(self._admit, tenant, [record])
             unchanged = existing is not None and (not tag or tag in existing.repo_tags)
             image = self._add(tenant, dataclasses.replace(record, repo_tags=(tag,) if tag else ()))
-            if repo_digest not in image.repo_digests:
-                repository = repo_digest.split("@", 1)[0]
-                image.repo_digests = (
-                    *(d for d in image.repo_digests if d.split("@", 1)[0] != repository),
-                    repo_digest,
-                )
-                self._store.put_image(image)
-                self._changed(tenant)
+            self._note_repo_digest(image, repo_digest)
         # dockerd logs a pull after every successful one, up to date or not.
         name = tag or repo_digest
         self._events.image(tenant=tenant, image_id=name, action="pull", name=name)
@@ -403,16 +396,23 @@ class ImageService:
     def pushed(self, image: Image, name: str, repo_digest: str) -> None:
         """After ``docker push`` of ``name``: the image is also ``repo_digest`` in the
         registry (its ``RepoDigests``), and a ``push`` event says so."""
-        current = self._store.get_image(tenant=image.tenant, image_id=image.id)
-        if repo_digest not in current.repo_digests:
-            repository = repo_digest.split("@", 1)[0]
-            current.repo_digests = (
-                *(d for d in current.repo_digests if d.split("@", 1)[0] != repository),
-                repo_digest,
-            )
-            self._store.put_image(current)
-            self._changed(image.tenant)
+        self._note_repo_digest(
+            self._store.get_image(tenant=image.tenant, image_id=image.id), repo_digest
+        )
         self._events.image(tenant=image.tenant, image_id=name, action="push", name=name)
+
+    def _note_repo_digest(self, image: Image, repo_digest: str) -> None:
+        """Record ``repo_digest`` (``repository@digest``) on ``image`` (as read from the
+        store), replacing the one it had for that repository."""
+        if repo_digest in image.repo_digests:
+            return
+        repository = repo_digest.split("@", 1)[0]
+        image.repo_digests = (
+            *(d for d in image.repo_digests if d.split("@", 1)[0] != repository),
+            repo_digest,
+        )
+        self._store.put_image(image)
+        self._changed(image.tenant)
 
     # tags --------------------------------------------------------------------------------
 

@@ -4,26 +4,15 @@ crun, conmon, the kernel) reached through docker-py and the docker CLI."""
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 import pytest
 
 from dockyard.testing.cloud import DockerCli, TestCloud
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if Path(str(item.fspath)).parent == here:
-            item.add_marker(pytest.mark.integration)
-            if os.geteuid() != 0:
-                item.add_marker(pytest.mark.skip(reason="needs root"))
 
 
 @pytest.fixture(scope="session")

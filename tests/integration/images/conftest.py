@@ -16,15 +16,6 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _MNT_DETACH = 2
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if Path(str(item.fspath)).parent == here:
-            item.add_marker(pytest.mark.integration)
-            if os.geteuid() != 0:
-                item.add_marker(pytest.mark.skip(reason="needs root"))
-
-
 def _mounts_under(root: Path) -> list[str]:
     prefix = str(root) + "/"
     with open("/proc/self/mountinfo") as info:

@@ -4,7 +4,6 @@ IPv4 and ARP frames sent as the endpoint's own MAC and address."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 import time
@@ -12,7 +11,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
-import pytest
 from network_helpers import Net, Netns, ip_of, router_exec, tenant_spec
 
 from dockyard.core.protocol import IngressRule
@@ -20,11 +18,6 @@ from dockyard.network import HostNetwork
 from dockyard.network.names import endpoint_veth, mac_for
 from dockyard.network.netns import socket_in_netns
 from dockyard.network.rules import Element, parse_elements
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-]
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 A, B, M, C = "a" * 64, "b" * 64, "e" * 64, "c" * 64

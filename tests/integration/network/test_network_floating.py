@@ -8,7 +8,6 @@ holds goes nowhere."""
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
@@ -32,11 +31,6 @@ from dockyard.network import HostNetwork
 from dockyard.network.conntrack import NETLINK_NETFILTER, Conntrack
 from dockyard.network.netns import NETNS_RUN_DIR, socket_in_named_netns
 from dockyard.network.rules import ENDPOINT_SETS, FLOATING_SETS, PROFILE_SETS
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-]
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 A, B, C = "a" * 64, "b" * 64, "c" * 64

@@ -5,12 +5,10 @@ internal networks left the container has no default route."""
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
-import pytest
 from network_helpers import (
     Net,
     Netns,
@@ -24,11 +22,6 @@ from network_helpers import (
 from dockyard.core.protocol import IngressRule, PortMapping
 from dockyard.network import HostNetwork
 from dockyard.network.host import remaining_endpoints
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-]
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 A = "a" * 64

@@ -30,11 +30,6 @@ from dockyard.core.protocol import PortMapping
 from dockyard.network import HostNetwork
 from dockyard.network.names import router_prefix, uplink_name
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-]
-
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 

@@ -22,11 +22,6 @@ from dockyard.network.netns import (
 )
 from dockyard.network.rtnl import Rtnl
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-]
-
 
 def _own() -> str:
     return os.readlink("/proc/thread-self/ns/net")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -11,11 +10,6 @@ import pytest
 
 from dockyard.core.errors import Unavailable
 from dockyard.network.nft import Nft
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-]
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -32,11 +31,6 @@ from dockyard.core.errors import (
 from dockyard.core.protocol import NetworkSpec, PortMapping
 from dockyard.network import HostNetwork
 from dockyard.network.names import endpoint_veth, mac_for, uplink_name
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-]
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 CID = "c0ffee" + "0" * 58

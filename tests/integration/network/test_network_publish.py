@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -24,11 +23,6 @@ from network_helpers import (
 from dockyard.core.errors import Conflict
 from dockyard.core.protocol import PortMapping
 from dockyard.network import HostNetwork
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-]
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 A, B = "a" * 64, "b" * 64

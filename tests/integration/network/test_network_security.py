@@ -3,7 +3,6 @@ from another network of its tenant, from another tenant; rules changed while it 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
@@ -23,11 +22,6 @@ from network_helpers import (
 from dockyard.core.errors import InvalidArgument
 from dockyard.core.protocol import EndpointSpec, IngressRule, NetworkSpec, PortMapping
 from dockyard.network import HostNetwork
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-]
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 A, B, C, D = "a" * 64, "b" * 64, "c" * 64, "d" * 64

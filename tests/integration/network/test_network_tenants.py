@@ -23,11 +23,6 @@ from dockyard.core.errors import AlreadyExists, NotFound
 from dockyard.core.protocol import PortMapping
 from dockyard.network import HostNetwork
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-]
-
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
 

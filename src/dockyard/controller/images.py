@@ -385,6 +385,15 @@ class ImageService:
         self._events.image(tenant=tenant, image_id=name, action="pull", name=name)
         return image, not unchanged
 
+    async def drop_unreferenced_layers(self, diff_ids: Sequence[str]) -> None:
+        """Delete the layers among ``diff_ids`` that no tenant's image references: what a
+        pull that failed had already stored (the content store is collected only with
+        images, so nothing else would ever take them)."""
+        async with self._lock:
+            for diff_id in dict.fromkeys(diff_ids):
+                if not self._store.layer_referenced(diff_id):
+                    self._content.delete(diff_id)
+
     async def drop_unreferenced(self, records: Sequence[ImageRecord]) -> None:
         """Delete the blobs of ``records`` that no tenant's image references: what was
         written only to be pushed (the curated set). A pull that wrote one of them and

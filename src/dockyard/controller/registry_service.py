@@ -45,7 +45,7 @@ from dockyard.core.namespaces import CURATED_NAMESPACE
 from dockyard.core.reference import Reference, is_digest, parse_reference
 from dockyard.core.registry import Access, parse_scope
 from dockyard.images.curated import build_curated
-from dockyard.images.registry_client import RegistryClient
+from dockyard.images.registry_client import PulledImage, RegistryClient
 
 __all__ = [
     "GC_GRACE",
@@ -267,10 +267,9 @@ class RegistryService:
     ) -> Image:
         by_digest = is_digest(ref)
         shown = f"{target.familiar}@{ref}" if by_digest else f"{target.familiar}:{ref}"
-        content = self._images.content
         for _attempt in range(3):
             try:
-                pulled = await client.pull(target.repo, ref, content, progress=progress)
+                pulled = await self._fetch(client, target.repo, ref, progress)
             except NotFound as exc:
                 if not exc.message.startswith("manifest for "):
                     raise _denied(target) from exc
@@ -293,6 +292,20 @@ class RegistryService:
             progress({"status": f"Status: {status} for {shown}"})
             return image
         raise Unavailable(f"pulling {shown} kept racing image removals; try again")
+
+    async def _fetch(
+        self, client: RegistryClient, repo: str, ref: str, progress: Progress
+    ) -> PulledImage:
+        """``client.pull`` into the content store; layers a failed (or cancelled) pull
+        already stored are deleted again unless an image references them."""
+        written: list[str] = []
+        try:
+            return await client.pull(
+                repo, ref, self._images.content, progress=progress, written=written
+            )
+        except BaseException:
+            await asyncio.shield(self._images.drop_unreferenced_layers(written))
+            raise
 
     # push --------------------------------------------------------------------------------
 

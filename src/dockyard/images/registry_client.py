@@ -46,7 +46,7 @@ from collections.abc import (
     Iterator,
     Sequence,
 )
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -138,6 +138,8 @@ class _Job:
     content: ContentStore
     emit: Progress
     slots: asyncio.Semaphore
+    written: list[str] = field(default_factory=list)
+    """Layers (diff ids) this pull committed to the content store."""
 
 
 class _RegistryError(Exception):
@@ -342,7 +344,13 @@ class RegistryClient:
     # ----------------------------------------------------------------- pull
 
     async def pull(
-        self, repo: str, ref: str, content: ContentStore, *, progress: Progress | None = None
+        self,
+        repo: str,
+        ref: str,
+        content: ContentStore,
+        *,
+        progress: Progress | None = None,
+        written: list[str] | None = None,
     ) -> PulledImage:
         """Store the image ``repo:ref`` (``ref`` a tag or digest) in ``content``.
 
@@ -355,7 +363,10 @@ class RegistryClient:
 
         Raises NotFound (no such manifest or repository, no manifest for this platform,
         or access denied, in dockerd's words), InvalidArgument (a digest that does not
-        match, a malformed manifest or config, a zstd layer), Unavailable.
+        match, a malformed manifest or config, a zstd layer), Unavailable. ``written``
+        receives each layer's diff id as it is committed to ``content`` (also when the pull
+        fails later: the caller decides what to keep; the client deletes nothing in a store
+        others share).
         """
         _check_name(repo)
         _check_ref(ref)
@@ -379,7 +390,13 @@ class RegistryClient:
             manifest = parse_image_manifest(manifest_doc, media_type)
             config = await self._get_blob(repo, manifest.config, scopes, limit=_CONFIG_LIMIT)
             diff_ids = _diff_ids(config, len(manifest.layers))
-            job = _Job(repo, content, emit, asyncio.Semaphore(MAX_CONCURRENT_DOWNLOADS))
+            job = _Job(
+                repo,
+                content,
+                emit,
+                asyncio.Semaphore(MAX_CONCURRENT_DOWNLOADS),
+                written if written is not None else [],
+            )
             await self._pull_layers(job, manifest.layers, diff_ids)
             # The config last: a stored config means the image is complete.
             if not content.has(manifest.config.digest):
@@ -436,6 +453,7 @@ class RegistryClient:
                     )
                 job.emit(layer_update("Verifying Checksum", ident))
                 await asyncio.to_thread(sink.commit)
+                job.written.append(diff_id)
             finally:
                 sink.abort()
         job.emit(layer_update("Download complete", ident))

@@ -414,3 +414,44 @@ def test_another_tenant_cannot_copy_or_delete_it(
         for t in r["tags"]
     }
     assert tags == {"1"}
+
+
+def test_a_failed_pull_keeps_no_layer(cloud: TestCloud, alice: Tenant) -> None:
+    """A pull that fails after some layers are stored (here: a corrupt blob in the
+    registry) leaves none of them in the controller's content store."""
+    repo = f"{cloud.registry}/{alice.namespace}/broken"
+    _build(alice.client, f"{repo}:base", b"small layer, stored first")
+    container = alice.client.containers.create(f"{repo}:base", ["true"])
+    try:
+        data = io.BytesIO()
+        with tarfile.open(fileobj=data, mode="w") as tar:
+            payload = os.urandom(16 << 20)
+            info = tarfile.TarInfo("big.bin")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+        container.put_archive("/", data.getvalue())
+        image = container.commit(repository=repo, tag="1")
+    finally:
+        container.remove(force=True)
+    assert not _errors(_stream(alice.client.api.push(repo, tag="1", stream=True, decode=True)))
+    small, big = image.attrs["RootFS"]["Layers"][-2:]
+    blob = (
+        cloud.layout.registry_storage
+        / "docker/registry/v2/blobs/sha256"
+        / big[7:9]
+        / big[7:]
+        / "data"
+    )
+    with blob.open("r+b") as handle:  # same size, other bytes: the digest check fails
+        handle.seek(1 << 20)
+        handle.write(os.urandom(4096))
+    alice.client.images.remove(f"{repo}:1", force=True)
+    alice.client.images.remove(f"{repo}:base", force=True)
+    controller_blobs = ContentStore(cloud.layout.blobs_dir)
+    assert not controller_blobs.has(small) and not controller_blobs.has(big)
+
+    pulled = _stream(alice.client.api.pull(repo, tag="1", stream=True, decode=True))
+    assert _errors(pulled), pulled
+    assert "Pull complete" in [m.get("status") for m in pulled]  # the small one was stored
+    assert not controller_blobs.has(small)
+    assert not controller_blobs.has(big)

@@ -127,7 +127,7 @@ def monitor_floor(count: int, work: Path) -> dict[str, float]:
             bundle.mkdir(parents=True)
             config = dict(base, linux=dict(base["linux"], cgroupsPath=f"/dybench-crun/f{index}"))
             (bundle / "config.json").write_text(json.dumps(config))
-            paths = BundlePaths(bundle, work / "floor-exits")
+            paths = BundlePaths(bundle, bundle, work / "floor-exits")
             await runtime.create(paths, CreateOptions())
             await runtime.start(paths.container_id)
         elapsed = time.perf_counter() - started

@@ -153,7 +153,11 @@ class ContainerManager:
     # helpers -----------------------------------------------------------------------------
 
     def paths(self, container_id: str) -> BundlePaths:
-        return BundlePaths(self._layout.containers_dir / container_id, self._layout.exits_dir)
+        return BundlePaths(
+            bundle=self._layout.bundles_dir / container_id,
+            data=self._layout.containers_dir / container_id,
+            exits_dir=self._layout.exits_dir,
+        )
 
     def _get(self, container_id: str) -> AgentRecord:
         try:
@@ -211,8 +215,9 @@ class ContainerManager:
         async with self._lock(req.id):
             self._records[req.id] = record
             try:
-                # No record is saved until the bundle is ready: after a crash, a bundle
-                # without one is a half-done create, which recovery removes.
+                # No record is saved until the bundle is ready: after a crash, a data
+                # directory without one is a half-done create, which recovery removes.
+                paths.data.mkdir(mode=0o711, parents=True)
                 paths.bundle.mkdir(mode=0o711, parents=True)
                 await self._prepare(record, paths)
             except BaseException:
@@ -228,19 +233,7 @@ class ContainerManager:
 
     async def _prepare(self, record: AgentRecord, paths: BundlePaths) -> None:
         req = record.request
-        missing = [d for d in dict.fromkeys(req.layers) if not self._layers.has(d)]
-        for diff_id in missing:
-            opener = functools.partial(self._blobs.open, diff_id)
-            await asyncio.to_thread(self._layers.ensure, diff_id, opener)
-        await asyncio.to_thread(
-            self._snapshotter.mount_rootfs,
-            layers=list(req.layers),
-            uid_base=req.uid_base,
-            uid_size=req.uid_size,
-            upper=paths.upper,
-            work=paths.work,
-            target=paths.rootfs,
-        )
+        await self._mount_rootfs(req, paths)
         for mount in req.mounts:
             if mount.type != "volume":
                 continue
@@ -254,6 +247,35 @@ class ContainerManager:
             if mount.copy_up:
                 await _copy_up(paths.rootfs, mount.target, data)
         write_etc_files(paths, req, host_resolv=self._settings.host_resolv)
+
+    async def _mount_rootfs(self, req: CreateRequest, paths: BundlePaths) -> None:
+        missing = [d for d in dict.fromkeys(req.layers) if not self._layers.has(d)]
+        for diff_id in missing:
+            opener = functools.partial(self._blobs.open, diff_id)
+            await asyncio.to_thread(self._layers.ensure, diff_id, opener)
+        await asyncio.to_thread(
+            self._snapshotter.mount_rootfs,
+            layers=list(req.layers),
+            uid_base=req.uid_base,
+            uid_size=req.uid_size,
+            upper=paths.upper,
+            work=paths.work,
+            target=paths.rootfs,
+        )
+
+    async def _before_restart(self, record: AgentRecord, paths: BundlePaths) -> None:
+        """Ready a container for a start without a runtime container made ahead: the
+        last run's cleanup finished, and the bundle made again when it is gone (its
+        tmpfs does not outlive a reboot, while the container's record, writable layer,
+        volumes and logs do)."""
+        await self._settle(record.id)
+        if self._runtime.exists(record.id):  # left over if the agent died mid-cleanup
+            await self._runtime.delete(record.id, force=True)
+        if os.path.ismount(paths.rootfs):
+            return
+        paths.bundle.mkdir(mode=0o711, parents=True, exist_ok=True)
+        await self._mount_rootfs(record.request, paths)
+        write_etc_files(paths, record.request, host_resolv=self._settings.host_resolv)
 
     async def _discard_bundle(self, paths: BundlePaths) -> None:
         await asyncio.to_thread(self._snapshotter.unmount_rootfs, paths.rootfs)
@@ -335,9 +357,7 @@ class ContainerManager:
         # requests). Later starts create it now.
         prepared = self._prepared.pop(record.id, None)
         if prepared is None:
-            await self._settle(record.id)
-            if self._runtime.exists(record.id):  # left over if the agent died mid-cleanup
-                await self._runtime.delete(record.id, force=True)
+            await self._before_restart(record, paths)
         self._exit_event(record.id).clear()
         record.phase = "starting"
         record.error = ""
@@ -860,12 +880,14 @@ class ContainerManager:
 
         Running containers keep running (conmon holds them): their records are reloaded,
         their port reservations re-taken. Exits that happened while the agent was away are
-        processed from conmon's exit files. Bundles without a readable record, or caught
-        mid-create, are removed; a container caught mid-start is stopped and reported with
-        the error.
+        processed from conmon's exit files. Containers without a readable record, or
+        caught mid-create, are removed, as are bundles without a container; a container
+        caught mid-start is stopped and reported with the error. A bundle that is gone
+        (after a reboot) is made again at the container's next start.
         """
         root = self._layout.containers_dir
         root.mkdir(parents=True, exist_ok=True)
+        self._layout.bundles_dir.mkdir(parents=True, exist_ok=True)
         known_runtime = set(await self._runtime.list_ids())
         for bundle in sorted(p for p in root.iterdir() if p.is_dir()):
             paths = self.paths(bundle.name)
@@ -881,6 +903,10 @@ class ContainerManager:
             self._records[record.id] = record
             await self._adopt(record, paths)
             self.logs.recover(record.id, record.request, running=self.is_active(record.id))
+        bundles = self._layout.bundles_dir
+        for stray_bundle in sorted(p for p in bundles.iterdir() if p.name not in self._records):
+            # A create that died before its data directory existed.
+            await self._discard_bundle(self.paths(stray_bundle.name))
         for stray in known_runtime - set(self._records):
             with contextlib.suppress(DockyardError):
                 await self._runtime.delete(stray, force=True)
@@ -1094,12 +1120,13 @@ def _conmon_alive(paths: BundlePaths) -> bool:
 
 
 def _remove_bundle(paths: BundlePaths) -> None:
-    """Delete the bundle directory; refuse to descend into anything still mounted."""
-    if not paths.bundle.exists():
-        return
+    """Delete the bundle and the data directory; refuse to descend into anything still
+    mounted."""
     if os.path.ismount(paths.rootfs):
         raise Unavailable(f"rootfs of {paths.container_id} is still mounted; not removing it")
-    shutil.rmtree(paths.bundle, ignore_errors=False, onerror=_chmod_and_retry)
+    for directory in (paths.bundle, paths.data):
+        if directory.exists():
+            shutil.rmtree(directory, ignore_errors=False, onerror=_chmod_and_retry)
 
 
 def _chmod_and_retry(func: Callable[..., Any], path: str, _exc: Any) -> None:

@@ -105,7 +105,7 @@ class ContainerFiles:
             uid_size=req.uid_size,
             binds=tuple(binds),
             read_only_root=req.readonly_rootfs,
-            spool_dir=str(paths.bundle),
+            spool_dir=str(paths.data),
             **fields,  # type: ignore[arg-type]
         )
 

@@ -144,7 +144,7 @@ class LogKeeper:
         pulse = self._pulses.get(container_id)
         mask = IN_MOVED_TO | (IN_MODIFY if pulse is not None and pulse.followers else 0)
         try:
-            self._watches.watch(container_id, self._paths(container_id).bundle, mask)
+            self._watches.watch(container_id, self._paths(container_id).data, mask)
         except Unavailable as exc:
             # Out of inotify watches (fs.inotify.max_user_watches): the container runs
             # all the same; its rotations are taken in at the next start or agent restart,

@@ -148,7 +148,27 @@ class Layout:
 
     @property
     def containers_dir(self) -> Path:
+        """Each container's lasting files (its record, writable layer and logs), one
+        directory per container."""
         return self.agent_dir / "containers"
+
+    @property
+    def agent_run_dir(self) -> Path:
+        """The agent's runtime files: a tmpfs the agent mounts unless it is on one
+        already (ADR 0023). Nothing here outlives the host's uptime, and creating files
+        here costs a fraction of creating them on the state disk."""
+        return self.run_dir / "agent"
+
+    @property
+    def bundles_dir(self) -> Path:
+        """Each container's OCI bundle (config, rootfs mount point, conmon's and crun's
+        files, the /etc files bind-mounted in), one directory per container."""
+        return self.agent_run_dir / "bundles"
+
+    @property
+    def crun_root(self) -> Path:
+        """crun's ``--root``: its state of every container of this instance."""
+        return self.agent_run_dir / "crun"
 
     @property
     def volumes_dir(self) -> Path:
@@ -156,7 +176,7 @@ class Layout:
 
     @property
     def exits_dir(self) -> Path:
-        return self.run_dir / "exits"
+        return self.agent_run_dir / "exits"
 
     @property
     def log_dir(self) -> Path:

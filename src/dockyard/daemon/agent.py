@@ -40,6 +40,7 @@ from dockyard.network.host import DEFAULT_TRANSIT_SUBNET, HostNetwork
 from dockyard.runtime.conmon import ConmonRuntime
 from dockyard.runtime.seccomp import default_profile
 from dockyard.runtime.seccomp_bpf import encoded_program
+from dockyard.runtime.tmpfs import ensure_tmpfs
 from dockyard.volumes.local import LocalVolumes
 
 log = logging.getLogger("dockyard.agent")
@@ -61,10 +62,16 @@ async def run(
     layout: Layout, controller: str, *, disk_interval: float, transit_subnet: str
 ) -> None:
     use_pidfd_child_watcher()
-    for directory in (layout.agent_dir, layout.containers_dir, layout.exits_dir):
+    ensure_tmpfs(layout.agent_run_dir)
+    for directory in (
+        layout.agent_dir,
+        layout.containers_dir,
+        layout.bundles_dir,
+        layout.exits_dir,
+    ):
         directory.mkdir(parents=True, exist_ok=True)
-    layout.agent_dir.chmod(0o711)
-    layout.containers_dir.chmod(0o711)
+    for directory in (layout.agent_dir, layout.containers_dir, layout.bundles_dir):
+        directory.chmod(0o711)
     events = EventLog()
     profile = default_profile()
     network = HostNetwork(instance=layout.instance, transit_subnet=transit_subnet)
@@ -72,7 +79,7 @@ async def run(
     dns = AgentDns(network)  # before recovery: restored containers' networks get DNS too
     layers = LayerStore(layout.layers_dir)
     volumes = LocalVolumes(layout.volumes_dir)
-    runtime = ConmonRuntime(state_root=layout.run_dir / "crun")
+    runtime = ConmonRuntime(state_root=layout.crun_root)
 
     def exec_ended(ended: ExecStatus) -> None:
         events.emit("exec_die", manager.status(ended.container_id), exec_status=ended)

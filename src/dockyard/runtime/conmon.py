@@ -79,7 +79,7 @@ class ConmonRuntime:
             paths.conmon_pidfile,
             paths.attach_socket,
             paths.ctl_fifo,
-            paths.bundle / "winsz",
+            paths.winsz,
             paths.oci_log,
         ):
             with contextlib.suppress(FileNotFoundError):

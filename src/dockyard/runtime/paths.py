@@ -1,7 +1,11 @@
-"""Where one container's runtime files live: one bundle directory per container.
+"""Where one container's files live: two directories per container.
 
-conmon and crun own some of these (pidfiles, attach socket, ctl fifo); naming them here,
-once, keeps string concatenation out of the driver.
+``data`` holds what must last (the agent's record, the writable layer, the logs) on the
+state disk; ``bundle`` is the OCI bundle with everything that lives only while the host
+is up (config, rootfs mount point, conmon's and crun's files, the /etc files bind-mounted
+into the container), on a tmpfs (ADR 0023). conmon and crun own some of these (pidfiles,
+attach socket, ctl fifo); naming them here, once, keeps string concatenation out of the
+driver.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ __all__ = ["BundlePaths", "ExecPaths"]
 
 @dataclass(frozen=True, slots=True)
 class BundlePaths:
-    """Paths inside ``bundle`` (``<containers_dir>/<id>``) and the shared exits dir."""
+    """Paths inside ``bundle`` (``<bundles_dir>/<id>``), ``data``
+    (``<containers_dir>/<id>``) and the shared exits dir."""
 
     bundle: Path
+    data: Path
     exits_dir: Path
 
     @property
@@ -33,11 +39,11 @@ class BundlePaths:
 
     @property
     def upper(self) -> Path:
-        return self.bundle / "fs" / "upper"
+        return self.data / "fs" / "upper"
 
     @property
     def work(self) -> Path:
-        return self.bundle / "fs" / "work"
+        return self.data / "fs" / "work"
 
     @property
     def pidfile(self) -> Path:
@@ -60,18 +66,23 @@ class BundlePaths:
     @property
     def log_file(self) -> Path:
         """The container's output, in the k8s-file format conmon writes."""
-        return self.bundle / "ctr.log"
+        return self.data / "ctr.log"
 
     @property
     def log_spare(self) -> Path:
         """The name conmon rotates through: it opens ``<log_file>.tmp`` and renames it over
         ``log_file`` (see runtime.logfiles)."""
-        return self.bundle / "ctr.log.tmp"
+        return self.data / "ctr.log.tmp"
 
     @property
     def log_dir(self) -> Path:
         """Every file of the container's log, rotated ones included (runtime.logfiles)."""
-        return self.bundle / "logs"
+        return self.data / "logs"
+
+    @property
+    def winsz(self) -> Path:
+        """conmon's window-size fifo."""
+        return self.bundle / "winsz"
 
     @property
     def oci_log(self) -> Path:
@@ -81,7 +92,7 @@ class BundlePaths:
     @property
     def state_file(self) -> Path:
         """The agent's record of this container (survives agent restarts)."""
-        return self.bundle / "dockyard.json"
+        return self.data / "dockyard.json"
 
     @property
     def hosts(self) -> Path:

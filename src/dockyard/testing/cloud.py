@@ -264,7 +264,7 @@ class TestCloud:
             if cmdline.startswith(b"/usr/bin/conmon") and marker in cmdline:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(entry.name), signal.SIGKILL)
-        crun_root = layout.run_dir / "crun"
+        crun_root = layout.crun_root
         if crun_root.is_dir():
             for state in crun_root.iterdir():
                 subprocess.run(

@@ -40,6 +40,7 @@ from dockyard.images.snapshot import Snapshotter
 from dockyard.network import HostNetwork
 from dockyard.network.names import router_prefix, uplink_name
 from dockyard.runtime.conmon import ConmonRuntime
+from dockyard.runtime.tmpfs import ensure_tmpfs
 from dockyard.volumes.local import LocalVolumes
 
 T = TypeVar("T")
@@ -116,13 +117,19 @@ def make_agent(
     made: list[Agent] = []
 
     async def start() -> Agent:
-        for directory in (layout.agent_dir, layout.containers_dir, layout.exits_dir):
+        ensure_tmpfs(layout.agent_run_dir)
+        for directory in (
+            layout.agent_dir,
+            layout.containers_dir,
+            layout.bundles_dir,
+            layout.exits_dir,
+        ):
             directory.mkdir(parents=True, exist_ok=True)
         layers = LayerStore(layout.layers_dir)
         layers.ensure(diff_id, lambda: contextlib.nullcontext(io.BytesIO(tar)))
         network = HostNetwork(instance=instance, transit_subnet=transit)
         await network.start()
-        runtime = ConmonRuntime(state_root=layout.run_dir / "crun")
+        runtime = ConmonRuntime(state_root=layout.crun_root)
         events = EventLog()
         manager = ContainerManager(
             settings=AgentSettings(layout=layout),

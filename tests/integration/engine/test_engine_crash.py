@@ -19,6 +19,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from dockyard.runtime.tmpfs import TMPFS_MAGIC, fs_type
 from dockyard.testing.cloud import TestCloud
 
 
@@ -59,7 +60,7 @@ def host_objects(cloud: TestCloud) -> dict[str, set[str]]:
     mounts = {
         line.split()[4]
         for line in Path("/proc/self/mountinfo").read_text().splitlines()
-        if line.split()[4].startswith(str(layout.containers_dir))
+        if line.split()[4].startswith(str(layout.bundles_dir))
     }
     conmons = set()
     for entry in Path("/proc").iterdir():
@@ -77,7 +78,9 @@ def host_objects(cloud: TestCloud) -> dict[str, set[str]]:
     cgroup_root = Path(f"/sys/fs/cgroup/memory{layout.cgroup_root}")
     cgroups = {p.name for p in cgroup_root.glob("*/*")} if cgroup_root.exists() else set()
     veths = router_links(cloud)
-    bundles = {p.name for p in layout.containers_dir.iterdir()}
+    bundles = {p.name for p in layout.containers_dir.iterdir()} | {
+        p.name for p in layout.bundles_dir.iterdir()
+    }
     return {
         "mounts": mounts,
         "conmons": conmons,
@@ -197,6 +200,65 @@ def test_both_killed_restart_policy_still_applies(
             break
         time.sleep(0.1)
     assert dc.api.inspect_container(flaky.id)["RestartCount"] == 1
+
+
+def _power_cut(cloud: TestCloud) -> None:
+    """What a host reboot takes from the agent: the agent, every container monitor and
+    container process, and the runtime tmpfs with the bundles' rootfs mounts."""
+    layout = cloud.layout
+    cloud.kill("agent")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.startswith(b"/usr/bin/conmon") and str(layout.containers_dir).encode() in (
+                cmdline
+            ):
+                os.kill(int(entry.name), signal.SIGKILL)
+    points = [
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4].startswith(str(layout.agent_run_dir))
+    ]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=True)
+
+
+def test_after_a_reboot_containers_keep_their_files_and_logs_and_start_again(
+    crashy: TestCloud, dc: docker.DockerClient
+) -> None:
+    container = dc.containers.run(
+        "busybox",
+        ["sh", "-c", "[ -e /kept ] || echo written > /kept; echo up; exec sleep 300"],
+        detach=True,
+    )
+    wait_for_log(container, b"up\n")
+    pid = state(dc, container.id)["Pid"]
+    assert isinstance(pid, int)
+    _power_cut(crashy)
+    os.kill(pid, signal.SIGKILL)  # its monitor is gone; the process goes with the host
+    assert fs_type(crashy.layout.agent_run_dir) != TMPFS_MAGIC
+    crashy.start()
+    wait_state(dc, container.id, "exited")
+    assert fs_type(crashy.layout.agent_run_dir) == TMPFS_MAGIC
+    # Its bundle (config, rootfs mount, /etc files) is made again at start; its writable
+    # layer and its logs were on the state disk.
+    container.start()
+    wait_state(dc, container.id, "running")
+    assert container.exec_run(["cat", "/kept", "/etc/hostname"]).output == (
+        f"written\n{container.id[:12]}\n".encode()
+    )
+    wait_for_log(container, b"up\nup\n")
+    container.remove(force=True)
+
+
+def wait_for_log(container: docker.models.containers.Container, expected: bytes) -> None:
+    deadline = time.monotonic() + 15
+    while container.logs() != expected:
+        assert time.monotonic() < deadline, container.logs()
+        time.sleep(0.05)
 
 
 def _slow_image(client: docker.DockerClient) -> str:

@@ -53,7 +53,9 @@ def call(cloud: TestCloud):  # type: ignore[no-untyped-def]
 def containers_and_bundles(call, cloud: TestCloud) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     status, listed, _ = call("GET", "/v1.41/containers/json?all=1")
     assert status == 200
-    return len(listed), len(list(cloud.layout.containers_dir.iterdir()))
+    layout = cloud.layout
+    kept = {p.name for p in layout.containers_dir.iterdir()}
+    return len(listed), len(kept | {p.name for p in layout.bundles_dir.iterdir()})
 
 
 CREATE_CASES = [

@@ -100,7 +100,7 @@ def untar(chunks: Iterator[bytes]) -> tarfile.TarFile:
 
 def archive_children(cloud: TestCloud) -> list[int]:
     """Pids of this cloud's archive child processes still alive."""
-    marker = str(cloud.layout.containers_dir).encode()
+    marker = str(cloud.root).encode()
     found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -505,8 +505,8 @@ def test_removing_a_container_aborts_a_stalled_download(
         wait_for(lambda: bool(archive_children(cloud)), "the archive child")
         container.remove(force=True)
         wait_for(lambda: not archive_children(cloud), "the archive child to be aborted")
-        bundle = cloud.layout.containers_dir / container.id
-        wait_for(lambda: not bundle.exists(), "the bundle to be removed")
+        dirs = (cloud.layout.containers_dir / container.id, cloud.layout.bundles_dir / container.id)
+        wait_for(lambda: not any(d.exists() for d in dirs), "the bundle to be removed")
     finally:
         sock.close()
     assert api.ping()

@@ -83,9 +83,7 @@ def test_layers_are_idmapped_not_copied(
     mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
     idmapped = str(cloud.layout.idmapped_dir)
     rootfs_mounts = [
-        line
-        for line in mountinfo
-        if " overlay " in line and str(cloud.layout.containers_dir) in line
+        line for line in mountinfo if " overlay " in line and str(cloud.layout.bundles_dir) in line
     ]
     assert len(rootfs_mounts) >= 3
     for line in rootfs_mounts:

@@ -161,7 +161,11 @@ needs_uid_equal_gid = pytest.mark.skipif(
 
 
 def etc_files(tmp_path: Path, host_resolv: Path, **fields: Any) -> dict[str, str]:
-    paths = BundlePaths(bundle=tmp_path / ("a" * 64), exits_dir=tmp_path / "exits")
+    paths = BundlePaths(
+        bundle=tmp_path / ("a" * 64),
+        data=tmp_path / "data" / ("a" * 64),
+        exits_dir=tmp_path / "exits",
+    )
     paths.bundle.mkdir()
     write_etc_files(paths, request(uid_base=os.getuid(), **fields), host_resolv=host_resolv)
     for path in (paths.hosts, paths.hostname, paths.resolv_conf):
@@ -285,7 +289,9 @@ def test_process_env_home_defaults_to_root_dir() -> None:
 def spec_for(req: CreateRequest, tmp_path: Path) -> BundleSpec:
     return bundle_spec(
         req,
-        paths=BundlePaths(bundle=tmp_path / "b", exits_dir=tmp_path / "exits"),
+        paths=BundlePaths(
+            bundle=tmp_path / "b", data=tmp_path / "data" / "b", exits_dir=tmp_path / "exits"
+        ),
         user=ResolvedUser(uid=1000, gid=1001, additional_gids=(29,), home="/home/app"),
         volumes={"data": tmp_path / "volumes" / "data"},
         cgroups_path="/dockyard/t/abc",
@@ -332,11 +338,15 @@ def test_bundle_spec_with_init(tmp_path: Path) -> None:
 
 
 def test_bundle_spec_of_a_container_joining_a_peers_network(tmp_path: Path) -> None:
-    peer_paths = BundlePaths(bundle=tmp_path / "peer", exits_dir=tmp_path / "exits")
+    peer_paths = BundlePaths(
+        bundle=tmp_path / "peer", data=tmp_path / "data" / "peer", exits_dir=tmp_path / "exits"
+    )
     req = request(network=NetworkSpec(mode="container", peer="p" * 64))
     spec = bundle_spec(
         req,
-        paths=BundlePaths(bundle=tmp_path / "b", exits_dir=tmp_path / "exits"),
+        paths=BundlePaths(
+            bundle=tmp_path / "b", data=tmp_path / "data" / "b", exits_dir=tmp_path / "exits"
+        ),
         user=ResolvedUser(uid=0, gid=0, additional_gids=(), home="/root"),
         volumes={},
         cgroups_path="/dockyard/t/abc",

@@ -72,8 +72,8 @@ def request(max_size: int, max_files: int) -> CreateRequest:
 def test_keeper_keeps_conmon_rotations_and_follows_them(tmp_path: Path) -> None:
     bundle = tmp_path / "c1"
     bundle.mkdir()
-    paths = BundlePaths(bundle, tmp_path / "exits")
-    keeper = LogKeeper(lambda cid: BundlePaths(tmp_path / cid, tmp_path / "exits"))
+    paths = BundlePaths(bundle, bundle, tmp_path / "exits")
+    keeper = LogKeeper(lambda cid: BundlePaths(tmp_path / cid, tmp_path / cid, tmp_path / "exits"))
     running = True
     line = "2023-11-14T22:13:2{}.000000000+00:00 stdout F line {}\n"
 

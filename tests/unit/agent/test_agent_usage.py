@@ -54,7 +54,7 @@ class Manager:
         return list(self.by_id.values())
 
     def paths(self, cid: str) -> BundlePaths:
-        return BundlePaths(self.root / cid, self.root / "exits")
+        return BundlePaths(self.root / cid, self.root / cid, self.root / "exits")
 
     def tenant_cgroup_path(self, tenant: str) -> str:
         return f"/dyt/{tenant[:16]}"

@@ -40,7 +40,11 @@ def test_paths() -> None:
     assert lay.layers_dir.parent == lay.agent_dir
     assert lay.containers_dir.parent == lay.agent_dir
     assert lay.volumes_dir.parent == lay.agent_dir
-    assert lay.exits_dir.parent == lay.run_dir
+    assert lay.agent_run_dir == Path("/r/agent")
+    # What lasts is on the state disk; runtime files, exits and crun's state in run.
+    for runtime in (lay.bundles_dir, lay.exits_dir, lay.crun_root):
+        assert runtime.parent == lay.agent_run_dir
+    assert len({lay.bundles_dir, lay.exits_dir, lay.crun_root}) == 3
     assert lay.cgroup_root == "/dyt1"
     assert lay.nft_table == "dyt1"
     assert lay.bridge_name(3) == "dyt13"

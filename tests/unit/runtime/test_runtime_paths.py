@@ -7,7 +7,12 @@ from pathlib import Path
 from dockyard.runtime.paths import BundlePaths, ExecPaths
 
 CID = "ab" * 32
-PATHS = BundlePaths(bundle=Path("/state/containers") / CID, exits_dir=Path("/run/exits"))
+PATHS = BundlePaths(
+    bundle=Path("/run/bundles") / CID,
+    data=Path("/state/containers") / CID,
+    exits_dir=Path("/run/exits"),
+)
+LASTING = {"upper", "work", "log_file", "log_spare", "log_dir", "state_file"}
 PROPERTIES = [
     name
     for name in dir(BundlePaths)
@@ -19,13 +24,21 @@ def test_container_id_is_the_bundle_name() -> None:
     assert PATHS.container_id == CID
 
 
-def test_files_live_in_the_bundle_except_the_exit_file() -> None:
+def test_what_lasts_is_in_data_the_rest_in_the_bundle_but_the_exit_file() -> None:
     for name in PROPERTIES:
         path = getattr(PATHS, name)
         if name == "exit_file":
             assert path == Path("/run/exits") / CID
+        elif name in LASTING:
+            assert path.is_relative_to(PATHS.data), name
         else:
             assert path.is_relative_to(PATHS.bundle), name
+
+
+def test_logs_rotate_by_rename_and_link_within_one_directory_tree() -> None:
+    # conmon renames the spare over the live file; the agent hard-links rotated files
+    # into log_dir: all three must be on one file system.
+    assert {PATHS.log_file.parent, PATHS.log_spare.parent, PATHS.log_dir.parent} == {PATHS.data}
 
 
 def test_every_file_has_its_own_path() -> None:
@@ -41,7 +54,9 @@ def test_names_conmon_and_crun_expect() -> None:
 
 def test_two_containers_share_no_file() -> None:
     other = BundlePaths(
-        bundle=Path("/state/containers") / ("cd" * 32), exits_dir=Path("/run/exits")
+        bundle=Path("/run/bundles") / ("cd" * 32),
+        data=Path("/state/containers") / ("cd" * 32),
+        exits_dir=Path("/run/exits"),
     )
     mine = {getattr(PATHS, n) for n in PROPERTIES}
     theirs = {getattr(other, n) for n in PROPERTIES}

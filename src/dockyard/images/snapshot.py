@@ -35,7 +35,7 @@ from dockyard.images.content import digest_hex
 from dockyard.images.idmap import idmap_mount, userns_fd
 from dockyard.images.layers import LayerStore
 
-__all__ = ["Snapshotter", "mountpoints"]
+__all__ = ["Snapshotter", "is_mount_root", "mountpoints"]
 
 _MNT_DETACH = 2
 _FORBIDDEN = re.compile(r"[,:\\\n]")
@@ -46,6 +46,30 @@ _ESCAPE = re.compile(r"\\([0-7]{3})")
 _OVERLAY_EXTRA = "index=off,metacopy=off,redirect_dir=off"
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+_STATX_ATTR_MOUNT_ROOT = 0x2000
+_AT_SYMLINK_NOFOLLOW = 0x100
+_STATX_ATTRIBUTES = 8  # offset of stx_attributes in struct statx
+_STATX_ATTRIBUTES_MASK = 56  # offset of stx_attributes_mask
+
+
+def is_mount_root(path: Path) -> bool:
+    """Whether ``path`` is the root of a mount (statx's STATX_ATTR_MOUNT_ROOT, Linux 5.8;
+    older kernels: whether mountinfo lists it). False if it does not exist."""
+    buf = ctypes.create_string_buffer(256)
+    if _libc.statx(-100, os.fsencode(path), _AT_SYMLINK_NOFOLLOW, 0, buf) != 0:  # AT_FDCWD
+        code = ctypes.get_errno()
+        if code in (errno.ENOENT, errno.ENOTDIR):
+            return False
+        raise Unavailable(f"statx {path}: {os.strerror(code)}")
+    supported = int.from_bytes(
+        buf.raw[_STATX_ATTRIBUTES_MASK : _STATX_ATTRIBUTES_MASK + 8], "little"
+    )
+    if not supported & _STATX_ATTR_MOUNT_ROOT:
+        return str(path) in mountpoints()
+    attributes = int.from_bytes(buf.raw[_STATX_ATTRIBUTES : _STATX_ATTRIBUTES + 8], "little")
+    return bool(attributes & _STATX_ATTR_MOUNT_ROOT)
 
 
 def mountpoints() -> set[str]:
@@ -160,11 +184,12 @@ class Snapshotter:
     def _ensure_idmaps(
         self, layers: Sequence[str], uid_base: int, uid_size: int, made: list[Path]
     ) -> None:
-        mounted = mountpoints()
+        # Asked per path, not by reading mountinfo: that file grows with every
+        # container's mounts, and reading it cost each create time in proportion.
         for diff_id in layers:
             lower = self.idmapped_path(uid_base, diff_id)
             source = self._layers.path(diff_id)
-            if str(lower) in mounted:
+            if is_mount_root(lower):
                 if _same_inode(lower, source):
                     continue
                 _unmount(lower)  # the layer was unpacked again since: remount it

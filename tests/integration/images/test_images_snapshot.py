@@ -85,7 +85,7 @@ def as_tenant_root(cwd: Path, script: str) -> None:
 
 
 def test_public_surface() -> None:
-    assert set(snapshot.__all__) == {"Snapshotter", "mountpoints"}
+    assert set(snapshot.__all__) == {"Snapshotter", "is_mount_root", "mountpoints"}
     assert set(idmap.__all__) == {"idmap_mount", "userns_fd"}
 
 
@@ -223,3 +223,21 @@ def test_userns_fd_is_cached_and_idmap_mount_works(workdir: Path) -> None:
     assert (target / "f").stat().st_uid == UID_BASE
     with pytest.raises(OSError, match="Read-only"):
         (target / "g").write_text("y")
+
+
+def test_is_mount_root_tells_a_bind_mount_on_the_same_file_system(workdir: Path) -> None:
+    source, target = workdir / "source", workdir / "target"
+    source.mkdir()
+    target.mkdir()
+    assert not snapshot.is_mount_root(target)
+    subprocess.run(["mount", "--bind", str(source), str(target)], check=True)
+    try:
+        # Same device and a different inode than its parent: only the kernel can tell.
+        assert target.stat().st_dev == workdir.stat().st_dev
+        assert snapshot.is_mount_root(target)
+        assert not snapshot.is_mount_root(source)
+        assert str(target) in mountpoints()
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+    assert not snapshot.is_mount_root(target)
+    assert not snapshot.is_mount_root(workdir / "missing")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.agent.records import AgentRecord, load_record, save_record
+from dockyard.agent.records import AgentRecord, load_record, save_record, slots
 from dockyard.core.errors import InvalidArgument
 from dockyard.core.protocol import (
     ContainerStatus,
@@ -19,6 +19,7 @@ from dockyard.core.protocol import (
     ProcessSpec,
     Resources,
 )
+from dockyard.core.serde import to_data
 
 CID = "f" * 64
 
@@ -68,22 +69,54 @@ def record() -> AgentRecord:
 
 def test_save_then_load_gives_the_same_record(tmp_path: Path) -> None:
     path = tmp_path / "dockyard.json"
-    save_record(path, record())
+    saved = record()
+    save_record(path, saved)
     loaded = load_record(path)
-    assert loaded == record()
+    assert loaded == saved
+    assert loaded.seq == 1
     assert loaded.id == CID
     assert loaded.ports["80/tcp"][0] == ("0.0.0.0", 32768)
 
 
-def test_save_replaces_the_previous_record_and_leaves_no_temp_file(tmp_path: Path) -> None:
+def test_saves_alternate_between_two_files_and_make_no_new_one(tmp_path: Path) -> None:
     path = tmp_path / "dockyard.json"
-    save_record(path, record())
-    changed = record()
-    changed.status = "exited"
-    changed.exit_code = 3
-    save_record(path, changed)
-    assert load_record(path) == changed
-    assert [p.name for p in tmp_path.iterdir()] == ["dockyard.json"]
+    current = record()
+    save_record(path, current)
+    save_record(path, current)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dockyard.1.json", "dockyard.json"]
+    inodes = {p.name: p.stat().st_ino for p in tmp_path.iterdir()}
+    for code in range(5):
+        current.exit_code = code
+        save_record(path, current)
+        assert load_record(path).exit_code == code
+    assert {p.name: p.stat().st_ino for p in tmp_path.iterdir()} == inodes
+
+
+@pytest.mark.parametrize("torn", ["", '{"request": {"id"', "garbage"])
+def test_a_save_torn_by_a_crash_leaves_the_record_before_it(tmp_path: Path, torn: str) -> None:
+    path = tmp_path / "dockyard.json"
+    before = record()
+    save_record(path, before)
+    save_record(path, before)  # seq 2, in dockyard.json
+    after = record()
+    after.seq = before.seq
+    after.status = "exited"
+    save_record(path, after)  # seq 3, in dockyard.1.json
+    assert load_record(path).status == "exited"
+    slots(path)[1].write_text(torn)  # the crash hit while seq 3 was being written
+    loaded = load_record(path)
+    assert (loaded.seq, loaded.status) == (2, "running")
+
+
+def test_a_record_of_the_single_file_layout_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "dockyard.json"
+    old = to_data(record())
+    del old["seq"]
+    path.write_text(json.dumps(old))
+    assert load_record(path) == record()
+    current = load_record(path)
+    save_record(path, current)
+    assert load_record(path).seq == 1
 
 
 def test_missing_record(tmp_path: Path) -> None:

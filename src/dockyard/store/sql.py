@@ -13,7 +13,7 @@ import ipaddress
 import json
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -336,7 +336,27 @@ def _doc_by_ref_query(table: sa.Table) -> sa.Select[tuple[str]]:
     )
 
 
-_DOC_BY_REF = {table.name: _doc_by_ref_query(table) for table in (networks, security_groups)}
+_DOC_BY_REF = {networks.name: _doc_by_ref_query(networks)}
+_TENANT_GROUPS = sa.select(security_groups.c.doc).where(security_groups.c.tenant == _p("tenant"))
+
+
+class _Groups:
+    """A tenant's security groups, found by ref as :meth:`SqlStore.get_security_group`
+    finds them: by id, else by name, else by a unique id prefix."""
+
+    def __init__(self, groups: Iterable[SecurityGroup]) -> None:
+        self._by_id: dict[str, SecurityGroup] = {}
+        self._by_name: dict[str, SecurityGroup] = {}
+        for group in groups:
+            self._by_id[group.id] = group
+            self._by_name[group.name] = group
+
+    def find(self, ref: str) -> SecurityGroup | None:
+        found = self._by_id.get(ref) or self._by_name.get(ref)
+        if found is None and ref and _is_hex(ref):
+            prefixed = [g for i, g in self._by_id.items() if i.startswith(ref)]
+            found = prefixed[0] if len(prefixed) == 1 else None
+        return found
 
 
 def _dump(record: Any) -> str:
@@ -368,6 +388,13 @@ class SqlStore:
         # per write). The lock serialises the few calls made from worker threads.
         self._conn = self._engine.connect()
         self._lock = threading.Lock()
+        # Records every container create reads and that rarely change: each tenant's
+        # security groups (all of them, as read at once) and quota settings. This store is
+        # their only writer (one controller process holds it, ADR 0004); a write forgets
+        # the tenant's entry under the lock, in its transaction, and a read fills it under
+        # the lock too, so no read can put back what a write replaced.
+        self._groups: dict[str, _Groups] = {}
+        self._quotas: dict[str, TenantQuota] = {}
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
@@ -474,23 +501,36 @@ class SqlStore:
                 .where(namespaces.c.tenant == tenant_id, namespaces.c.retired == 0)
                 .values(retired=now_ns())
             )
+            self._forget_tenant_records(tenant_id)
             conn.execute(security_groups.delete().where(security_groups.c.tenant == tenant_id))
             conn.execute(tenants.delete().where(tenants.c.id == tenant_id))
+
+    def _forget_tenant_records(self, tenant_id: str) -> None:
+        """Drop the cached records of the tenant (called under the lock, in the write)."""
+        self._groups.pop(tenant_id, None)
+        self._quotas.pop(tenant_id, None)
 
     # plans and quotas ----------------------------------------------------------------------
 
     def get_tenant_quota(self, tenant_id: str) -> TenantQuota:
-        with self._tx() as conn:
-            row = conn.execute(_TENANT_QUOTA, {"tenant": tenant_id}).first()
-        if row is None:
-            raise NotFound(f"no such tenant: {tenant_id}")
-        return TenantQuota(
-            tenant=tenant_id, plan=row.plan, overrides=validate_overrides(json.loads(row.quota))
-        )
+        cached = self._quotas.get(tenant_id)
+        if cached is None:
+            with self._tx() as conn:
+                row = conn.execute(_TENANT_QUOTA, {"tenant": tenant_id}).first()
+                if row is None:
+                    raise NotFound(f"no such tenant: {tenant_id}")
+                cached = TenantQuota(
+                    tenant=tenant_id,
+                    plan=row.plan,
+                    overrides=validate_overrides(json.loads(row.quota)),
+                )
+                self._quotas[tenant_id] = cached
+        return replace(cached, overrides=dict(cached.overrides))
 
     def put_tenant_quota(self, quota: TenantQuota) -> None:
         overrides = json.dumps(validate_overrides(quota.overrides), sort_keys=True)
         with self._tx() as conn:
+            self._quotas.pop(quota.tenant, None)
             result = conn.execute(
                 tenants.update()
                 .where(tenants.c.id == quota.tenant)
@@ -1034,6 +1074,7 @@ class SqlStore:
     def add_security_group(self, group: SecurityGroup) -> None:
         try:
             with self._tx() as conn:
+                self._groups.pop(group.tenant, None)
                 conn.execute(
                     security_groups.insert().values(
                         id=group.id, tenant=group.tenant, name=group.name, doc=_dump(group)
@@ -1043,8 +1084,18 @@ class SqlStore:
             raise AlreadyExists(f"security group {group.name} already exists") from exc
 
     def get_security_group(self, *, tenant: str, ref: str) -> SecurityGroup:
-        doc = self._doc_by_ref(security_groups, tenant=tenant, ref=ref, what="security group")
-        return _load(SecurityGroup, doc)
+        groups = self._groups.get(tenant)
+        if groups is None:
+            with self._tx() as conn:
+                groups = _Groups(
+                    _load(SecurityGroup, doc)
+                    for doc in conn.execute(_TENANT_GROUPS, {"tenant": tenant}).scalars()
+                )
+                self._groups[tenant] = groups
+        found = groups.find(ref)
+        if found is None:
+            raise NotFound(f"security group {ref} not found")
+        return replace(found, labels=dict(found.labels))
 
     def list_security_groups(self, *, tenant: str) -> list[SecurityGroup]:
         query = (
@@ -1059,6 +1110,7 @@ class SqlStore:
         mine = sa.and_(security_groups.c.tenant == group.tenant, security_groups.c.id == group.id)
         try:
             with self._tx() as conn:
+                self._groups.pop(group.tenant, None)
                 result = conn.execute(
                     security_groups.update().where(mine).values(name=group.name, doc=_dump(group))
                 )
@@ -1076,6 +1128,7 @@ class SqlStore:
                 raise Conflict(f"security group {group_id} has containers in it")
             if _group_referrers(conn, tenant=tenant, group_id=group_id):
                 raise Conflict(f"security group {group_id} is the source of another group's rule")
+            self._groups.pop(tenant, None)
             conn.execute(security_groups.delete().where(mine))
 
     def security_group_users(self, *, tenant: str, group_id: str) -> list[str]:

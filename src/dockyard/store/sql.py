@@ -9,6 +9,7 @@ the reconcilers repair from the agents' reports.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import json
 import socket
@@ -316,7 +317,8 @@ _CONTAINER_TOTALS = sa.select(sa.func.sum(containers.c.memory), sa.func.count())
 )
 _RESERVATIONS = (
     sa.select(containers.c.host, sa.func.sum(containers.c.memory), sa.func.count())
-    .where(containers.c.status.in_(("running", "paused", "restarting")))
+    # Not IN (...): its list is expanded into the SQL on every execution.
+    .where(sa.or_(*(containers.c.status == s for s in ("running", "paused", "restarting"))))
     .group_by(containers.c.host)
 )
 _TENANT_QUOTA = sa.select(tenants.c.plan, tenants.c.quota).where(tenants.c.id == _p("tenant"))
@@ -1027,15 +1029,15 @@ class SqlStore:
         return {r.owner: r.address for r in rows}
 
     def allocate_address(self, *, network: Network, owner: str, address: str = "") -> str:
-        subnet = ipaddress.ip_network(network.subnet)
-        pool = ipaddress.ip_network(network.ip_range) if network.ip_range else subnet
+        subnet = _ip_network(network.subnet)
+        pool = _ip_network(network.ip_range) if network.ip_range else subnet
         gateway = ipaddress.ip_address(network.gateway)
         # One transaction (the store's writes are serialised): read what is taken, insert.
         with self._tx() as conn:
             if not conn.execute(_NETWORK_EXISTS, {"network": network.id}).first():
                 raise NotFound(f"network {network.name} not found")
             # Held addresses as text, each written below by str() of an address object.
-            taken = set(conn.execute(_NETWORK_ADDRESSES, {"network": network.id}).scalars())
+            taken = {row[0] for row in conn.execute(_NETWORK_ADDRESSES, {"network": network.id})}
             if address:
                 wanted = ipaddress.ip_address(address)
                 if str(wanted) in taken or wanted == gateway:
@@ -1524,6 +1526,11 @@ def _lowest_free(conn: sa.Connection, first: int, last: int) -> int | None:
 
 def _tenant(row: Any) -> Tenant:
     return Tenant(id=row.id, name=row.name, uid_base=int(row.uid_base), uid_size=int(row.uid_size))
+
+
+@functools.lru_cache(maxsize=256)
+def _ip_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(text)
 
 
 def _address_number(text: str) -> int:

@@ -14,9 +14,11 @@ from dockyard.core.events import Event
 from dockyard.core.models import (
     Container,
     ContainerConfig,
+    ContainerState,
     HostConfig,
     Image,
     SecurityGroup,
+    Status,
     Volume,
 )
 from dockyard.core.quotas import TenantQuota
@@ -178,5 +180,44 @@ def test_cached_groups_and_quotas_follow_every_write(tmp_path: Path) -> None:
             store.get_security_group(tenant=tenant, ref=renamed.id)
         with pytest.raises(NotFound):
             store.get_tenant_quota(tenant)
+    finally:
+        store.close()
+
+
+def test_reservations_and_totals_count_what_they_should(tmp_path: Path) -> None:
+    """Placement's reservations: memory and count of running, paused and restarting
+    containers per host, every tenant's; a tenant's totals count all its records."""
+    store = SqlStore.sqlite(tmp_path / "s.db", uid_range_start=UID_START)
+    try:
+        states = {
+            "a": ("h1", Status.RUNNING, "t1"),
+            "b": ("h1", Status.PAUSED, "t2"),
+            "c": ("h1", Status.RESTARTING, "t1"),
+            "d": ("h2", Status.RUNNING, "t1"),
+            "e": ("h2", Status.EXITED, "t1"),
+            "f": ("h3", Status.CREATED, "t2"),
+            "g": ("h3", Status.DEAD, "t1"),
+        }
+        for number, (name, (host, status, tenant)) in enumerate(states.items(), start=1):
+            store.add_container(
+                Container(
+                    id=name * 64,
+                    tenant=tenant,
+                    name=name,
+                    created=1,
+                    image="busybox",
+                    image_id="sha256:" + "b" * 64,
+                    config=ContainerConfig(image="busybox"),
+                    host_config=HostConfig(),
+                    host=host,
+                    memory=number << 20,
+                    state=ContainerState(status=status),
+                )
+            )
+        mib = 1 << 20
+        assert store.reservations() == {"h1": (6 * mib, 3), "h2": (4 * mib, 1)}
+        assert store.container_totals(tenant="t1") == (20 * mib, 5)
+        assert store.container_totals(tenant="t2") == (8 * mib, 2)
+        assert store.container_totals(tenant="t3") == (0, 0)
     finally:
         store.close()

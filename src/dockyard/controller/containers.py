@@ -309,6 +309,9 @@ class ContainerService:
                         container,
                         peer=peer.id if peer else "",
                         groups=group_records(self._store, container),
+                        # None yet: binding one waits for our lock and refuses a container
+                        # being created (PublicIpService.bind).
+                        public_ip="",
                     ),
                     dns=host_config.dns,
                     dns_search=host_config.dns_search,
@@ -379,8 +382,9 @@ class ContainerService:
                 raise NotModified("container already started")
             self._restarts.cancel(container.id)
             self._check_network_peer(container)
-            container.manually_stopped = False
-            self._put(container)
+            if container.manually_stopped:
+                container.manually_stopped = False
+                self._put(container)
             try:
                 status = await self._start_on_agent(container)
             except DockyardError:

@@ -25,7 +25,7 @@ from dockyard.core.errors import (
     NotFound,
     PermissionDenied,
 )
-from dockyard.core.ids import new_id
+from dockyard.core.ids import ID_LENGTH, new_id
 from dockyard.core.models import Container, Endpoint, Network, PortBinding, SecurityGroup
 from dockyard.core.protocol import EndpointSpec, IngressRule, NetworkSpec, PortMapping
 from dockyard.store.base import Store
@@ -99,7 +99,10 @@ class NetworkService:
             DEFAULT_NETWORK: _subnet(default_subnet),
         }
         self._ready: set[str] = set()
+        # Networks are never changed once made, and only this service removes them: it
+        # keeps those it has read, by id and by (tenant, name), and forgets one it removes.
         self._by_id: dict[str, Network] = {}
+        self._by_name: dict[tuple[str, str], Network] = {}
 
     # reading ------------------------------------------------------------------------------
 
@@ -112,10 +115,20 @@ class NetworkService:
         cached = self._by_id.get(ref)
         if cached is not None and cached.tenant == tenant:
             return cached
+        if not _could_be_id(ref):
+            # The store matches an id or a name: a ref no id can equal is a name.
+            cached = self._by_name.get((tenant, ref))
+            if cached is not None:
+                return cached
         self.ensure_predefined(tenant)
         network = self._store.get_network(tenant=tenant, ref=ref)
         self._by_id[network.id] = network
+        self._by_name[(network.tenant, network.name)] = network
         return network
+
+    def _forget(self, network: Network) -> None:
+        self._by_id.pop(network.id, None)
+        self._by_name.pop((network.tenant, network.name), None)
 
     def find(self, *, tenant: str, network_id: str) -> Network | None:
         """The network with this exact id, or None if it is gone."""
@@ -224,7 +237,7 @@ class NetworkService:
                 f"error while removing network: network {network.name} id {network.id} "
                 "has active endpoints"
             ) from None
-        self._by_id.pop(network.id, None)
+        self._forget(network)
         self._event(network, "destroy")
         return network
 
@@ -240,7 +253,7 @@ class NetworkService:
                 self._store.delete_network(tenant=tenant, network_id=network.id)
             except (Conflict, NotFound):
                 continue  # joined or removed meanwhile
-            self._by_id.pop(network.id, None)
+            self._forget(network)
             self._event(network, "destroy")
             removed.append(network)
         return removed
@@ -431,6 +444,10 @@ def group_records(store: Store, container: Container) -> list[SecurityGroup]:
         with contextlib.suppress(NotFound):
             found.append(store.get_security_group(tenant=container.tenant, ref=group_id))
     return found
+
+
+def _could_be_id(ref: str) -> bool:
+    return len(ref) == ID_LENGTH and all(c in "0123456789abcdef" for c in ref)
 
 
 def _subnet(text: str) -> ipaddress.IPv4Network:

@@ -49,7 +49,7 @@ class Hold:
 class ScriptedAgent(AgentClient):
     """An agent whose containers are :attr:`containers` (id to the status it reports).
 
-    It takes ``list_containers``, ``create``, ``status``, ``delete``, ``connect``,
+    It takes ``list_containers``, ``create``, ``start``, ``status``, ``delete``, ``connect``,
     ``disconnect`` and ``update_network``; a call for a container it does not have is
     NotFound, as on a real agent. Every call yields to the event loop (a real one does)
     and is recorded in :attr:`calls` as (call, container id); it makes no other call.
@@ -94,6 +94,14 @@ class ScriptedAgent(AgentClient):
         made = ContainerStatus(id=request.id, status="created")
         self.containers[request.id] = made
         return made
+
+    async def start(self, container_id: str) -> ContainerStatus:
+        await self._enter("start", container_id)
+        before = self._status(container_id)
+        began = max(before.started_at, before.finished_at) + 1
+        started = ContainerStatus(id=container_id, status="running", pid=7, started_at=began)
+        self.containers[container_id] = started
+        return started
 
     async def status(self, container_id: str) -> ContainerStatus:
         await self._enter("status", container_id)

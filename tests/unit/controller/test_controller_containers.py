@@ -359,6 +359,26 @@ def test_reconcile_leaves_a_create_under_way_to_finish(ctl: Controller) -> None:
     assert ctl.events_of(web) == ["create"]
 
 
+# start -------------------------------------------------------------------------------------
+
+
+def test_start_records_the_run_and_clears_a_manual_stop(ctl: Controller) -> None:
+    """A start after ``docker stop`` clears the stop mark in the store (a restart policy
+    applies again); one of a container never stopped records the run all the same."""
+    stopped = ctl.add("stopped", status=Status.EXITED)
+    stopped.manually_stopped = True
+    ctl.store.put_container(stopped)
+    fresh = ctl.add("fresh", status=Status.CREATED)
+    for container in (stopped, fresh):
+        ctl.agent.containers[container.id] = exited(container, code=0)
+        started = run(ctl.containers.start(tenant=ctl.tenant.id, ref=container.name))
+        record = ctl.record(container.id)
+        assert record == started
+        assert (record.state.status, record.manually_stopped) == (Status.RUNNING, False)
+        assert record.state.started_at == 201
+        assert ctl.events_of(container) == ["start"]
+
+
 # the primary endpoint ------------------------------------------------------------------------
 
 

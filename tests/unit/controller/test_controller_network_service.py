@@ -160,6 +160,32 @@ def test_remove_and_prune(service: NetworkService, store: SqlStore) -> None:
     assert {n.name for n in store.list_networks(tenant=A)} == {"default", "bridge", "kept"}
 
 
+def test_lookups_by_name_follow_removal_and_recreation(
+    service: NetworkService, store: SqlStore
+) -> None:
+    """The service keeps the networks it has read by name: one removed (or pruned) and
+    made again under its name is found anew, and a name is only the tenant's."""
+    first = service.create(tenant=A, request=NetworkRequest(name="back"))
+    assert service.get(tenant=A, ref="back").id == first.id
+    with pytest.raises(NotFound):
+        service.get(tenant=B, ref="back")
+    service.remove(tenant=A, ref="back")
+    with pytest.raises(NotFound):
+        service.get(tenant=A, ref="back")
+    second = service.create(tenant=A, request=NetworkRequest(name="back"))
+    assert service.get(tenant=A, ref="back").id == second.id
+    assert service.prune(tenant=A) == [second]
+    with pytest.raises(NotFound):
+        service.get(tenant=A, ref="back")
+    theirs = service.create(tenant=B, request=NetworkRequest(name="back"))
+    assert service.get(tenant=B, ref="back").id == theirs.id
+    # A name with the shape of an id is not taken for that id's network.
+    named_like_id = service.create(tenant=A, request=NetworkRequest(name=theirs.id))
+    assert service.get(tenant=A, ref=theirs.id).id == named_like_id.id
+    assert service.get(tenant=B, ref=theirs.id).id == theirs.id
+    assert store.get_network(tenant=A, ref="default") == service.get(tenant=A, ref="default")
+
+
 def test_resolve_modes(service: NetworkService) -> None:
     back = service.create(tenant=A, request=NetworkRequest(name="back"))
     joined = service.resolve(tenant=A, mode="default", requests=[EndpointRequest("default")])

@@ -230,6 +230,25 @@ def test_enums_are_written_as_their_values_and_read_back() -> None:
     assert from_data(ContainerState, {"status": "paused"}).status is Status.PAUSED
 
 
+class Shade(enum.StrEnum):
+    """An enum that is also a str: encoded by its value like any other."""
+
+    DARK = "dark"
+
+
+@dataclass
+class Shaded:
+    shade: Shade
+    shades: list[Shade]
+    by_name: dict[str, Shade]
+
+
+def test_enums_deriving_from_plain_types_are_written_as_their_values() -> None:
+    data = to_data(Shaded(shade=Shade.DARK, shades=[Shade.DARK], by_name={"a": Shade.DARK}))
+    assert data == {"shade": "dark", "shades": ["dark"], "by_name": {"a": "dark"}}
+    assert all(type(v) is str for v in (data["shade"], *data["shades"], data["by_name"]["a"]))
+
+
 def test_unknown_keys_are_ignored() -> None:
     data = {**to_data(StopRequest()), "future_field": {"deep": [1, 2]}}
     assert from_data(StopRequest, data) == StopRequest()

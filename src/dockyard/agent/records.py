@@ -1,4 +1,4 @@
-"""The agent's durable record of each container, kept in the container's bundle.
+"""The agent's durable record of each container, kept in the container's data directory.
 
 The record is what lets a restarted agent re-adopt its containers: it is written at
 every state change, before the change is reported. ``phase`` marks work in progress: a

@@ -585,13 +585,18 @@ class ContainerService:
         self._watches.pop(container.id, None)
         self._locks.pop(container.id, None)
         if volumes:
-            for name in container.anonymous_volumes:
-                with contextlib.suppress(NotFound, Conflict):
-                    await self._volumes.remove(
-                        tenant=container.tenant,
-                        name=name,
-                        users=self.volume_users(tenant=container.tenant, name=name),
-                    )
+            await self._remove_anonymous_volumes(container)
+
+    async def _remove_anonymous_volumes(self, container: Container) -> None:
+        """Remove the anonymous volumes of a container whose record is gone (one that
+        another container mounts too stays)."""
+        for name in container.anonymous_volumes:
+            with contextlib.suppress(NotFound, Conflict):
+                await self._volumes.remove(
+                    tenant=container.tenant,
+                    name=name,
+                    users=self.volume_users(tenant=container.tenant, name=name),
+                )
 
     async def rename(self, *, tenant: str, ref: str, name: str) -> None:
         container = self.get(tenant=tenant, ref=ref)
@@ -1092,6 +1097,10 @@ class ContainerService:
                     await client.delete(container.id, force=True)
             self._networks.release(container_id=container.id)
             self._delete(container)
+            self._locks.pop(container.id, None)
+            # Named volumes it made stay (they may have been meant to outlive it); its
+            # anonymous ones belong to nothing else.
+            await self._remove_anonymous_volumes(container)
             return
         if container.phase == "removing":
             await self._remove_locked(container, volumes=True)

@@ -9,6 +9,7 @@ registry whose every host is served by that agent.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from dockyard.controller.agents import AgentClient
 from dockyard.controller.hosts import HostRegistry
@@ -19,6 +20,7 @@ from dockyard.core.protocol import (
     CreateRequest,
     EndpointSpec,
     NetworkSpec,
+    VolumeRequest,
 )
 from dockyard.scheduler.placement import HostView
 from dockyard.store.base import Store
@@ -51,8 +53,10 @@ class ScriptedAgent(AgentClient):
 
     It takes ``list_containers``, ``create``, ``start``, ``status``, ``delete``, ``connect``,
     ``disconnect`` and ``update_network``; a call for a container it does not have is
-    NotFound, as on a real agent. Every call yields to the event loop (a real one does)
-    and is recorded in :attr:`calls` as (call, container id); it makes no other call.
+    NotFound, as on a real agent. Its volumes are :attr:`volumes` (``(tenant, name)``),
+    made by ``create_volume`` and removed by ``remove_volume``. Every call yields to the
+    event loop (a real one does) and is recorded in :attr:`calls` as (call, container id
+    or volume name); it makes no other call.
     """
 
     def __init__(self) -> None:
@@ -60,6 +64,7 @@ class ScriptedAgent(AgentClient):
         self.containers: dict[str, ContainerStatus] = {}
         self.calls: list[tuple[str, str]] = []
         self.network_specs: dict[str, NetworkSpec] = {}
+        self.volumes: set[tuple[str, str]] = set()
         self._holds: dict[tuple[str, str], Hold] = {}
 
     def hold(self, call: str, container_id: str = "") -> Hold:
@@ -124,6 +129,17 @@ class ScriptedAgent(AgentClient):
         await self._enter("update_network", container_id)
         self._status(container_id)
         self.network_specs[container_id] = spec
+
+    async def create_volume(self, request: VolumeRequest) -> dict[str, Any]:
+        await self._enter("create_volume", request.name)
+        self.volumes.add((request.tenant, request.name))
+        return {"mountpoint": f"/scripted/{request.tenant}/{request.name}/_data"}
+
+    async def remove_volume(self, tenant: str, name: str) -> None:
+        await self._enter("remove_volume", name)
+        if (tenant, name) not in self.volumes:
+            raise NotFound(f"no such volume: {name}")
+        self.volumes.discard((tenant, name))
 
 
 class OneAgentHosts(HostRegistry):

@@ -238,6 +238,38 @@ def test_reconcile_marks_a_missing_container_dead_keeping_a_rename_made_meanwhil
     assert ctl.events_of(web) == ["rename", "die"]
 
 
+def test_reconcile_undoes_a_create_a_crash_cut_short_with_its_anonymous_volume(
+    ctl: Controller,
+) -> None:
+    """The controller died mid-create after the anonymous volume and the agent's container
+    existed: the restarted one removes the container, the record, its address and the
+    volume, keeps the named volume it mounted, and keeps no lock for it."""
+    ctl.networks.create(tenant=ctl.tenant.id, request=NetworkRequest(name="front"))
+    cut = ctl.add("cut", status=Status.CREATED, phase="creating", network="front")
+    front = ctl.networks.get(tenant=ctl.tenant.id, ref="front")
+    assert cut.id in ctl.store.network_users(network_id=front.id)
+
+    async def scenario() -> None:
+        for name in ("a" * 64, "kept"):
+            await ctl.containers._volumes.create(tenant=ctl.tenant, name=name, host=HOST)
+        record = ctl.record(cut.id)
+        record.anonymous_volumes = ("a" * 64,)
+        ctl.store.put_container(record)
+        ctl.agent.containers[cut.id] = ContainerStatus(id=cut.id, status="created")
+        listing = await ctl.agent.list_containers()
+        await ctl.containers.reconcile(HOST, listing.containers)
+
+    run(scenario())
+    with pytest.raises(NotFound):
+        ctl.record(cut.id)
+    assert ctl.agent.containers == {}
+    assert ctl.agent.volumes == {(ctl.tenant.id, "kept")}
+    assert [v.name for v in ctl.store.list_volumes(tenant=ctl.tenant.id)] == ["kept"]
+    assert ctl.store.network_users(network_id=front.id) == {}
+    assert cut.id not in ctl.containers._locks
+    assert ctl.events_of(cut) == []
+
+
 def test_reconcile_passes_over_a_container_removed_meanwhile(ctl: Controller) -> None:
     """A container removed while reconcile awaits the agent for another is neither written
     back nor reported twice, and reconcile goes on to the agent's orphans."""

@@ -613,7 +613,10 @@ class ContainerManager:
             )
         if record.request.auto_remove:
             # --rm: the container goes right after its exit is reported, whether or not
-            # the controller is there to ask (as Docker's daemon does it).
+            # the controller is there to ask (as Docker's daemon does it). Yield first, so
+            # the event streams send the exit out before the removal holds the loop (the
+            # controller learnt of it ~2 ms later otherwise).
+            await asyncio.sleep(0)
             await self.delete(container_id, force=True)
 
     async def _finish(self, record: AgentRecord, *, code: int, when: int, error: str = "") -> None:

@@ -328,6 +328,11 @@ _PUBLIC_IP_OF = sa.select(public_ips.c.address).where(
 _NETWORK_EXISTS = sa.select(networks.c.id).where(networks.c.id == _p("network"))
 _NETWORK_ADDRESSES = sa.select(addresses.c.address).where(addresses.c.network == _p("network"))
 _ADD_ADDRESS = addresses.insert()
+_RELEASE_ADDRESSES = addresses.delete().where(addresses.c.owner == _p("owner"))
+_DELETE_CONTAINER = containers.delete().where(
+    containers.c.id == _p("container"), containers.c.tenant == _p("tenant")
+)
+_DELETE_EXECS = execs.delete().where(execs.c.container_id == _p("container"))
 _ADD_EVENTS = events.insert()
 _ADD_AUDIT = audit.insert()
 
@@ -802,13 +807,9 @@ class SqlStore:
 
     def delete_container(self, *, tenant: str, container_id: str) -> None:
         with self._tx() as conn:
-            deleted = conn.execute(
-                containers.delete().where(
-                    containers.c.id == container_id, containers.c.tenant == tenant
-                )
-            )
+            deleted = conn.execute(_DELETE_CONTAINER, {"container": container_id, "tenant": tenant})
             if deleted.rowcount:
-                conn.execute(execs.delete().where(execs.c.container_id == container_id))
+                conn.execute(_DELETE_EXECS, {"container": container_id})
                 conn.execute(
                     public_ips.update()
                     .where(public_ips.c.tenant == tenant, public_ips.c.container == container_id)
@@ -1069,7 +1070,7 @@ class SqlStore:
 
     def release_addresses(self, *, owner: str) -> None:
         with self._tx() as conn:
-            conn.execute(addresses.delete().where(addresses.c.owner == owner))
+            conn.execute(_RELEASE_ADDRESSES, {"owner": owner})
 
     # security groups -------------------------------------------------------------------
 

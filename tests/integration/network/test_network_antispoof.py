@@ -93,6 +93,19 @@ def neighbour(ns: Netns, ip: str) -> str:
     return str(entries[0].get("lladdr", "")) if entries else ""
 
 
+def attach_three(
+    host: HostNetwork, net: Net, make_netns: Callable[..., Netns], run: Run
+) -> list[tuple[Netns, str]]:
+    """Containers A, B and M (the one that misbehaves) on ``net``: each namespace with
+    its address."""
+    attached = []
+    for cid, name in ((A, "a"), (B, "b"), (M, "m")):
+        ns, spec = make_netns(name), net.spec()
+        run(host.attach(container_id=cid, pid=ns.pid, spec=spec))
+        attached.append((ns, ip_of(spec)))
+    return attached
+
+
 def test_a_spoofed_address_or_mac_does_not_reach_a_neighbour(
     host: HostNetwork,
     tenant: str,
@@ -101,12 +114,7 @@ def test_a_spoofed_address_or_mac_does_not_reach_a_neighbour(
     run: Run,
 ) -> None:
     net = make_net()
-    a, b, m = make_netns("a"), make_netns("b"), make_netns("m")
-    specs = {}
-    for cid, ns in ((A, a), (B, b), (M, m)):
-        specs[cid] = net.spec()
-        run(host.attach(container_id=cid, pid=ns.pid, spec=specs[cid]))
-    ip_a, ip_b, ip_m = (ip_of(specs[c]) for c in (A, B, M))
+    (a, ip_a), (b, ip_b), (m, ip_m) = attach_three(host, net, make_netns, run)
     assert m.ping(ip_b) and a.ping(ip_b) and m.ping(net.gateway)
     with listener(b, ip_b) as sock:
         send_from(m, ip_m, ip_b, b"honest")
@@ -155,12 +163,7 @@ def test_an_arp_claiming_a_neighbours_address_is_dropped(
     run: Run,
 ) -> None:
     net = make_net()
-    a, b, m = make_netns("a"), make_netns("b"), make_netns("m")
-    specs = {}
-    for cid, ns in ((A, a), (B, b), (M, m)):
-        specs[cid] = net.spec()
-        run(host.attach(container_id=cid, pid=ns.pid, spec=specs[cid]))
-    ip_a, ip_b, ip_m = (ip_of(specs[c]) for c in (A, B, M))
+    (_, ip_a), (b, ip_b), (m, ip_m) = attach_three(host, net, make_netns, run)
     assert b.ping(ip_a)
     assert neighbour(b, ip_a) == mac_for(ip_a)
     time.sleep(1.2)  # past the ARP locktime: B would take a new MAC for A now

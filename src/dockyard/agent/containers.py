@@ -274,8 +274,9 @@ class ContainerManager:
         if os.path.ismount(paths.rootfs):
             return
         paths.bundle.mkdir(mode=0o711, parents=True, exist_ok=True)
-        await self._mount_rootfs(record.request, paths)
+        # The /etc files first: a mounted rootfs is what says the bundle is complete.
         write_etc_files(paths, record.request, host_resolv=self._settings.host_resolv)
+        await self._mount_rootfs(record.request, paths)
 
     async def _discard_bundle(self, paths: BundlePaths) -> None:
         await asyncio.to_thread(self._snapshotter.unmount_rootfs, paths.rootfs)

@@ -42,6 +42,19 @@ if [ -s "$unified" ] && grep -qw hugetlb "$unified" && ! mountpoint -q /sys/fs/c
   mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
 fi
 
+# Moving a process into a cgroup (crun does it for every container it creates) first waits
+# for an RCU grace period, 6-10 ms on these hosts, unless the cgroup2 root is mounted with
+# favordynmods (Linux 6.0+): then it takes ~0.4 ms. Remount it so, keeping its other
+# options; forks and exits get a little dearer (ADR 0024).
+cgroup2=$(findmnt -n -t cgroup2 -o TARGET | head -n1 || true)
+if [ -n "$cgroup2" ]; then
+  options=$(findmnt -n -o FS-OPTIONS --mountpoint "$cgroup2" | head -n1)
+  if [[ ",$options," != *,favordynmods,* ]]; then
+    mount -o "remount,$options,favordynmods" "$cgroup2" ||
+      echo "setup-host: cannot set favordynmods on $cgroup2; container starts stay ~8 ms slower" >&2
+  fi
+fi
+
 extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"
 stamp=.venv/.installed${extras:+-dev}

@@ -37,6 +37,7 @@ from dockyard.daemon.common import (
 from dockyard.images.layers import LayerStore
 from dockyard.images.snapshot import Snapshotter
 from dockyard.network.host import DEFAULT_TRANSIT_SUBNET, HostNetwork
+from dockyard.runtime.cgroups import moves_favored
 from dockyard.runtime.conmon import ConmonRuntime
 from dockyard.runtime.seccomp import default_profile
 from dockyard.runtime.seccomp_bpf import encoded_program
@@ -63,6 +64,11 @@ async def run(
 ) -> None:
     use_pidfd_child_watcher()
     ensure_tmpfs(layout.agent_run_dir)
+    if moves_favored() is False:
+        log.warning(
+            "the cgroup2 root lacks favordynmods: every container start waits an RCU grace "
+            "period (scripts/setup-host.sh sets it; ADR 0024)"
+        )
     for directory in (
         layout.agent_dir,
         layout.containers_dir,

@@ -11,7 +11,7 @@ import contextlib
 import os
 from pathlib import Path
 
-__all__ = ["CGROUP_ROOT", "Cgroup", "cgroup_version"]
+__all__ = ["CGROUP_ROOT", "Cgroup", "cgroup_version", "moves_favored"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _V1_CONTROLLERS = (
@@ -31,6 +31,21 @@ _V1_CONTROLLERS = (
 def cgroup_version() -> str:
     """``"2"`` on a pure unified hierarchy, ``"1"`` otherwise."""
     return "2" if (CGROUP_ROOT / "cgroup.controllers").exists() else "1"
+
+
+def moves_favored(mountinfo: Path = Path("/proc/self/mountinfo")) -> bool | None:
+    """Whether the cgroup2 root is mounted with ``favordynmods``, which spares each move
+    of a process into a cgroup an RCU grace period (ADR 0024); ``None`` without cgroup2."""
+    try:
+        lines = mountinfo.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, _, tail = line.partition(" - ")
+        fields = tail.split()
+        if len(fields) >= 3 and fields[0] == "cgroup2":
+            return "favordynmods" in fields[2].split(",")
+    return None
 
 
 class Cgroup:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dockyard.wire.detach import DEFAULT_DETACH_KEYS, EscapeMatcher
 from dockyard.wire.framing import STDERR, STDOUT, frame
-from dockyard.wire.hijack import HijackedStream
+from dockyard.wire.hijack import HijackedStream, wind_down
 
 __all__ = ["AttachOptions", "connect", "pump"]
 
@@ -110,11 +110,6 @@ async def pump(sock: socket.socket, client: HijackedStream, options: AttachOptio
     try:
         await asyncio.wait({out_task, closed}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (out_task, in_task, closed):
-            if task is not None and not task.done():
-                task.cancel()
-        for task in (out_task, in_task, closed):
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, OSError, ConnectionError):
-                    await task
-        sock.close()
+        # conmon's socket closes after the tasks end: a cancelled send may still have it
+        # registered with the loop.
+        wind_down([t for t in (out_task, in_task, closed) if t is not None], then=sock.close)

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["HijackedStream", "hijack"]
+__all__ = ["HijackedStream", "hijack", "wind_down"]
 
 _HIGH_WATER = 1 << 20
 
@@ -89,8 +91,16 @@ class HijackedStream(asyncio.Protocol):
         await asyncio.shield(self._closed)
 
     def close(self) -> None:
-        if not self._transport.is_closing():
-            self._transport.close()
+        if self._transport.is_closing():
+            return
+        if not self._transport.get_write_buffer_size():
+            # The peer learns of the end now: the transport's own close happens on a later
+            # loop turn, which may come milliseconds later on a busy loop.
+            sock = self._transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_WR)
+        self._transport.close()
 
     def finish(self) -> web.StreamResponse:
         """Close the connection and hand aiohttp back a finished, closed response."""
@@ -130,3 +140,27 @@ async def hijack(request: web.Request, *, content_type: str) -> HijackedStream:
     stream = HijackedStream(transport, initial, owner=protocol, response=response)
     transport.set_protocol(stream)
     return stream
+
+
+_WINDING_DOWN: set[asyncio.Task[None]] = set()  # held until done (the loop holds weak refs)
+
+
+def wind_down(tasks: Iterable[asyncio.Task[Any]], then: Callable[[], None]) -> None:
+    """Cancel the copy tasks of a stream that has ended and let them finish in the
+    background, then call ``then`` (to close what they used). The caller returns at once
+    and can end the client's stream: awaiting each cancelled task took a loop turn apiece,
+    milliseconds while a container's exit is being handled, and `docker run` waits for
+    that end."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+
+    async def finish() -> None:
+        try:
+            await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            then()
+
+    cleanup = asyncio.get_running_loop().create_task(finish())
+    _WINDING_DOWN.add(cleanup)
+    cleanup.add_done_callback(_WINDING_DOWN.discard)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 
 from dockyard.controller.agents import RawStream
-from dockyard.wire.hijack import HijackedStream
+from dockyard.wire.hijack import HijackedStream, wind_down
 
 __all__ = ["relay"]
 
@@ -57,9 +57,4 @@ async def relay(client: HijackedStream, agent: RawStream) -> None:
     try:
         await asyncio.wait({output, closed}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (output, inbound, closed):
-            task.cancel()
-        for task in (output, inbound, closed):
-            with contextlib.suppress(asyncio.CancelledError, OSError, ConnectionError):
-                await task
-        agent.close()
+        wind_down((output, inbound, closed), then=agent.close)

@@ -575,6 +575,12 @@ class ContainerService:
     async def _remove_record(self, container: Container, *, volumes: bool) -> None:
         """Forget a container whose agent no longer has it: record, address, and with
         ``volumes`` its anonymous volumes; then wake ``wait(removed)``."""
+        self._drop_record(container)
+        if volumes:
+            await self._remove_anonymous_volumes(container)
+
+    def _drop_record(self, container: Container) -> None:
+        """The part of :meth:`_remove_record` that does not wait: all but the volumes."""
         self._networks.release(container_id=container.id)
         self._delete(container)
         self._events.container(container, "destroy")
@@ -584,8 +590,6 @@ class ContainerService:
         watch.notify()
         self._watches.pop(container.id, None)
         self._locks.pop(container.id, None)
-        if volumes:
-            await self._remove_anonymous_volumes(container)
 
     async def _remove_anonymous_volumes(self, container: Container) -> None:
         """Remove the anonymous volumes of a container whose record is gone (one that
@@ -859,11 +863,16 @@ class ContainerService:
 
     # observed state ----------------------------------------------------------------------
 
-    def _apply(self, container: Container, status: ContainerStatus) -> Container:
+    def _apply(
+        self, container: Container, status: ContainerStatus, *, reported: bool = False
+    ) -> Container:
         """Merge an agent's report into the record, ignoring reports older than it.
 
         Reports of one run share ``started_at``; an exit carries ``finished_at``. So a
         report is stale if it belongs to an earlier run, or to the same run before its exit.
+        ``reported``: it came on the agent's event stream (not as the answer to one of our
+        calls, whose caller goes on with the record): an exited --rm container's record
+        then goes at once, without being written first.
         """
         state = container.state
         if (status.started_at, status.finished_at) < (state.started_at, state.finished_at):
@@ -892,14 +901,19 @@ class ContainerService:
             container.has_been_started = True
         if (state, container.ports, container.has_been_started) == before:
             return container  # a report of what we already know (the start's own event)
-        self._put(container)
+        exited = was_active and state.status == Status.EXITED
+        drop = exited and reported and container.host_config.auto_remove
+        if not drop:
+            self._put(container)
         health = state.health.status if state.health is not None else ""
         if health != health_before and health in ("healthy", "unhealthy"):
             self._events.container(container, f"health_status: {health}")
         if was_active and state.status not in _ACTIVE:
             self._died(container, oom=state.oom_killed and not before[0].oom_killed)
-        if was_active and state.status == Status.EXITED:
-            self._exited(container)
+        if exited:
+            self._exited(container, drop=drop)
+            if drop:
+                return container
         self._watch(container.id).notify()
         return container
 
@@ -996,7 +1010,7 @@ class ContainerService:
             )
         return peer
 
-    def _exited(self, container: Container) -> None:
+    def _exited(self, container: Container, *, drop: bool = False) -> None:
         watch = self._watch(container.id)
         watch.exits += 1
         watch.last_exit = container.state.exit_code
@@ -1008,8 +1022,15 @@ class ContainerService:
             self._restarts.schedule(container.id, delay, lambda: self._restart_later(container))
         elif container.host_config.auto_remove:
             # The agent deletes a --rm container itself once it has reported the exit;
-            # here only the record, its address and its anonymous volumes go.
-            self._spawn(self._forget(container))
+            # here only the record, its address and its anonymous volumes go. With
+            # ``drop`` (the caller holds the lock and is done with the record) at once,
+            # which wakes `docker run --rm` ~2 ms sooner; else after the caller.
+            if not drop:
+                self._spawn(self._forget(container))
+                return
+            self._drop_record(container)
+            if container.anonymous_volumes:
+                self._spawn(self._remove_anonymous_volumes(container))
 
     async def _restart_later(self, container: Container) -> None:
         async with self._lock(container.id):
@@ -1056,7 +1077,7 @@ class ContainerService:
             return
         async with self._lock(container.id):
             with contextlib.suppress(NotFound):
-                self._apply(self._reload(container), status)
+                self._apply(self._reload(container), status, reported=True)
 
     async def reconcile(self, host: str, statuses: list[ContainerStatus]) -> None:
         """Bring records of containers on ``host`` in line with the agent's full listing.

@@ -442,3 +442,35 @@ def test_disconnecting_the_first_network_makes_the_next_routed_one_first(ctl: Co
         )
     )
     assert [e.network_id for e in ctl.record(web.id).endpoints] == [back.id, inner.id]
+
+
+# --rm --------------------------------------------------------------------------------------
+
+
+def test_a_reported_exit_of_a_rm_container_removes_it_before_observe_returns(
+    ctl: Controller,
+) -> None:
+    """The agent's exit event of a --rm container takes its record, address and lock at
+    once, under the lock observe holds (no task left to do it), after die: a
+    ``wait(removed)`` registered before is woken with the exit code."""
+    container = ctl.add("rm", status=Status.RUNNING, network="default")
+    container.host_config.auto_remove = True
+    ctl.store.put_container(container)
+
+    async def scenario() -> tuple[int, str]:
+        waiter = ctl.containers.wait_registered(
+            tenant=ctl.tenant.id, ref=container.id, condition="removed"
+        )
+        await waiter.__anext__()
+        await ctl.containers.observe(HOST, exited(container, code=3))
+        with pytest.raises(NotFound):
+            ctl.record(container.id)
+        with pytest.raises(NotFound):
+            ctl.containers.get(tenant=ctl.tenant.id, ref=container.id)
+        return await asyncio.wait_for(waiter.__anext__(), 1)
+
+    assert run(scenario()) == (3, "")
+    assert ctl.events_of(container) == ["die", "destroy"]
+    network = ctl.networks.get(tenant=ctl.tenant.id, ref="default")
+    address = container.endpoints[0].ip
+    assert ctl.store.allocate_address(network=network, owner="next", address=address) == address

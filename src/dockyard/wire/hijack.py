@@ -93,7 +93,8 @@ class HijackedStream(asyncio.Protocol):
     def close(self) -> None:
         if self._transport.is_closing():
             return
-        if not self._transport.get_write_buffer_size():
+        plain = self._transport.get_extra_info("ssl_object") is None  # TLS ends by its own
+        if plain and not self._transport.get_write_buffer_size():
             # The peer learns of the end now: the transport's own close happens on a later
             # loop turn, which may come milliseconds later on a busy loop.
             sock = self._transport.get_extra_info("socket")

@@ -327,7 +327,6 @@ class ContainerService:
                 )
                 await self._hosts.client(container.host).create(request)
             except BaseException:
-                self._networks.release(container_id=container.id)
                 for volume in created_volumes:
                     with contextlib.suppress(DockyardError):
                         await self._volumes.remove(tenant=tenant.id, name=volume, users=[])
@@ -581,8 +580,7 @@ class ContainerService:
 
     def _drop_record(self, container: Container) -> None:
         """The part of :meth:`_remove_record` that does not wait: all but the volumes."""
-        self._networks.release(container_id=container.id)
-        self._delete(container)
+        self._delete(container)  # its addresses with it
         self._events.container(container, "destroy")
         self._restarts.forget(container.id)
         watch = self._watch(container.id)
@@ -1116,8 +1114,7 @@ class ContainerService:
             if status is not None:
                 with contextlib.suppress(DockyardError):
                     await client.delete(container.id, force=True)
-            self._networks.release(container_id=container.id)
-            self._delete(container)
+            self._delete(container)  # its addresses with it
             self._locks.pop(container.id, None)
             # Named volumes it made stay (they may have been meant to outlive it); its
             # anonymous ones belong to nothing else.

@@ -157,8 +157,9 @@ class Store(Protocol):
         """
 
     def delete_container(self, *, tenant: str, container_id: str) -> None:
-        """Remove the container and its execs, and unbind the public IP bound to it (the
-        tenant keeps the address)."""
+        """Remove the container and its execs, return the network addresses it holds to
+        their pools, and unbind the public IP bound to it (the tenant keeps the address):
+        one transaction."""
 
     # execs
     def add_exec(self, instance: ExecInstance) -> None: ...

@@ -809,6 +809,7 @@ class SqlStore:
         with self._tx() as conn:
             deleted = conn.execute(_DELETE_CONTAINER, {"container": container_id, "tenant": tenant})
             if deleted.rowcount:
+                conn.execute(_RELEASE_ADDRESSES, {"owner": container_id})
                 conn.execute(_DELETE_EXECS, {"container": container_id})
                 conn.execute(
                     public_ips.update()

@@ -614,11 +614,17 @@ def check_list_and_put_containers(make_store: StoreFactory) -> None:
 
 
 def check_delete_container(make_store: StoreFactory) -> None:
-    """A deleted container is gone, its name is free, and put_container is NotFound."""
+    """A deleted container is gone, its name and network address are free, and
+    put_container is NotFound."""
     with _opened(make_store) as store:
+        net = _network(tenant=TENANT_A, name="bridge", hex_id="5b", subnet="10.79.0.0/30")
+        store.add_network(net)
         web = _container(tenant=TENANT_A, name="web", cid=_hex_id("a1"))
         store.add_container(web)
+        address = store.allocate_address(network=net, owner=web.id)
+        _raises(Unavailable, lambda: store.allocate_address(network=net, owner="x"), "full")
         store.delete_container(tenant=TENANT_A, container_id=web.id)
+        assert store.allocate_address(network=net, owner="next") == address
         _raises(NotFound, lambda: store.get_container(tenant=TENANT_A, ref=web.id), "deleted")
         _raises(NotFound, lambda: store.get_container(tenant=TENANT_A, ref="web"), "deleted")
         _raises(NotFound, lambda: store.put_container(web), "put_container(deleted)")

@@ -333,6 +333,11 @@ _DELETE_CONTAINER = containers.delete().where(
     containers.c.id == _p("container"), containers.c.tenant == _p("tenant")
 )
 _DELETE_EXECS = execs.delete().where(execs.c.container_id == _p("container"))
+_UNBIND_PUBLIC_IPS = (
+    public_ips.update()
+    .where(public_ips.c.tenant == _p("b_tenant"), public_ips.c.container == _p("b_container"))
+    .values(container="")
+)
 _ADD_EVENTS = events.insert()
 _ADD_AUDIT = audit.insert()
 
@@ -811,11 +816,7 @@ class SqlStore:
             if deleted.rowcount:
                 conn.execute(_RELEASE_ADDRESSES, {"owner": container_id})
                 conn.execute(_DELETE_EXECS, {"container": container_id})
-                conn.execute(
-                    public_ips.update()
-                    .where(public_ips.c.tenant == tenant, public_ips.c.container == container_id)
-                    .values(container="")
-                )
+                conn.execute(_UNBIND_PUBLIC_IPS, {"b_tenant": tenant, "b_container": container_id})
 
     # execs -----------------------------------------------------------------------------
 

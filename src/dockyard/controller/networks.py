@@ -25,7 +25,7 @@ from dockyard.core.errors import (
     NotFound,
     PermissionDenied,
 )
-from dockyard.core.ids import ID_LENGTH, new_id
+from dockyard.core.ids import is_full_id, new_id
 from dockyard.core.models import Container, Endpoint, Network, PortBinding, SecurityGroup
 from dockyard.core.protocol import EndpointSpec, IngressRule, NetworkSpec, PortMapping
 from dockyard.store.base import Store
@@ -115,7 +115,7 @@ class NetworkService:
         cached = self._by_id.get(ref)
         if cached is not None and cached.tenant == tenant:
             return cached
-        if not _could_be_id(ref):
+        if not is_full_id(ref):
             # The store matches an id or a name: a ref no id can equal is a name.
             cached = self._by_name.get((tenant, ref))
             if cached is not None:
@@ -444,10 +444,6 @@ def group_records(store: Store, container: Container) -> list[SecurityGroup]:
         with contextlib.suppress(NotFound):
             found.append(store.get_security_group(tenant=container.tenant, ref=group_id))
     return found
-
-
-def _could_be_id(ref: str) -> bool:
-    return len(ref) == ID_LENGTH and all(c in "0123456789abcdef" for c in ref)
 
 
 def _subnet(text: str) -> ipaddress.IPv4Network:

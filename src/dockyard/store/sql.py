@@ -342,13 +342,14 @@ _ADD_EVENTS = events.insert()
 _ADD_AUDIT = audit.insert()
 
 
+@functools.cache
 def _doc_by_ref_query(table: sa.Table) -> sa.Select[tuple[str]]:
+    """The statement of :meth:`SqlStore._doc_by_ref`'s exact lookup, built once a table."""
     return sa.select(table.c.doc).where(
         table.c.tenant == _p("tenant"), sa.or_(table.c.id == _p("ref"), table.c.name == _p("ref"))
     )
 
 
-_DOC_BY_REF = {networks.name: _doc_by_ref_query(networks)}
 _TENANT_GROUPS = sa.select(security_groups.c.doc).where(security_groups.c.tenant == _p("tenant"))
 
 
@@ -426,7 +427,7 @@ class SqlStore:
         whose id or name is ``ref``, else whose id alone starts with it; NotFound when
         there is none or the prefix is not unique."""
         with self._tx() as conn:
-            row = conn.execute(_DOC_BY_REF[table.name], {"tenant": tenant, "ref": ref}).first()
+            row = conn.execute(_doc_by_ref_query(table), {"tenant": tenant, "ref": ref}).first()
             if row is None and ref and _is_hex(ref):
                 rows = conn.execute(
                     sa.select(table.c.doc)

@@ -312,10 +312,6 @@ class NetworkService:
     def leave(self, *, container_id: str, network_id: str) -> None:
         self._store.release_address(network_id=network_id, owner=container_id)
 
-    def release(self, *, container_id: str) -> None:
-        """Return every address the container holds."""
-        self._store.release_addresses(owner=container_id)
-
     def endpoint_spec(
         self,
         container: Container,

@@ -437,7 +437,6 @@ def test_a_removed_containers_ip_stays_held_and_rebinds_to_its_replacement(
     ip = run(service.request(tenant=a))
     run(service.bind(tenant=a, address=ip.address, container_ref="web"))
     store.delete_container(tenant=a, container_id=web.id)
-    networks.release(container_id=web.id)
     assert service.get(tenant=a, address=ip.address).container == ""
     assert service.count(a) == 1
     replacement = add_container(store, networks, "xweb", tenant=a)

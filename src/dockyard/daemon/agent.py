@@ -59,16 +59,11 @@ def agent_id(layout: Layout) -> str:
         return value
 
 
-async def run(
-    layout: Layout, controller: str, *, disk_interval: float, transit_subnet: str
-) -> None:
-    use_pidfd_child_watcher()
+def prepare_dirs(layout: Layout) -> None:
+    """The agent's directories: the runtime tmpfs (ADR 0023) and, on the state disk and
+    in it, the containers' data, bundles and exit files; those naming containers closed
+    to listing (0711)."""
     ensure_tmpfs(layout.agent_run_dir)
-    if moves_favored() is False:
-        log.warning(
-            "the cgroup2 root lacks favordynmods: every container start waits an RCU grace "
-            "period (scripts/setup-host.sh sets it; ADR 0024)"
-        )
     for directory in (
         layout.agent_dir,
         layout.containers_dir,
@@ -78,6 +73,18 @@ async def run(
         directory.mkdir(parents=True, exist_ok=True)
     for directory in (layout.agent_dir, layout.containers_dir, layout.bundles_dir):
         directory.chmod(0o711)
+
+
+async def run(
+    layout: Layout, controller: str, *, disk_interval: float, transit_subnet: str
+) -> None:
+    use_pidfd_child_watcher()
+    prepare_dirs(layout)
+    if moves_favored() is False:
+        log.warning(
+            "the cgroup2 root lacks favordynmods: every container start waits an RCU grace "
+            "period (scripts/setup-host.sh sets it; ADR 0024)"
+        )
     events = EventLog()
     profile = default_profile()
     network = HostNetwork(instance=layout.instance, transit_subnet=transit_subnet)

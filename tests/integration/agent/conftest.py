@@ -33,6 +33,7 @@ from dockyard.agent.execs import ExecManager
 from dockyard.agent.inotify import DirectoryWatch
 from dockyard.core.layout import Layout
 from dockyard.core.protocol import CreateRequest, NetworkSpec, ProcessSpec
+from dockyard.daemon.agent import prepare_dirs
 from dockyard.daemon.common import use_pidfd_child_watcher
 from dockyard.images.layers import LayerStore
 from dockyard.images.seed import busybox_rootfs_tar
@@ -40,7 +41,6 @@ from dockyard.images.snapshot import Snapshotter
 from dockyard.network import HostNetwork
 from dockyard.network.names import router_prefix, uplink_name
 from dockyard.runtime.conmon import ConmonRuntime
-from dockyard.runtime.tmpfs import ensure_tmpfs
 from dockyard.volumes.local import LocalVolumes
 
 T = TypeVar("T")
@@ -117,14 +117,7 @@ def make_agent(
     made: list[Agent] = []
 
     async def start() -> Agent:
-        ensure_tmpfs(layout.agent_run_dir)
-        for directory in (
-            layout.agent_dir,
-            layout.containers_dir,
-            layout.bundles_dir,
-            layout.exits_dir,
-        ):
-            directory.mkdir(parents=True, exist_ok=True)
+        prepare_dirs(layout)
         layers = LayerStore(layout.layers_dir)
         layers.ensure(diff_id, lambda: contextlib.nullcontext(io.BytesIO(tar)))
         network = HostNetwork(instance=instance, transit_subnet=transit)
